@@ -1,0 +1,3 @@
+from t2i_cli.cli import main
+
+main()

@@ -1,0 +1,67 @@
+"""The ``t2i`` command line: a root Typer app that sub-command groups attach to.
+
+User errors (:class:`T2IError`) and environment errors (``OSError``: a full disk, a denied
+permission) end as one ``Error: ...`` line and exit status 1; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from typer.core import TyperGroup
+
+from t2i_cli import __version__
+from t2i_cli.commands.data import data_app
+from t2i_cli.errors import T2IError
+
+
+class _OneLineErrors(TyperGroup):
+    """Sub-commands run inside this group's ``invoke``, so catching here covers every command."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except T2IError as exc:
+            message = str(exc)
+        except OSError as exc:
+            message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        typer.echo(f"Error: {message}", err=True)
+        raise typer.Exit(1)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="t2i: captions to images with a conditional DCGAN (GAN-INT-CLS) and an SRCNN upscaler.",
+    epilog="Example: t2i data convert ../shared/data/oxford102-64 flowers.h5",
+)
+app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"t2i {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_time=False, show_path=False)],
+        force=True,
+    )
+
+
+def main() -> None:
+    app()

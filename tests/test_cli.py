@@ -1,0 +1,79 @@
+"""The real `t2i` commands through Typer's CliRunner: success paths and one-line errors."""
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import OXFORD_MINI
+from t2i_cli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, fragment):
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(error_lines) == 1 and fragment in error_lines[0], result.output
+
+
+def test_help_lists_the_commands():
+    result = run("--help")
+    assert result.exit_code == 0 and "data" in result.output
+    result = run("data", "--help")
+    assert all(cmd in result.output for cmd in ("convert", "info", "embed"))
+    no_args = run()
+    assert "Usage" in no_args.output
+
+
+def test_convert_info_embed_through_the_cli(tmp_path, tiny_bert_dir):
+    out = tmp_path / "flowers.h5"
+    result = run("data", "convert", OXFORD_MINI, out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "train 9, valid 3, test 3 images, 150 captions" in result.output
+
+    info = json.loads(run("data", "info", out, "--json").output)
+    assert info["encoder"]["dim"] == 384 and info["splits"]["test"]["captions"] == 30
+
+    table = run("data", "info", out)
+    assert table.exit_code == 0 and "all-MiniLM-L6-v2 (384-d" in table.output and "valid" in table.output
+
+    result = run("data", "embed", out, "--encoder", f"hf:{tiny_bert_dir}", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads(run("data", "info", out, "--json").output)["encoder"]["dim"] == 32
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    assert_one_line_error(run("data", "info", tmp_path / "missing.h5"), "does not exist")
+    (tmp_path / "junk.h5").write_text("junk")
+    assert_one_line_error(run("data", "info", tmp_path / "junk.h5"), "not a readable HDF5 file")
+    assert_one_line_error(run("data", "embed", tmp_path / "junk.h5", "--quiet"), "not a readable HDF5 file")
+    assert_one_line_error(run("data", "convert", tmp_path / "nowhere", tmp_path / "o.h5"), "does not exist")
+    assert_one_line_error(
+        run("data", "convert", OXFORD_MINI, tmp_path / "o.h5", "--encoder", "clip", "--quiet"), "unknown encoder"
+    )
+    assert_one_line_error(run("data", "convert", OXFORD_MINI, tmp_path / "o.h5", "--device", "cuda", "--quiet"), "cuda")
+    (tmp_path / "keep.h5").write_text("keep me")
+    assert_one_line_error(run("data", "convert", OXFORD_MINI, tmp_path / "keep.h5"), "--force")
+    assert (tmp_path / "keep.h5").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("bad", ["--embedding-dtype=int8", "--batch-size=0"])
+def test_invalid_option_values_are_usage_errors(tmp_path, bad):
+    result = run("data", "convert", OXFORD_MINI, tmp_path / "o.h5", bad)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_skipped_items_are_reported(tmp_path):
+    source = tmp_path / "release"
+    shutil.copytree(OXFORD_MINI, source)
+    (source / "jpg" / "image_05087.jpg").write_bytes(b"broken")
+    result = run("data", "convert", source, tmp_path / "o.h5", "--quiet")
+    assert result.exit_code == 0
+    assert "skipped 1 items" in result.output and "image_05087.jpg" in result.output
