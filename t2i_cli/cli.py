@@ -14,6 +14,9 @@ from typer.core import TyperGroup
 
 from t2i_cli import __version__
 from t2i_cli.commands.data import data_app
+from t2i_cli.commands.generate import GENERATE_EXAMPLE, INTERPOLATE_EXAMPLE, generate_cli, interpolate_cli
+from t2i_cli.commands.train import EXAMPLE as TRAIN_EXAMPLE
+from t2i_cli.commands.train import train_cli
 from t2i_cli.errors import T2IError
 
 
@@ -36,9 +39,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     help="t2i: captions to images with a conditional DCGAN (GAN-INT-CLS) and an SRCNN upscaler.",
-    epilog="Example: t2i data convert ../shared/data/oxford102-64 flowers.h5",
+    epilog='Example: t2i generate "this flower has pink petals" -n 4 --out pink.png',
 )
 app.add_typer(data_app, name="data")
+app.command("train", epilog=TRAIN_EXAMPLE)(train_cli)
+app.command("generate", epilog=GENERATE_EXAMPLE)(generate_cli)
+app.command("interpolate", epilog=INTERPOLATE_EXAMPLE)(interpolate_cli)
 
 
 def _version(value: bool) -> None:

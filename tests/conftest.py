@@ -57,3 +57,25 @@ def flowers_h5(tmp_path_factory, minilm) -> Path:
     out = tmp_path_factory.mktemp("converted") / "flowers.h5"
     convert(OXFORD_MINI, out, encoder=minilm, progress=False)
     return out
+
+
+TINY_MODEL = {"ngf": 8, "ndf": 8}
+
+
+def tiny_train_config(data, **overrides):
+    from t2i_cli.config import TrainConfig
+
+    settings = dict(data=str(data), epochs=2, batch_size=4, log_every=1, save_every=1, seed=0, device="cpu")
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, flowers_h5) -> Path:
+    """A 2-epoch run of a tiny GAN-INT-CLS on the fixture file (read-only for tests)."""
+    from t2i_cli.config import ModelConfig
+    from t2i_cli.training.run import train
+
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_train_config(flowers_h5), ModelConfig(**TINY_MODEL), run, progress=False)
+    return run

@@ -67,9 +67,15 @@ class TextEncoder(ABC):
     def dim(self) -> int:
         return self.identity.dim
 
+    max_tokens: int | None = None  # longer captions are truncated to this many tokens
+
     @abstractmethod
     def encode(self, captions: Sequence[str], *, batch_size: int = 128) -> "torch.Tensor":
         """Embed ``captions``; returns float32 ``(len(captions), dim)`` on the CPU."""
+
+    def overlong(self, captions: Sequence[str]) -> list[int]:
+        """Indices of captions too long for the encoder (it reads only their beginning)."""
+        return []
 
 
 class MeanPoolingEncoder(TextEncoder):
@@ -110,7 +116,7 @@ class MeanPoolingEncoder(TextEncoder):
             raise T2IError(f"{model_dir} holds no BERT-family encoder (its config has no hidden_size)")
         self.device = resolve_device(device)
         self._model = model.to(self.device).eval()
-        self._max_length = max_length
+        self.max_tokens = max_length
         self._torch = torch
         self.identity = EncoderIdentity(
             name=name or model_dir.name,
@@ -134,7 +140,7 @@ class MeanPoolingEncoder(TextEncoder):
                     [captions[i] for i in idx],
                     padding=True,
                     truncation=True,
-                    max_length=self._max_length,
+                    max_length=self.max_tokens,
                     return_tensors="pt",
                 ).to(self.device)
                 hidden = self._model(**batch).last_hidden_state  # (b, T, H)
@@ -143,6 +149,11 @@ class MeanPoolingEncoder(TextEncoder):
                 pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
                 out[torch.tensor(idx)] = pooled.cpu()
         return out
+
+
+    def overlong(self, captions: Sequence[str]) -> list[int]:
+        lengths = self._tokenizer(list(captions), add_special_tokens=True, truncation=False)["input_ids"]
+        return [i for i, ids in enumerate(lengths) if len(ids) > self.max_tokens]
 
 
 def _weights_digest(model_dir: Path) -> str:

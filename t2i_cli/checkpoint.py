@@ -1,0 +1,185 @@
+"""Self-describing generator checkpoints: safetensors weights + a JSON config, nothing pickled.
+
+A checkpoint is a folder::
+
+    config.json               kind, format, t2i version, model + training config, encoder identity
+    generator.safetensors     the weights to sample with (the EMA copy of G)
+    training/                 only in a training run's checkpoints, for --resume:
+        generator.safetensors, discriminator.safetensors, state.pt (optimizers, epoch, RNG)
+
+A training run keeps its checkpoints under ``RUN/checkpoints/epoch-NNNN`` and names the newest in
+``RUN/latest``; loading accepts either a checkpoint folder or a run folder. Every checkpoint is
+written to a hidden temp folder and renamed into place, and ``latest`` is replaced atomically, so
+a crash mid-save never leaves a half-written checkpoint where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from t2i_cli import __version__
+from t2i_cli.config import ModelConfig, TrainConfig, from_dict, to_dict
+from t2i_cli.errors import T2IError
+from t2i_cli.text.encoder import EncoderIdentity
+
+KIND = "t2i-gan"
+FORMAT = 1
+CONFIG_FILE = "config.json"
+GENERATOR_FILE = "generator.safetensors"
+TRAINING_DIR = "training"
+LATEST_FILE = "latest"
+KEEP_CHECKPOINTS = 3
+
+
+@dataclass
+class CheckpointInfo:
+    path: Path
+    model: ModelConfig
+    train: TrainConfig | None
+    encoder: EncoderIdentity | None
+    epoch: int
+    step: int
+
+    @property
+    def has_training_state(self) -> bool:
+        return (self.path / TRAINING_DIR / "state.pt").is_file()
+
+
+def unwrapped_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict without DataParallel/DDP ``module.`` or torch.compile ``_orig_mod.`` prefixes."""
+    while hasattr(module, "module") or hasattr(module, "_orig_mod"):
+        module = getattr(module, "module", None) or getattr(module, "_orig_mod")
+    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+
+
+def write_checkpoint(
+    folder: Path,
+    *,
+    generator_weights: dict[str, torch.Tensor],
+    model: ModelConfig,
+    train: TrainConfig | None,
+    encoder: EncoderIdentity | None,
+    epoch: int,
+    step: int,
+    training: dict | None = None,
+    half: bool = False,
+) -> Path:
+    """Write a checkpoint folder atomically. ``training`` holds the resume state:
+    ``{"generator": sd, "discriminator": sd, "state": dict for torch.save}``."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in generator_weights.items()}
+        save_file(weights, tmp / GENERATOR_FILE)
+        if training is not None:
+            (tmp / TRAINING_DIR).mkdir()
+            save_file(training["generator"], tmp / TRAINING_DIR / "generator.safetensors")
+            save_file(training["discriminator"], tmp / TRAINING_DIR / "discriminator.safetensors")
+            torch.save(training["state"], tmp / TRAINING_DIR / "state.pt")
+        config = {
+            "kind": KIND,
+            "format": FORMAT,
+            "t2i_version": __version__,
+            "epoch": epoch,
+            "step": step,
+            "model": to_dict(model),
+            "train": to_dict(train) if train is not None else None,
+            "encoder": json.loads(encoder.to_json()) if encoder is not None else None,
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        if folder.exists():  # re-saving the same epoch after a resume: swap the old one out
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.rename(folder, old)
+            os.rename(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def mark_latest(run_dir: Path, checkpoint: Path) -> None:
+    """Point ``RUN/latest`` at ``checkpoint`` (replaced atomically), then prune old checkpoints."""
+    run_dir = Path(run_dir)
+    tmp = run_dir / f".{LATEST_FILE}.tmp-{os.getpid()}"
+    tmp.write_text(str(Path(checkpoint).relative_to(run_dir)) + "\n")
+    os.replace(tmp, run_dir / LATEST_FILE)
+    saved = sorted((run_dir / "checkpoints").glob("epoch-*"))
+    for stale in saved[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder's latest checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise T2IError(f"checkpoint {path} does not exist")
+    if (path / CONFIG_FILE).is_file():
+        return path
+    latest = path / LATEST_FILE
+    if latest.is_file():
+        target = path / latest.read_text().strip()
+        if (target / CONFIG_FILE).is_file():
+            return target
+        raise T2IError(f"run {path} names checkpoint {target}, which is missing")
+    raise T2IError(f"{path} is neither a t2i checkpoint (no {CONFIG_FILE}) nor a training run (no {LATEST_FILE})")
+
+
+def read_checkpoint(path: str | Path) -> CheckpointInfo:
+    folder = resolve_checkpoint(path)
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise T2IError(f"checkpoint {folder} has an unreadable {CONFIG_FILE}: {exc}") from None
+    if not isinstance(config, dict) or config.get("kind") != KIND:
+        kind = config.get("kind") if isinstance(config, dict) else None
+        raise T2IError(f"{folder} is not a t2i generator checkpoint (kind {kind!r}, expected {KIND!r})")
+    if config.get("format", 0) > FORMAT:
+        raise T2IError(f"{folder} has checkpoint format {config['format']}; this t2i reads up to {FORMAT} (upgrade t2i)")
+    try:
+        model = from_dict(ModelConfig, config["model"], source=str(folder / CONFIG_FILE))
+        train = from_dict(TrainConfig, config["train"], source=str(folder / CONFIG_FILE)) if config.get("train") else None
+        encoder = EncoderIdentity.from_json(json.dumps(config["encoder"])) if config.get("encoder") else None
+        return CheckpointInfo(folder, model, train, encoder, int(config.get("epoch", 0)), int(config.get("step", 0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise T2IError(f"checkpoint {folder} has a malformed {CONFIG_FILE}: {exc}") from None
+
+
+def load_weights(path: Path, module: torch.nn.Module, *, what: str) -> None:
+    """Load a safetensors file into ``module``; any mismatch is one clear error."""
+    try:
+        weights = load_file(str(path))
+    except FileNotFoundError:
+        raise T2IError(f"{what} weights {path} are missing") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise T2IError(f"{what} weights {path} are unreadable: {exc}") from None
+    own = module.state_dict()
+    weights = {k: v.to(own[k].dtype) if k in own else v for k, v in weights.items()}
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise T2IError(f"{what} weights {path} do not fit this model: {first[1].strip() if len(first) > 1 else first[0]}") from None
+
+
+def load_training_state(folder: Path) -> dict:
+    path = Path(folder) / TRAINING_DIR / "state.pt"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise T2IError(f"checkpoint {folder} holds no training state (it is for generation only)") from None
+    except Exception as exc:  # a corrupt or foreign file: torch raises many types here
+        raise T2IError(f"training state {path} is unreadable: {type(exc).__name__}") from None

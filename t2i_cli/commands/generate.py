@@ -1,0 +1,121 @@
+"""``t2i generate`` and ``t2i interpolate``: captions in, PNG files out."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from t2i_cli.commands.options import DeviceOption
+
+GENERATE_EXAMPLE = 'Example: t2i generate "this flower has pink petals" -n 8 --seed 1 --out pink.png'
+INTERPOLATE_EXAMPLE = 'Example: t2i interpolate "red petals" "white petals" --steps 8 --out red-to-white.png'
+
+CheckpointOption = Annotated[
+    Optional[Path],
+    typer.Option("--checkpoint", "-c", help="Checkpoint or training-run folder (default: the shipped flowers generator)."),
+]
+EncoderOverride = Annotated[
+    Optional[str],
+    typer.Option("--encoder", "-e", help="Where to find the checkpoint's caption encoder, if not MiniLM (hf:PATH)."),
+]
+SeedOption = Annotated[int, typer.Option("--seed", "-s", help="Image j of each caption uses seed + j.")]
+
+
+def safe_stem(caption: str, limit: int = 40) -> str:
+    """A file-name fragment from a caption: lowercase ASCII words joined by '-', never empty."""
+    words = re.findall(r"[a-z0-9]+", caption.lower())
+    stem = "-".join(words)[:limit].rstrip("-")
+    return stem or "caption"
+
+
+def _check_output(out: Path, *, as_folder: bool) -> None:
+    from t2i_cli.errors import T2IError
+
+    parent = out if as_folder and out.exists() else out.parent
+    if not parent.exists():
+        raise T2IError(f"output folder {parent} does not exist")
+    if not parent.is_dir():
+        raise T2IError(f"{parent} is not a folder")
+    if not os.access(parent, os.W_OK):
+        raise T2IError(f"output folder {parent} is not writable")
+    if as_folder and out.exists() and not out.is_dir():
+        raise T2IError(f"{out} exists and is not a folder")
+
+
+def _is_file_target(out: Path) -> bool:
+    return out.suffix.lower() == ".png"
+
+
+def generate_cli(
+    captions: Annotated[Optional[list[str]], typer.Argument(help="One or more captions.")] = None,
+    captions_file: Annotated[Optional[Path], typer.Option("--captions-file", help="A text file, one caption a line.")] = None,
+    num_images: Annotated[int, typer.Option("--num-images", "-n", help="Images per caption.")] = 1,
+    seed: SeedOption = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="FILE.png for one image or a captioned grid; a folder for one PNG per image.")] = Path("generated.png"),
+    checkpoint: CheckpointOption = None,
+    encoder: EncoderOverride = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Generate images from captions with a trained generator."""
+    from t2i_cli.errors import T2IError
+    from t2i_cli.grid import save_png
+    from t2i_cli.pipeline import T2IPipeline, check_seed, validate_captions
+
+    texts = list(captions or [])
+    if captions_file is not None:
+        try:
+            texts += [line for line in captions_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except FileNotFoundError:
+            raise T2IError(f"captions file {captions_file} does not exist") from None
+        except UnicodeDecodeError:
+            raise T2IError(f"captions file {captions_file} is not UTF-8 text") from None
+    validate_captions(texts)
+    if num_images < 1:
+        raise T2IError(f"-n must be at least 1, got {num_images}")
+    check_seed(seed)
+    as_file = _is_file_target(out)
+    _check_output(out, as_folder=not as_file)
+
+    pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
+    result = pipeline(texts, num_images=num_images, seed=seed)
+    if as_file:
+        picture = result.images[0] if len(result.images) == 1 else result.grid()
+        save_png(picture, out)
+        typer.echo(f"wrote {out} ({len(result.images)} image{'s' * (len(result.images) > 1)})")
+        return
+    out.mkdir(exist_ok=True)
+    per_caption = result.per_caption
+    for index, (image, caption, image_seed) in enumerate(zip(result.images, result.captions, result.seeds)):
+        save_png(image, out / f"{index // per_caption:03d}-{safe_stem(caption)}-seed{image_seed}.png")
+    typer.echo(f"wrote {len(result.images)} images to {out}/")
+
+
+def interpolate_cli(
+    first: Annotated[str, typer.Argument(help="Caption at the start.")],
+    second: Annotated[str, typer.Argument(help="Caption at the end.")],
+    steps: Annotated[int, typer.Option(help="Images along the way, ends included.")] = 8,
+    seed: SeedOption = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file for the row of images.")] = Path("interpolation.png"),
+    checkpoint: CheckpointOption = None,
+    encoder: EncoderOverride = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Walk the caption-embedding space from one caption to another with the noise held fixed."""
+    from t2i_cli.errors import T2IError
+    from t2i_cli.grid import save_png
+    from t2i_cli.pipeline import T2IPipeline, check_seed, validate_captions
+
+    validate_captions([first, second])
+    if steps < 2:
+        raise T2IError(f"--steps must be at least 2, got {steps}")
+    check_seed(seed)
+    if not _is_file_target(out):
+        raise T2IError(f"--out must name a .png file, got {out}")
+    _check_output(out, as_folder=False)
+    pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
+    save_png(pipeline.interpolate(first, second, steps=steps, seed=seed).grid(), out)
+    typer.echo(f"wrote {out} ({steps} images)")

@@ -1,0 +1,83 @@
+"""``t2i train``: flags and an optional JSON config file mapped onto the typed configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from t2i_cli.commands.options import DeviceOption, QuietOption
+
+EXAMPLE = "Example: t2i train --data flowers.h5 --out runs/flowers --epochs 200"
+
+
+def train_cli(
+    data: Annotated[Optional[Path], typer.Option("--data", help="Training HDF5 file (t2i data convert).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder: checkpoints, samples, metrics.jsonl.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder from its latest checkpoint.")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help='JSON: {"model": {...}, "train": {...}}; flags override it.')] = None,
+    gan_type: Annotated[Optional[str], typer.Option("--type", help="gan | wgan | vanilla_gan | vanilla_wgan.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to train on.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Total epochs (600 in Reed et al.).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (64).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (2e-4), halved every --lr-halve-every epochs.")] = None,
+    lr_halve_every: Annotated[Optional[int], typer.Option(help="Epochs between halvings (100; 0 = never).")] = None,
+    diter: Annotated[Optional[int], typer.Option(help="WGAN critic steps per generator step (5).")] = None,
+    gradient_penalty: Annotated[Optional[float], typer.Option("--gp", help="WGAN-GP lambda (e.g. 10) instead of weight clipping.")] = None,
+    cls: Annotated[Optional[bool], typer.Option("--cls/--no-cls", help="Matching-aware D (wrong-image term).")] = None,
+    interpolate: Annotated[Optional[bool], typer.Option("--int/--no-int", help="GAN-INT: train G on interpolated captions too.")] = None,
+    l1_coef: Annotated[Optional[float], typer.Option(help="L1 to the paired image.")] = None,
+    l2_coef: Annotated[Optional[float], typer.Option(help="Feature matching on D's features.")] = None,
+    ngf: Annotated[Optional[int], typer.Option(help="Generator width (64).")] = None,
+    ndf: Annotated[Optional[int], typer.Option(help="Discriminator width (64).")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="64, or 128 for the larger variant.")] = None,
+    ca: Annotated[Optional[bool], typer.Option("--ca/--no-ca", help="StackGAN conditioning augmentation.")] = None,
+    minibatch_discrimination: Annotated[Optional[bool], typer.Option("--mbd/--no-mbd", help="Minibatch discrimination in D.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes.")] = None,
+    save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N epochs (and at the end).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of every random draw.")] = None,
+    pretrained_generator: Annotated[Optional[Path], typer.Option("--pretrained-generator", help="Start G from these weights (checkpoint folder or .safetensors).")] = None,
+    pretrained_discriminator: Annotated[Optional[Path], typer.Option("--pretrained-discriminator", help="Start D from these weights.")] = None,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Train the conditional GAN (GAN-INT-CLS) on a caption-image HDF5 file."""
+    from t2i_cli.config import ModelConfig, TrainConfig, from_dict, load_config_file
+    from t2i_cli.errors import T2IError
+    from t2i_cli.training.run import train
+
+    flags = {
+        "data": str(data) if data else None, "gan_type": gan_type, "split": split, "epochs": epochs,
+        "batch_size": batch_size, "lr": lr, "lr_halve_every": lr_halve_every, "diter": diter,
+        "gradient_penalty": gradient_penalty, "cls": cls, "interpolate": interpolate, "l1_coef": l1_coef,
+        "l2_coef": l2_coef, "workers": workers, "save_every": save_every, "seed": seed,
+        "pretrained_generator": str(pretrained_generator) if pretrained_generator else None,
+        "pretrained_discriminator": str(pretrained_discriminator) if pretrained_discriminator else None,
+        "device": device if device != "auto" else None,
+    }
+    model_flags = {
+        "ngf": ngf, "ndf": ndf, "image_size": image_size, "conditioning_augmentation": ca,
+        "minibatch_discrimination": minibatch_discrimination,
+    }
+    flags = {k: v for k, v in flags.items() if v is not None}
+    model_flags = {k: v for k, v in model_flags.items() if v is not None}
+
+    if resume is not None:
+        if out is not None and Path(out) != Path(resume):
+            raise T2IError("--resume RUN continues RUN in place; leave out --out")
+        if config_file is not None or model_flags:
+            raise T2IError("--resume keeps the run's model and config; drop --config and model flags")
+        trainer = train(TrainConfig(), ModelConfig(), resume, resume=True, overrides=flags, progress=not quiet)
+    else:
+        if out is None:
+            raise T2IError("pass --out RUN_FOLDER for the new run (or --resume RUN_FOLDER)")
+        file_config = load_config_file(config_file) if config_file else {}
+        train_section = file_config.get("train", {k: v for k, v in file_config.items() if k != "model"})
+        train_config = from_dict(TrainConfig, {**train_section, **flags}, source=str(config_file))
+        model_config = from_dict(ModelConfig, {**file_config.get("model", {}), **model_flags}, source=str(config_file))
+        trainer = train(train_config, model_config, out, progress=not quiet)
+    typer.echo(
+        f"trained {trainer.state.epoch} epochs ({trainer.state.step} steps); "
+        f"checkpoint: {trainer.run_dir / (trainer.run_dir / 'latest').read_text().strip()}"
+    )

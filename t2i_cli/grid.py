@@ -1,0 +1,51 @@
+"""Turning generated tensors into pictures: PIL images, captioned grids, atomic PNG writes."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+PAD = 2
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """``(B, 3, H, W)`` in [-1, 1] -> B RGB images."""
+    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return [Image.fromarray(p.permute(1, 2, 0).cpu().numpy()) for p in pixels]
+
+
+def captioned_grid(rows: list[tuple[str, list[Image.Image]]], *, caption_width: int = 240) -> Image.Image:
+    """One row per caption: the caption's text on the left, its images to the right."""
+    cell = rows[0][1][0].size[0]
+    columns = max(len(images) for _, images in rows)
+    font = ImageFont.load_default(size=max(10, min(14, cell // 5)))
+    line_height = font.getbbox("Ag")[3] + 2
+    chars = max(8, caption_width // max(1, font.getbbox("x")[2]))
+    width = caption_width + columns * (cell + PAD) + PAD
+    sheet = Image.new("RGB", (width, len(rows) * (cell + PAD) + PAD), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (caption, images) in enumerate(rows):
+        top = PAD + r * (cell + PAD)
+        lines = textwrap.wrap(caption, chars)[: max(1, cell // line_height)]
+        for i, line in enumerate(lines):
+            draw.text((PAD + 2, top + i * line_height), line, fill="black", font=font)
+        for c, image in enumerate(images):
+            sheet.paste(image, (caption_width + PAD + c * (cell + PAD), top))
+    return sheet
+
+
+def save_png(image: Image.Image, path: str | Path) -> Path:
+    """Write a PNG via a temp file beside it, so a failed write never replaces a good file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,181 @@
+"""One way to run the model: captions -> caption encoder -> generator -> images.
+
+The CLI, the web demo and the tests all go through :class:`T2IPipeline`. Image ``j`` of every
+caption uses the noise drawn from ``seed + j``, so the same caption and seed always give the same
+picture, whatever else is in the batch, and different captions with one seed share their noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from t2i_cli.checkpoint import load_weights, read_checkpoint
+from t2i_cli.config import ModelConfig
+from t2i_cli.devices import resolve_device
+from t2i_cli.errors import T2IError
+from t2i_cli.grid import captioned_grid, to_pil
+from t2i_cli.models.dcgan import Generator
+from t2i_cli.text.encoder import MINILM_NAME, EncoderIdentity, TextEncoder, load_text_encoder
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_GENERATOR = "flowers-gan"
+MAX_IMAGES = 1024
+
+
+def default_checkpoint() -> Path:
+    """``$T2I_CHECKPOINT``, else the shipped flowers generator in ``weights/``."""
+    return Path(os.environ.get("T2I_CHECKPOINT") or WEIGHTS_DIR / DEFAULT_GENERATOR)
+
+
+@dataclass
+class GenerationResult:
+    images: list[Image.Image]  # caption-major: all images of caption 0, then caption 1, ...
+    captions: list[str]  # one per image
+    seeds: list[int]  # one per image
+    per_caption: int  # images in each caption's row
+
+    def grid(self) -> Image.Image:
+        """A sheet with one row per caption, the caption written beside its images."""
+        n = self.per_caption
+        rows = [(self.captions[i], self.images[i : i + n]) for i in range(0, len(self.images), n)]
+        return captioned_grid(rows)
+
+
+def validate_captions(captions: list[str]) -> list[str]:
+    if not captions:
+        raise T2IError("no caption given")
+    cleaned = []
+    for number, caption in enumerate(captions, start=1):
+        if not isinstance(caption, str) or not caption.strip():
+            raise T2IError(f"caption {number} is empty; write what the image should show")
+        cleaned.append(" ".join(caption.split()))
+    return cleaned
+
+
+class T2IPipeline:
+    def __init__(
+        self,
+        *,
+        generator: Generator,
+        encoder: TextEncoder | None,
+        model_config: ModelConfig,
+        device: torch.device,
+        source: Path | None = None,
+    ):
+        self.generator = generator.to(device).eval().requires_grad_(False)
+        self.encoder = encoder
+        self.model_config = model_config
+        self.device = device
+        self.source = source
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path | None = None, *, device: str = "auto", encoder: str | None = None
+    ) -> "T2IPipeline":
+        """Load a checkpoint folder or training run; its config says how to rebuild everything.
+
+        ``encoder`` overrides how the recorded encoder is found (needed for ``hf:PATH`` ones); the
+        loaded encoder must have the identity the generator was trained with.
+        """
+        if path is None:
+            path = default_checkpoint()
+            if not Path(path).exists():
+                raise T2IError(
+                    f"no generator weights at {path}: train one with `t2i train` and pass "
+                    f"--checkpoint RUN_FOLDER (or set T2I_CHECKPOINT)"
+                )
+        info = read_checkpoint(path)
+        torch_device = resolve_device(device)
+        generator = Generator(info.model)
+        load_weights(info.path / "generator.safetensors", generator, what="generator")
+        text_encoder = None
+        if info.model.conditional:
+            text_encoder = _encoder_for(info.encoder, spec=encoder, device=device, checkpoint=info.path)
+        return cls(generator=generator, encoder=text_encoder, model_config=info.model, device=torch_device, source=info.path)
+
+    def describe(self) -> str:
+        encoder = self.encoder.identity if self.encoder is not None else "none (unconditional)"
+        return f"generator {self.source} ({self.model_config.image_size} px), encoder {encoder}, on {self.device}"
+
+    def _noise(self, seeds: list[int]) -> torch.Tensor:
+        return torch.stack(
+            [torch.randn(self.model_config.noise_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        )
+
+    @torch.inference_mode()
+    def _generate(self, embeddings: torch.Tensor | None, noise: torch.Tensor, batch_size: int) -> list[Image.Image]:
+        images: list[Image.Image] = []
+        for start in range(0, noise.shape[0], batch_size):
+            z = noise[start : start + batch_size].to(self.device)
+            e = None if embeddings is None else embeddings[start : start + batch_size].to(self.device)
+            batch, _ = self.generator(z, e)
+            images += to_pil(batch)
+        return images
+
+    def embed(self, captions: list[str]) -> torch.Tensor | None:
+        if self.encoder is None:
+            return None
+        for index in self.encoder.overlong(captions):
+            log.warning(
+                "caption %d is longer than the encoder's %d tokens; only its beginning is used",
+                index + 1, self.encoder.max_tokens,
+            )
+        return self.encoder.encode(captions)
+
+    def __call__(self, captions: list[str] | str, *, num_images: int = 1, seed: int = 0, batch_size: int = 64) -> GenerationResult:
+        captions = validate_captions([captions] if isinstance(captions, str) else list(captions))
+        if num_images < 1:
+            raise T2IError(f"number of images must be at least 1, got {num_images}")
+        if len(captions) * num_images > MAX_IMAGES:
+            raise T2IError(f"{len(captions) * num_images} images asked for; at most {MAX_IMAGES} at once")
+        check_seed(seed)
+        seeds = [seed + j for _ in captions for j in range(num_images)]
+        embeddings = self.embed(captions)
+        if embeddings is not None:
+            embeddings = embeddings.repeat_interleave(num_images, dim=0)  # (C * N, D)
+        images = self._generate(embeddings, self._noise(seeds), batch_size)
+        return GenerationResult(images, [c for c in captions for _ in range(num_images)], seeds, num_images)
+
+    def interpolate(self, first: str, second: str, *, steps: int = 8, seed: int = 0) -> GenerationResult:
+        """Images along the straight line between two captions' embeddings, with one noise."""
+        if self.encoder is None:
+            raise T2IError("this generator is unconditional: there is no caption to interpolate")
+        first, second = validate_captions([first, second])
+        if steps < 2:
+            raise T2IError(f"--steps must be at least 2, got {steps}")
+        check_seed(seed)
+        ends = self.embed([first, second])  # (2, D)
+        weights = torch.linspace(0, 1, steps)[:, None]
+        embeddings = (1 - weights) * ends[0] + weights * ends[1]  # (steps, D)
+        images = self._generate(embeddings, self._noise([seed] * steps), batch_size=steps)
+        label = f"{first}  ->  {second}"
+        return GenerationResult(images, [label] * steps, [seed] * steps, steps)
+
+
+def check_seed(seed: int) -> None:
+    if seed < 0 or seed >= 2**63 - MAX_IMAGES:
+        raise T2IError(f"seed must be a non-negative integer below 2^63, got {seed}")
+
+
+def _encoder_for(identity: EncoderIdentity | None, *, spec: str | None, device: str, checkpoint: Path) -> TextEncoder:
+    if identity is None:
+        raise T2IError(f"checkpoint {checkpoint} is conditional but records no caption encoder")
+    if spec is None:
+        if identity.name != MINILM_NAME:
+            raise T2IError(
+                f"checkpoint {checkpoint} was trained with encoder {identity}; "
+                f"pass --encoder with where to find it (e.g. hf:PATH)"
+            )
+        spec = "minilm"
+    encoder = load_text_encoder(spec, device=device)
+    if encoder.identity != identity:
+        raise T2IError(f"encoder mismatch: {checkpoint} was trained with {identity}, but {spec} is {encoder.identity}")
+    return encoder

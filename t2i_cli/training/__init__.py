@@ -1,0 +1,1 @@
+"""GAN training: pure loss functions, the trainer, checkpoints of runs."""

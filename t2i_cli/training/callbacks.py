@@ -1,0 +1,106 @@
+"""What the trainer reports to: a metrics file, TensorBoard, a progress bar."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from t2i_cli.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+class MetricsFile:
+    """Appends every logged metrics dict to ``RUN/metrics.jsonl``."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.path = trainer.run_dir / "metrics.jsonl"
+
+    def on_log(self, trainer: Trainer, metrics: dict) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, sample: Path | None) -> None:
+        pass
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        pass
+
+
+class TensorBoardLog:
+    """Scalars and sample grids for TensorBoard, when the ``tensorboard`` package is installed."""
+
+    def __init__(self) -> None:
+        self.writer = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.info("TensorBoard logging is off: pip install tensorboard to turn it on")
+            return
+        self.writer = SummaryWriter(log_dir=str(trainer.run_dir / "tensorboard"))
+
+    def on_log(self, trainer: Trainer, metrics: dict) -> None:
+        if self.writer is not None:
+            for key, value in metrics.items():
+                if key not in ("epoch", "step"):
+                    self.writer.add_scalar(key, value, metrics["step"])
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, sample: Path | None) -> None:
+        if self.writer is not None and sample is not None:
+            import numpy as np
+            from PIL import Image
+
+            with Image.open(sample) as grid:
+                self.writer.add_image("samples", np.asarray(grid.convert("RGB")), epoch, dataformats="HWC")
+            self.writer.flush()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class RichProgress:
+    """A progress bar over all epochs' steps, showing D/G losses, D(x) and D(G(z))."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        steps_per_epoch = len(trainer.loader)
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=Console(stderr=True),
+        )
+        self.bar.start()
+        self.task = self.bar.add_task(
+            "train",
+            total=steps_per_epoch * trainer.config.epochs,
+            completed=trainer.state.step,
+            epoch=trainer.state.epoch + 1,
+            stats="",
+        )
+
+    def on_log(self, trainer: Trainer, metrics: dict) -> None:
+        shown = " ".join(
+            f"{name} {metrics[key]:.3f}"
+            for key, name in (("d_loss", "D"), ("g_loss", "G"), ("D(x)", "D(x)"), ("D(G(z))", "D(G(z))"))
+            if key in metrics
+        )
+        self.bar.update(self.task, completed=trainer.state.step, epoch=metrics["epoch"], stats=f"{shown} {metrics['images_per_s']:.0f} img/s")
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, sample: Path | None) -> None:
+        self.bar.update(self.task, completed=epoch * len(trainer.loader), epoch=epoch + 1)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.bar.stop()

@@ -1,0 +1,132 @@
+"""Assembling a training run: data, models, sample captions, callbacks, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+
+from t2i_cli.checkpoint import read_checkpoint
+from t2i_cli.config import ModelConfig, TrainConfig
+from t2i_cli.data.dataset import CaptionImageDataset
+from t2i_cli.data.h5 import CaptionImageFile
+from t2i_cli.devices import resolve_device
+from t2i_cli.errors import T2IError
+from t2i_cli.models.dcgan import build_models
+from t2i_cli.training.callbacks import MetricsFile, RichProgress, TensorBoardLog
+from t2i_cli.training.trainer import SampleSet, Trainer
+
+log = logging.getLogger(__name__)
+
+SAMPLE_ROWS = 8
+# Settings that may change when a run resumes; everything else is the run's identity.
+RESUMABLE_OVERRIDES = ("epochs", "workers", "device", "save_every", "sample_every", "log_every", "data")
+
+
+def pick_sample_captions(path: Path, split: str, rows: int = SAMPLE_ROWS) -> SampleSet:
+    """The first caption of one image from each of ``rows`` classes spread over the split."""
+    with CaptionImageFile(path) as data:
+        names = data.names(split)
+        by_class: dict[str | None, str] = {}
+        for name in names:
+            by_class.setdefault(data.class_name(split, name), name)
+        chosen = list(by_class.values())
+        if len(chosen) < rows:  # few classes: fill with other images in file order
+            chosen += [n for n in names if n not in set(chosen)][: rows - len(chosen)]
+        stride = max(1, len(chosen) // rows)
+        chosen = chosen[::stride][:rows]
+        captions = [data.captions(split, n)[0] for n in chosen]
+        embeddings = torch.stack([torch.from_numpy(data.embeddings(split, n)[0]) for n in chosen])
+    return SampleSet(captions, embeddings)
+
+
+def train(
+    config: TrainConfig,
+    model_config: ModelConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    overrides: dict | None = None,
+    progress: bool = True,
+) -> Trainer:
+    """Train (or resume) a run in ``run_dir``; returns the finished trainer."""
+    run_dir = Path(run_dir)
+    if resume:
+        info = read_checkpoint(run_dir)
+        if info.train is None:
+            raise T2IError(f"{info.path} holds no training config to resume")
+        changes = {k: v for k, v in (overrides or {}).items() if k in RESUMABLE_OVERRIDES}
+        ignored = sorted(set(overrides or {}) - set(changes))
+        if ignored:
+            raise T2IError(f"--resume keeps the run's settings; these cannot change: {', '.join(ignored)}")
+        config = dataclasses.replace(info.train, **changes)
+        model_config = info.model
+        if config.epochs <= info.epoch:
+            raise T2IError(f"{run_dir} already finished epoch {info.epoch}; pass --epochs N with N > {info.epoch} to go on")
+    elif (run_dir / "latest").exists():
+        raise T2IError(f"{run_dir} already holds a training run; use --resume {run_dir} or another --out")
+    config.validate()
+    if not config.data:
+        raise T2IError("no data file: pass --data FILE.h5 (made by t2i data convert)")
+
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    dataset = CaptionImageDataset(
+        config.data, config.split, image_size=model_config.image_size, augment=config.augment, preload=config.preload
+    )
+    embedding_dim = None
+    with CaptionImageFile(config.data) as data:
+        encoder = data.encoder
+        embedding_dim = data.embedding_dim
+    if config.conditional and encoder is None:
+        raise T2IError(
+            f"{config.data} does not record its caption encoder, so free text could never be encoded "
+            f"for this generator; re-embed it first: t2i data embed {config.data}"
+        )
+    if not resume:
+        model_config = dataclasses.replace(model_config, embedding_dim=embedding_dim, conditional=config.conditional)
+        if config.gan_type.endswith("wgan") and config.gradient_penalty > 0:
+            model_config = dataclasses.replace(model_config, d_norm="layer")  # a per-sample penalty needs per-sample norms
+    elif model_config.embedding_dim != embedding_dim:
+        raise T2IError(f"the run expects {model_config.embedding_dim}-d embeddings, {config.data} has {embedding_dim}-d")
+    if len(dataset) < config.batch_size:
+        raise T2IError(f"the {config.split} split has {len(dataset)} images, fewer than one batch of {config.batch_size}")
+
+    loader_generator = torch.Generator().manual_seed(config.seed)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=True,  # BatchNorm needs more than one sample, and equal batches keep steps comparable
+        num_workers=config.workers,
+        persistent_workers=config.workers > 0,
+        pin_memory=device.type == "cuda",
+        generator=loader_generator,
+    )
+    generator, discriminator = build_models(model_config)
+    callbacks = [MetricsFile(), TensorBoardLog()] + ([RichProgress()] if progress else [])
+    trainer = Trainer(
+        generator=generator,
+        discriminator=discriminator,
+        loader=loader,
+        loader_generator=loader_generator,
+        config=config,
+        model_config=model_config,
+        run_dir=run_dir,
+        device=device,
+        encoder=encoder if config.conditional else None,
+        samples=pick_sample_captions(Path(config.data), config.split),
+        callbacks=callbacks,
+    )
+    if resume:
+        trainer.resume(run_dir)
+    else:
+        trainer.load_pretrained(config.pretrained_generator, config.pretrained_discriminator)
+    log.info(
+        "training %s on %s (%s, %d images, %d steps/epoch) into %s",
+        config.gan_type, device, config.data, len(dataset), len(loader), run_dir,
+    )
+    trainer.fit()
+    return trainer

@@ -1,0 +1,365 @@
+"""The GAN trainer: handed its models, data and config; reports through callbacks.
+
+One step (Reed et al. 2016, GAN-INT-CLS):
+
+- D: real image + its caption -> real; G(z, caption) + caption -> fake; with CLS, a wrong
+  (other-class) image + the caption -> fake. WGAN types use critic scores, weight clipping or a
+  gradient penalty, and update G only every ``diter`` critic steps (100 during warm-up).
+- G: fool D on (G(z, caption), caption); with INT also on captions interpolated between pairs of
+  the batch; plus optional feature matching (l2_coef), L1 to the real image (l1_coef) and the
+  conditioning-augmentation KL term.
+
+An EMA copy of G is kept for sampling. Checkpoints are written at epoch ends, atomically, and only
+after the losses since the last one are checked finite.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from t2i_cli.checkpoint import (
+    load_training_state,
+    load_weights,
+    mark_latest,
+    read_checkpoint,
+    unwrapped_state,
+    write_checkpoint,
+)
+from t2i_cli.config import ModelConfig, TrainConfig
+from t2i_cli.errors import T2IError
+from t2i_cli.grid import captioned_grid, save_png, to_pil
+from t2i_cli.models.dcgan import Discriminator, Generator
+from t2i_cli.training import losses
+from t2i_cli.text.encoder import EncoderIdentity
+
+log = logging.getLogger(__name__)
+
+SAMPLE_NOISES = 8
+
+
+class TrainingDiverged(T2IError):
+    pass
+
+
+class Callback(Protocol):
+    def on_train_start(self, trainer: "Trainer") -> None: ...
+    def on_log(self, trainer: "Trainer", metrics: dict) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, sample: Path | None) -> None: ...
+    def on_train_end(self, trainer: "Trainer") -> None: ...
+
+
+@dataclass
+class SampleSet:
+    """Fixed captions (with their embeddings) drawn beside each row of the per-epoch grid."""
+
+    captions: list[str]
+    embeddings: torch.Tensor  # (R, D)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps of D
+    generator_steps: int = 0
+    critic_steps: int = 0  # WGAN: critic steps since G last stepped
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if config.amp == "off":
+        return None
+    if config.amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return torch.bfloat16
+
+
+class Trainer:
+    def __init__(
+        self,
+        *,
+        generator: Generator,
+        discriminator: Discriminator,
+        loader: torch.utils.data.DataLoader,
+        loader_generator: torch.Generator,
+        config: TrainConfig,
+        model_config: ModelConfig,
+        run_dir: Path,
+        device: torch.device,
+        encoder: EncoderIdentity | None,
+        samples: SampleSet,
+        callbacks: list[Callback] = (),
+    ):
+        self.config, self.model_config = config, model_config
+        self.device = device
+        self.G = generator.to(device)
+        self.D = discriminator.to(device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.loader, self.loader_generator = loader, loader_generator
+        self.run_dir = Path(run_dir)
+        self.encoder = encoder
+        self.samples = samples
+        self.callbacks = list(callbacks)
+        self.state = TrainState()
+        betas = (config.beta1, 0.9 if config.gradient_penalty > 0 else 0.999)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.lr, betas=betas)
+        self.amp_dtype = _amp_dtype(config, device)
+        sample_noise = torch.Generator().manual_seed(config.seed)
+        self.sample_noise = torch.randn(SAMPLE_NOISES, model_config.noise_dim, generator=sample_noise)
+        self._diverged = torch.zeros((), dtype=torch.bool, device=device)
+
+    # --- setup ----------------------------------------------------------------------------------
+    def load_pretrained(self, generator: str = "", discriminator: str = "") -> None:
+        """Start from other runs' weights, like the reference's --pre_trained_gen/--pre_trained_disc."""
+        for path, module, what in ((generator, self.G, "generator"), (discriminator, self.D, "discriminator")):
+            if not path:
+                continue
+            source = Path(path)
+            if source.is_dir():
+                folder = read_checkpoint(source).path
+                source = folder / ("training/discriminator.safetensors" if what == "discriminator" else "generator.safetensors")
+            load_weights(source, module, what=f"pretrained {what}")
+        self.G_ema.load_state_dict(self.G.state_dict())
+
+    def resume(self, run_dir: Path) -> None:
+        """Restore models, EMA, optimizers, counters and RNG from the run's latest checkpoint."""
+        info = read_checkpoint(run_dir)
+        if not info.has_training_state:
+            raise T2IError(f"checkpoint {info.path} holds no training state to resume from")
+        if info.model != self.model_config:
+            raise T2IError(f"cannot resume {info.path}: its model config differs from this run's")
+        if info.encoder != self.encoder:
+            raise T2IError(f"cannot resume {info.path}: it was trained with encoder {info.encoder}, the data has {self.encoder}")
+        load_weights(info.path / "training" / "generator.safetensors", self.G, what="generator")
+        load_weights(info.path / "training" / "discriminator.safetensors", self.D, what="discriminator")
+        load_weights(info.path / "generator.safetensors", self.G_ema, what="EMA generator")
+        state = load_training_state(info.path)
+        self.opt_G.load_state_dict(state["optimizer_g"])
+        self.opt_D.load_state_dict(state["optimizer_d"])
+        self.state = TrainState(**state["counters"])
+        torch.set_rng_state(state["torch_rng"])
+        self.loader_generator.set_state(state["loader_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        log.info("resumed from %s after epoch %d", info.path, self.state.epoch)
+
+    # --- the step -------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _generator_due(self) -> bool:
+        """WGAN: G steps once per ``diter`` critic steps, 100 during warm-up (Arjovsky et al.)."""
+        if not self.config.wasserstein:
+            return True
+        g = self.state.generator_steps
+        every = 100 if (g < 25 or g % 500 == 0) else self.config.diter
+        self.state.critic_steps += 1
+        if self.state.critic_steps >= every:
+            self.state.critic_steps = 0
+            return True
+        return False
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        cfg, dev = self.config, self.device
+        real = batch["image"].to(dev, non_blocking=True).float().div_(127.5).sub_(1)  # (B, 3, S, S)
+        embedding = batch["embedding"].to(dev, non_blocking=True) if cfg.conditional else None
+        use_cls = cfg.conditional and cfg.cls
+        wrong = batch["wrong_image"].to(dev, non_blocking=True).float().div_(127.5).sub_(1) if use_cls else None
+        noise = torch.randn(real.shape[0], self.model_config.noise_dim, device=dev)
+
+        # D step.
+        with self._autocast():
+            fake, ca_stats = self.G(noise, embedding)
+            real_scores, real_features = self.D(real, embedding)
+            fake_scores, _ = self.D(fake.detach(), embedding)
+            wrong_scores = self.D(wrong, embedding)[0] if use_cls else None
+            if cfg.wasserstein:
+                d_loss, stats = losses.critic_loss(
+                    real_scores.float(), fake_scores.float(), None if wrong_scores is None else wrong_scores.float(),
+                    wrong_weight=cfg.wrong_weight, fake_weight=cfg.fake_weight,
+                )
+            else:
+                d_loss, stats = losses.discriminator_loss(
+                    real_scores.float(), fake_scores.float(), None if wrong_scores is None else wrong_scores.float(),
+                    label_smoothing=cfg.label_smoothing, wrong_weight=cfg.wrong_weight, fake_weight=cfg.fake_weight,
+                )
+        if cfg.wasserstein and cfg.gradient_penalty > 0:
+            penalty, gp_stats = losses.gradient_penalty(lambda x: self.D(x, embedding)[0].float(), real, fake)
+            d_loss = d_loss + cfg.gradient_penalty * penalty
+            stats.update(gp_stats)
+        self.opt_D.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_D.step()
+        if cfg.wasserstein and cfg.gradient_penalty <= 0:
+            with torch.no_grad():
+                for p in self.D.parameters():
+                    p.clamp_(-cfg.clip, cfg.clip)
+        stats["d_loss"] = d_loss.detach()
+        stats["D(x)"] = real_scores.detach().float().mean() if cfg.wasserstein else torch.sigmoid(real_scores.detach().float()).mean()
+        stats["D(G(z))"] = fake_scores.detach().float().mean() if cfg.wasserstein else torch.sigmoid(fake_scores.detach().float()).mean()
+        self._diverged |= ~torch.isfinite(d_loss.detach())
+        self.state.step += 1
+
+        if not self._generator_due():
+            return stats
+
+        # G step.
+        adversarial = losses.generator_critic_loss if cfg.wasserstein else losses.generator_loss
+        with self._autocast():
+            fake_scores, fake_features = self.D(fake, embedding)
+            g_loss, g_stats = adversarial(fake_scores.float())
+            stats.update(g_stats)
+            if cfg.conditional and cfg.interpolate:
+                mixed = losses.interpolated_embeddings(embedding, cfg.int_beta)
+                int_noise = torch.randn_like(noise)
+                int_fake, _ = self.G(int_noise, mixed)
+                int_loss, _ = adversarial(self.D(int_fake, mixed)[0].float())
+                g_loss = g_loss + int_loss
+                stats["g_int"] = int_loss.detach()
+            if cfg.l2_coef > 0:
+                fm, fm_stats = losses.feature_matching(real_features.float(), fake_features.float())
+                g_loss = g_loss + cfg.l2_coef * fm
+                stats.update(fm_stats)
+            if cfg.l1_coef > 0:
+                l1, l1_stats = losses.l1_to_image(fake.float(), real)
+                g_loss = g_loss + cfg.l1_coef * l1
+                stats.update(l1_stats)
+            if ca_stats is not None:
+                kl, kl_stats = losses.kl_divergence(ca_stats[0].float(), ca_stats[1].float())
+                g_loss = g_loss + cfg.kl_coef * kl
+                stats.update(kl_stats)
+        self.opt_G.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_G.step()
+        self._update_ema()
+        stats["g_loss"] = g_loss.detach()
+        self._diverged |= ~torch.isfinite(g_loss.detach())
+        self.state.generator_steps += 1
+        return stats
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # Warm-up: early on the average follows G closely, so the first sample grids show what G
+        # has learnt rather than the random initialisation (decay reaches ema_decay after ~10k steps).
+        steps = self.state.generator_steps
+        decay = min(self.config.ema_decay, (1 + steps) / (10 + steps))
+        ema_params = list(self.G_ema.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in self.G.parameters()], 1 - decay)
+        for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers()):
+            ema_buffer.copy_(buffer)
+
+    # --- the loop -------------------------------------------------------------------------------
+    def _check_finite(self) -> None:
+        if bool(self._diverged):
+            raise TrainingDiverged(
+                f"a loss became NaN or infinite in epoch {self.state.epoch + 1}; training stopped. "
+                f"The last good checkpoint in {self.run_dir} is intact: resume from it with a lower "
+                f"--lr, or change the loss weights"
+            )
+
+    def _set_learning_rate(self) -> None:
+        halvings = self.state.epoch // self.config.lr_halve_every if self.config.lr_halve_every else 0
+        lr = self.config.lr * 0.5**halvings
+        for optimizer in (self.opt_G, self.opt_D):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+    def fit(self) -> None:
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for callback in self.callbacks:
+            callback.on_train_start(self)
+        try:
+            while self.state.epoch < cfg.epochs:
+                self._train_epoch()
+        finally:
+            for callback in self.callbacks:
+                callback.on_train_end(self)
+
+    def _train_epoch(self) -> None:
+        cfg = self.config
+        self._set_learning_rate()
+        self.G.train()
+        self.D.train()
+        started, images, pending = time.perf_counter(), 0, []
+        for batch in self.loader:
+            stats = self.train_step(batch)
+            images += batch["image"].shape[0]
+            pending.append(stats)
+            if self.state.step % cfg.log_every == 0:
+                self._check_finite()
+                self._emit(pending, images / (time.perf_counter() - started))
+                pending = []
+        self._check_finite()
+        if pending:
+            self._emit(pending, images / (time.perf_counter() - started))
+        self.state.epoch += 1
+        last = self.state.epoch == cfg.epochs
+        sample = self.save_samples() if self.state.epoch % cfg.sample_every == 0 or last else None
+        if self.state.epoch % cfg.save_every == 0 or last:
+            self.save_checkpoint()
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, self.state.epoch, sample)
+
+    def _emit(self, pending: list[dict], images_per_second: float) -> None:
+        keys = {k for stats in pending for k in stats}
+        metrics = {
+            k: float(torch.stack([s[k].float() for s in pending if k in s]).mean()) for k in sorted(keys)
+        }
+        metrics.update(
+            epoch=self.state.epoch + 1, step=self.state.step, lr=self.opt_G.param_groups[0]["lr"],
+            images_per_s=round(images_per_second, 1),
+        )
+        for callback in self.callbacks:
+            callback.on_log(self, metrics)
+
+    # --- outputs --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_images(self) -> torch.Tensor:
+        """EMA G on fixed noise x fixed captions: ``(R * N, 3, S, S)``, row-major by caption."""
+        rows = len(self.samples.captions) if self.config.conditional else 1
+        noise = self.sample_noise.to(self.device).repeat(rows, 1)
+        embedding = None
+        if self.config.conditional:
+            embedding = self.samples.embeddings.to(self.device).repeat_interleave(SAMPLE_NOISES, 0)
+        images, _ = self.G_ema(noise, embedding)
+        return images.float().cpu()
+
+    def save_samples(self) -> Path:
+        images = to_pil(self.sample_images())
+        captions = self.samples.captions if self.config.conditional else ["(unconditional)"]
+        rows = [(c, images[i * SAMPLE_NOISES : (i + 1) * SAMPLE_NOISES]) for i, c in enumerate(captions)]
+        folder = self.run_dir / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        return save_png(captioned_grid(rows), folder / f"epoch-{self.state.epoch:04d}.png")
+
+    def save_checkpoint(self) -> Path:
+        self._check_finite()
+        state = {
+            "optimizer_g": self.opt_G.state_dict(),
+            "optimizer_d": self.opt_D.state_dict(),
+            "counters": asdict(self.state),
+            "torch_rng": torch.get_rng_state(),
+            "loader_rng": self.loader_generator.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+        }
+        folder = write_checkpoint(
+            self.run_dir / "checkpoints" / f"epoch-{self.state.epoch:04d}",
+            generator_weights=unwrapped_state(self.G_ema),
+            model=self.model_config,
+            train=self.config,
+            encoder=self.encoder,
+            epoch=self.state.epoch,
+            step=self.state.step,
+            training={"generator": unwrapped_state(self.G), "discriminator": unwrapped_state(self.D), "state": state},
+        )
+        mark_latest(self.run_dir, folder)
+        return folder

