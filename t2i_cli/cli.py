@@ -1,6 +1,6 @@
 """The ``t2i`` command line: a root Typer app that sub-command groups attach to.
 
-User errors (:class:`T2IError`) and environment errors (``OSError``: a full disk, a denied
+User errors (:class:`T2IError`, and :class:`srcnn.SRError` from the SR library) and environment errors (``OSError``: a full disk, a denied
 permission) end as one ``Error: ...`` line and exit status 1; anything else is a bug and keeps
 its traceback.
 """
@@ -12,10 +12,12 @@ import logging
 import typer
 from typer.core import TyperGroup
 
+from srcnn.errors import SRError
 from t2i_cli import __version__
 from t2i_cli.commands.data import data_app
 from t2i_cli.commands.generate import GENERATE_EXAMPLE, INTERPOLATE_EXAMPLE, generate_cli, interpolate_cli
 from t2i_cli.commands.train import EXAMPLE as TRAIN_EXAMPLE
+from t2i_cli.commands.sr import UPSCALE_EXAMPLE, sr_app, upscale_cli
 from t2i_cli.commands.train import train_cli
 from t2i_cli.errors import T2IError
 
@@ -26,7 +28,7 @@ class _OneLineErrors(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except T2IError as exc:
+        except (T2IError, SRError) as exc:
             message = str(exc)
         except OSError as exc:
             message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
@@ -45,6 +47,8 @@ app.add_typer(data_app, name="data")
 app.command("train", epilog=TRAIN_EXAMPLE)(train_cli)
 app.command("generate", epilog=GENERATE_EXAMPLE)(generate_cli)
 app.command("interpolate", epilog=INTERPOLATE_EXAMPLE)(interpolate_cli)
+app.command("upscale", epilog=UPSCALE_EXAMPLE)(upscale_cli)
+app.add_typer(sr_app, name="sr")
 
 
 def _version(value: bool) -> None:

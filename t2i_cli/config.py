@@ -71,7 +71,7 @@ class TrainConfig:
     workers: int = 0
     augment: bool = True
     preload: bool = True
-    amp: str = "auto"  # auto (bf16 on CUDA) | off | bf16 | fp16
+    amp: str = "auto"  # auto (bf16 on CUDA) | off | bf16
     device: str = "auto"
     pretrained_generator: str = ""
     pretrained_discriminator: str = ""
@@ -97,8 +97,8 @@ class TrainConfig:
             raise T2IError(f"label smoothing must lie in (0, 1], got {self.label_smoothing}")
         if self.diter < 1 or self.save_every < 1 or self.sample_every < 1 or self.log_every < 1:
             raise T2IError("diter, save_every, sample_every and log_every must be >= 1")
-        if self.amp not in ("auto", "off", "bf16", "fp16"):
-            raise T2IError(f"amp must be auto, off, bf16 or fp16, got {self.amp!r}")
+        if self.amp not in ("auto", "off", "bf16"):
+            raise T2IError(f"amp must be auto, off or bf16, got {self.amp!r}")
         if not 0 <= self.ema_decay < 1:
             raise T2IError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 

@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -22,6 +23,9 @@ from t2i_cli.errors import T2IError
 from t2i_cli.grid import captioned_grid, to_pil
 from t2i_cli.models.dcgan import Generator
 from t2i_cli.text.encoder import MINILM_NAME, EncoderIdentity, TextEncoder, load_text_encoder
+
+if TYPE_CHECKING:
+    from srcnn.upscale import Upscaler
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +45,18 @@ class GenerationResult:
     captions: list[str]  # one per image
     seeds: list[int]  # one per image
     per_caption: int  # images in each caption's row
+    upscaled: list[Image.Image] | None = None  # the SR stage's output, when one was asked for
+    upscaler: str | None = None  # which SR stage made ``upscaled``
+
+    @property
+    def final(self) -> list[Image.Image]:
+        """What the user asked for: the upscaled images if there are any, else the generated ones."""
+        return self.upscaled if self.upscaled is not None else self.images
 
     def grid(self) -> Image.Image:
-        """A sheet with one row per caption, the caption written beside its images."""
-        n = self.per_caption
-        rows = [(self.captions[i], self.images[i : i + n]) for i in range(0, len(self.images), n)]
+        """A sheet with one row per caption, the caption written beside its (final) images."""
+        n, images = self.per_caption, self.final
+        rows = [(self.captions[i], images[i : i + n]) for i in range(0, len(images), n)]
         return captioned_grid(rows)
 
 
@@ -75,6 +86,7 @@ class T2IPipeline:
         self.model_config = model_config
         self.device = device
         self.source = source
+        self._upscalers: dict[tuple[int, str], "Upscaler"] = {}
 
     @classmethod
     def from_pretrained(
@@ -130,19 +142,44 @@ class T2IPipeline:
             )
         return self.encoder.encode(captions)
 
-    def __call__(self, captions: list[str] | str, *, num_images: int = 1, seed: int = 0, batch_size: int = 64) -> GenerationResult:
+    def upscaler(self, scale: int, method: str = "srcnn") -> "Upscaler":
+        """The SR stage for ``scale``, loaded once: SRCNN weights from ``weights/`` or bicubic."""
+        from srcnn.upscale import Upscaler
+
+        key = (scale, method)
+        if key not in self._upscalers:
+            self._upscalers[key] = Upscaler.load(scale, weights_dir=WEIGHTS_DIR, method=method, device=self.device)
+        return self._upscalers[key]
+
+    def __call__(
+        self,
+        captions: list[str] | str,
+        *,
+        num_images: int = 1,
+        seed: int = 0,
+        upscale: int = 1,
+        sr_method: str = "srcnn",
+        batch_size: int = 64,
+    ) -> GenerationResult:
         captions = validate_captions([captions] if isinstance(captions, str) else list(captions))
         if num_images < 1:
             raise T2IError(f"number of images must be at least 1, got {num_images}")
         if len(captions) * num_images > MAX_IMAGES:
             raise T2IError(f"{len(captions) * num_images} images asked for; at most {MAX_IMAGES} at once")
         check_seed(seed)
+        if upscale not in (1, 2, 3, 4):
+            raise T2IError(f"upscale factor must be 1, 2, 3 or 4, got {upscale}")
+        upscaler = self.upscaler(upscale, sr_method) if upscale > 1 else None
         seeds = [seed + j for _ in captions for j in range(num_images)]
         embeddings = self.embed(captions)
         if embeddings is not None:
             embeddings = embeddings.repeat_interleave(num_images, dim=0)  # (C * N, D)
         images = self._generate(embeddings, self._noise(seeds), batch_size)
-        return GenerationResult(images, [c for c in captions for _ in range(num_images)], seeds, num_images)
+        result = GenerationResult(images, [c for c in captions for _ in range(num_images)], seeds, num_images)
+        if upscaler is not None:
+            result.upscaled = upscaler.upscale_images(images)
+            result.upscaler = upscaler.describe()
+        return result
 
     def interpolate(self, first: str, second: str, *, steps: int = 8, seed: int = 0) -> GenerationResult:
         """Images along the straight line between two captions' embeddings, with one noise."""

@@ -28,6 +28,7 @@ def changed(before, module):
     [
         dict(gan_type="gan"),
         dict(gan_type="gan", cls=False, interpolate=False, l1_coef=1.0, l2_coef=1.0),
+        dict(gan_type="gan", amp="bf16"),
         dict(gan_type="wgan"),
         dict(gan_type="wgan", gradient_penalty=10.0),
         dict(gan_type="vanilla_gan"),

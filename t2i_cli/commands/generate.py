@@ -56,11 +56,13 @@ def generate_cli(
     num_images: Annotated[int, typer.Option("--num-images", "-n", help="Images per caption.")] = 1,
     seed: SeedOption = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="FILE.png for one image or a captioned grid; a folder for one PNG per image.")] = Path("generated.png"),
+    upscale: Annotated[int, typer.Option("--upscale", "-u", help="Enlarge the 64 px images x2, x3 or x4 (1: no).")] = 1,
+    sr_method: Annotated[str, typer.Option("--sr-method", help="srcnn (bicubic where no weights exist) or bicubic.")] = "srcnn",
     checkpoint: CheckpointOption = None,
     encoder: EncoderOverride = None,
     device: DeviceOption = "auto",
 ) -> None:
-    """Generate images from captions with a trained generator."""
+    """Generate images from captions with a trained generator, optionally upscaled."""
     from t2i_cli.errors import T2IError
     from t2i_cli.grid import save_png
     from t2i_cli.pipeline import T2IPipeline, check_seed, validate_captions
@@ -77,21 +79,26 @@ def generate_cli(
     if num_images < 1:
         raise T2IError(f"-n must be at least 1, got {num_images}")
     check_seed(seed)
+    if upscale not in (1, 2, 3, 4):
+        raise T2IError(f"--upscale must be 1, 2, 3 or 4, got {upscale}")
+    if sr_method not in ("srcnn", "bicubic"):
+        raise T2IError(f"--sr-method must be srcnn or bicubic, got {sr_method!r}")
     as_file = _is_file_target(out)
     _check_output(out, as_folder=not as_file)
 
     pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
-    result = pipeline(texts, num_images=num_images, seed=seed)
+    result = pipeline(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method)
+    images = result.final
     if as_file:
-        picture = result.images[0] if len(result.images) == 1 else result.grid()
+        picture = images[0] if len(images) == 1 else result.grid()
         save_png(picture, out)
-        typer.echo(f"wrote {out} ({len(result.images)} image{'s' * (len(result.images) > 1)})")
+        typer.echo(f"wrote {out} ({len(images)} image{'s' * (len(images) > 1)}, {picture.width}x{picture.height})")
         return
     out.mkdir(exist_ok=True)
     per_caption = result.per_caption
-    for index, (image, caption, image_seed) in enumerate(zip(result.images, result.captions, result.seeds)):
+    for index, (image, caption, image_seed) in enumerate(zip(images, result.captions, result.seeds)):
         save_png(image, out / f"{index // per_caption:03d}-{safe_stem(caption)}-seed{image_seed}.png")
-    typer.echo(f"wrote {len(result.images)} images to {out}/")
+    typer.echo(f"wrote {len(images)} images to {out}/")
 
 
 def interpolate_cli(

@@ -1,0 +1,157 @@
+"""Upscaling with trained SRCNN weights, or bicubic where no weights exist for a scale.
+
+``Upscaler.load(scale, weights_dir)`` finds ``srcnn_x{scale}.safetensors``; without it the upscaler
+is plain bicubic and says so once. Output is always exactly ``scale`` times the input size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+from srcnn.color import rgb_to_ycbcr, ycbcr_to_rgb
+from srcnn.errors import SRError
+from srcnn.images import bicubic, to_image, to_tensor
+from srcnn.model import SCALES, SRCNN, SRConfig
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_KIND = "srcnn"
+
+
+def weights_file(weights_dir: Path, scale: int) -> Path:
+    return Path(weights_dir) / f"srcnn_x{scale}.safetensors"
+
+
+def save_weights(model: SRCNN, path: Path, *, extra: dict | None = None) -> Path:
+    """safetensors with the config in its metadata, written via a temp file and renamed."""
+    import os
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"kind": WEIGHTS_KIND, "config": model.config.to_json(), "scale": str(model.config.scale)}
+    metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_model(path: Path, *, scale: int | None = None) -> SRCNN:
+    """Rebuild an SRCNN from a weights file; refuse a file made for another scale."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise SRError(f"SRCNN weights {path} do not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            weights = {k: handle.get_tensor(k) for k in handle.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise SRError(f"SRCNN weights {path} are unreadable: {exc}") from None
+    if metadata.get("kind") != WEIGHTS_KIND:
+        raise SRError(f"{path} is not an SRCNN weights file")
+    config = SRConfig.from_json(metadata["config"])
+    if scale is not None and config.scale != scale:
+        raise SRError(f"SRCNN weights {path} are for x{config.scale}, not x{scale}")
+    model = SRCNN(config)
+    try:
+        model.load_state_dict({k: v.float() for k, v in weights.items()})
+    except RuntimeError:
+        raise SRError(f"SRCNN weights {path} do not match their own config") from None
+    return model.eval().requires_grad_(False)
+
+
+class Upscaler:
+    """Enlarges images by ``scale``: SRCNN where ``model`` is given, bicubic otherwise."""
+
+    def __init__(self, scale: int, model: SRCNN | None = None, *, device: str | torch.device = "cpu", source: Path | None = None):
+        if scale not in SCALES and not (model is None and scale >= 1):
+            raise SRError(f"SRCNN scale must be 2, 3 or 4, got {scale}")
+        if model is not None and model.config.scale != scale:
+            raise SRError(f"SRCNN weights are for x{model.config.scale}, not x{scale}")
+        self.scale = scale
+        self.device = torch.device(device)
+        self.model = model.to(self.device) if model is not None else None
+        self.source = source
+
+    @classmethod
+    def load(cls, scale: int, *, weights_dir: Path | None = None, weights: Path | None = None,
+             method: str = "srcnn", device: str | torch.device = "cpu") -> "Upscaler":
+        """``method`` srcnn: the weights for ``scale`` (bicubic, with a notice, where none exist)."""
+        if method not in ("srcnn", "bicubic"):
+            raise SRError(f"SR method must be srcnn or bicubic, got {method!r}")
+        if method == "srcnn" and scale not in SCALES:
+            raise SRError(f"SRCNN upscales x2, x3 or x4, not x{scale}; use --sr-method bicubic for other factors")
+        if method == "bicubic" or scale == 1:
+            return cls(scale, None, device=device)
+        path = Path(weights) if weights is not None else weights_file(weights_dir, scale) if weights_dir else None
+        if path is None or (weights is None and not path.is_file()):
+            log.warning("no SRCNN weights for x%d%s; upscaling with bicubic", scale, f" in {weights_dir}" if weights_dir else "")
+            return cls(scale, None, device=device)
+        return cls(scale, load_model(path, scale=scale), device=device, source=path)
+
+    @property
+    def method(self) -> str:
+        return "srcnn" if self.model is not None else "bicubic"
+
+    def describe(self) -> str:
+        return f"SRCNN x{self.scale} ({self.source})" if self.model is not None else f"bicubic x{self.scale}"
+
+    @torch.inference_mode()
+    def _restore(self, upscaled: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` bicubic-upscaled RGB in [0, 1] -> SRCNN-restored RGB."""
+        upscaled = upscaled.to(self.device)
+        if self.model.config.mode == "rgb":
+            return self.model(upscaled).clamp(0, 1).cpu()
+        ycbcr = rgb_to_ycbcr(upscaled)
+        y = self.model(ycbcr[:, :1])
+        return ycbcr_to_rgb(torch.cat([y, ycbcr[:, 1:]], dim=1)).clamp(0, 1).cpu()
+
+    def upscale_images(self, images: Sequence[Image.Image]) -> list[Image.Image]:
+        """Each image enlarged exactly ``scale`` times. Grayscale stays grayscale; an alpha
+        channel is enlarged bicubically and put back."""
+        results: list[Image.Image | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        prepared = []
+        for i, image in enumerate(images):
+            if not isinstance(image, Image.Image):
+                raise SRError(f"image {i + 1} is not a PIL image")
+            size = (image.width * self.scale, image.height * self.scale)
+            alpha = bicubic(image.getchannel("A"), size) if image.mode in ("RGBA", "LA") else None
+            rgb = bicubic(image.convert("RGB"), size)
+            prepared.append((image.mode, rgb, alpha))
+            groups.setdefault(size, []).append(i)
+        for size, members in groups.items():
+            if self.model is not None:
+                batch = torch.stack([to_tensor(prepared[i][1]) for i in members])
+                restored = [to_image(t) for t in self._restore(batch)]
+            else:
+                restored = [prepared[i][1] for i in members]
+            for i, rgb in zip(members, restored):
+                mode, _, alpha = prepared[i]
+                if mode in ("L", "LA"):
+                    rgb = rgb.convert("L")
+                if alpha is not None:
+                    rgb.putalpha(alpha)
+                results[i] = rgb
+        return results  # type: ignore[return-value]
+
+    def upscale_tensor(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, H * scale, W * scale)`` in [0, 1]."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise SRError(f"expected a (B, 3, H, W) tensor, got shape {tuple(images.shape)}")
+        pils = [to_image(t) for t in images.detach().float().cpu()]
+        return torch.stack([to_tensor(p) for p in self.upscale_images(pils)])

@@ -1,0 +1,156 @@
+"""``t2i sr train``, ``t2i sr eval`` and ``t2i upscale``: the SRCNN stage from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from t2i_cli.commands.options import DeviceOption, QuietOption
+
+sr_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the SRCNN upscaler.")
+
+ScaleOption = Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")]
+SRMethodOption = Annotated[str, typer.Option("--sr-method", help="srcnn (bicubic where no weights exist) or bicubic.")]
+SRWeightsOption = Annotated[
+    Optional[Path], typer.Option("--sr-weights", help="An SRCNN weights file (default: the shipped one for the scale).")
+]
+UPSCALE_EXAMPLE = "Example: t2i upscale flower.png --scale 4 --out big/"
+
+
+def weights_dir() -> Path:
+    from t2i_cli.pipeline import WEIGHTS_DIR
+
+    return WEIGHTS_DIR
+
+
+@sr_app.command("train", epilog="Example: t2i sr train --scale 2 --data ../shared/data/sr/T91 --data ../shared/data/flower_photos --out weights/srcnn_x2.safetensors")
+def sr_train_cli(
+    scale: ScaleOption,
+    data: Annotated[list[Path], typer.Option("--data", help="Image folder (repeat for several).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the best weights (.safetensors).")],
+    valid_fraction: Annotated[float, typer.Option(help="Share of images held out for validation PSNR.")] = 0.1,
+    steps: Annotated[int, typer.Option(help="Training batches.")] = 20000,
+    batch_size: Annotated[int, typer.Option(help="Patches per batch.")] = 64,
+    patch: Annotated[int, typer.Option(help="Patch side in pixels.")] = 33,
+    lr: Annotated[float, typer.Option(help="Adam rate (the last layer gets a tenth).")] = 1e-4,
+    valid_every: Annotated[int, typer.Option(help="Steps between validations.")] = 500,
+    kernels: Annotated[str, typer.Option(help="Kernel sizes: 9-5-5 or the lighter 9-1-5.")] = "9-5-5",
+    mode: Annotated[str, typer.Option(help="y (luminance; Cb/Cr bicubic) or rgb.")] = "y",
+    residual: Annotated[bool, typer.Option("--residual/--no-residual", help="Learn the detail bicubic misses.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the patches.")] = 0,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Train SRCNN for one scale on image folders, keeping the weights with the best valid PSNR."""
+    from srcnn.data import holdout_split
+    from srcnn.errors import SRError
+    from srcnn.images import list_images
+    from srcnn.model import SRConfig
+    from srcnn.train import train_srcnn
+    from t2i_cli.devices import resolve_device
+
+    try:
+        kernel_sizes = tuple(int(k) for k in kernels.split("-"))
+    except ValueError:
+        raise SRError(f"--kernels must look like 9-5-5, got {kernels!r}") from None
+    if len(kernel_sizes) != 3:
+        raise SRError(f"--kernels must name three sizes, got {kernels!r}")
+    config = SRConfig(scale=scale, kernels=kernel_sizes, mode=mode, residual=residual)
+    config.validate()
+    if out.suffix != ".safetensors":
+        raise SRError(f"--out must end in .safetensors, got {out}")
+    train_paths, valid_paths = holdout_split(list_images(data), valid_fraction=valid_fraction, seed=seed)
+
+    def report(row: dict) -> None:
+        if not quiet:
+            typer.echo(
+                f"step {row['step']}: train MSE {row['train_mse']:.6f}, valid PSNR {row['valid_psnr']:.2f} dB "
+                f"(bicubic {row['bicubic_psnr']:.2f} dB)", err=True,
+            )
+
+    result = train_srcnn(
+        train_paths, valid_paths, out, config=config, steps=steps, batch_size=batch_size, patch=patch,
+        lr=lr, valid_every=valid_every, seed=seed, device=resolve_device(device), on_round=report,
+    )
+    typer.echo(
+        f"wrote {out}: x{scale}, best valid PSNR {result.best_valid_psnr:.2f} dB at step {result.best_step} "
+        f"(bicubic {result.bicubic_valid_psnr:.2f} dB, {len(train_paths)} train / {len(valid_paths)} valid images, "
+        f"{result.seconds:.0f} s)"
+    )
+
+
+@sr_app.command("eval", epilog="Example: t2i sr eval --scale 4 held-out-photos/")
+def sr_eval_cli(
+    folders: Annotated[list[Path], typer.Argument(help="Folders (or files) of high-resolution images.")],
+    scale: ScaleOption,
+    sr_weights: SRWeightsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Shrink each image by the scale, enlarge it back with bicubic and with SRCNN, and compare
+    PSNR/SSIM on the Y channel (border shaved by the scale)."""
+    import json
+
+    from srcnn.evaluate import evaluate
+    from srcnn.images import list_images
+    from srcnn.upscale import Upscaler, weights_file
+
+    path = sr_weights or weights_file(weights_dir(), scale)
+    upscaler = Upscaler.load(scale, weights=path)
+    result = evaluate(list_images(folders), upscaler)
+    if as_json:
+        typer.echo(json.dumps({**result.__dict__, "weights": str(path)}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("method", "PSNR (dB)", "SSIM", title=f"x{scale} on {result.images} images (Y channel, border {scale})")
+    table.add_row("bicubic", f"{result.bicubic_psnr:.2f}", f"{result.bicubic_ssim:.4f}")
+    table.add_row("SRCNN", f"{result.srcnn_psnr:.2f}", f"{result.srcnn_ssim:.4f}")
+    Console().print(table)
+    typer.echo(f"SRCNN gain: {result.gain_db:+.2f} dB ({path})")
+
+
+def upscale_cli(
+    inputs: Annotated[list[Path], typer.Argument(help="Images to enlarge.")],
+    scale: ScaleOption = 2,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (or a .png file for a single input).")] = Path("upscaled"),
+    sr_method: SRMethodOption = "srcnn",
+    sr_weights: SRWeightsOption = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """Enlarge images x2, x3 or x4 with SRCNN (bicubic where no weights exist)."""
+    from srcnn.errors import SRError
+    from srcnn.images import load_rgb
+    from srcnn.upscale import Upscaler
+    from t2i_cli.devices import resolve_device
+    from t2i_cli.grid import save_png
+
+    single_file = out.suffix.lower() == ".png"
+    if single_file and len(inputs) != 1:
+        raise SRError("--out FILE.png takes one input image; give a folder for several")
+    if not out.parent.is_dir():
+        raise SRError(f"output folder {out.parent} does not exist")
+    from PIL import Image
+
+    images = []
+    for path in inputs:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy() if image.mode in ("RGB", "RGBA", "L", "LA") else load_rgb(path))
+        except FileNotFoundError:
+            raise SRError(f"image {path} does not exist") from None
+        except OSError as exc:
+            raise SRError(f"cannot read image {path}: {exc}") from None
+    upscaler = Upscaler.load(scale, weights_dir=weights_dir(), weights=sr_weights, method=sr_method, device=resolve_device(device))
+    results = upscaler.upscale_images(images)
+    if single_file:
+        save_png(results[0], out)
+        typer.echo(f"wrote {out} ({results[0].width}x{results[0].height}, {upscaler.describe()})")
+        return
+    out.mkdir(exist_ok=True)
+    for path, image in zip(inputs, results):
+        save_png(image, out / f"{path.stem}_x{scale}.png")
+    typer.echo(f"wrote {len(results)} images to {out}/ ({upscaler.describe()})")

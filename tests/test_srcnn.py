@@ -1,0 +1,147 @@
+"""The SRCNN stage: model, metrics, training, the upscaler with its bicubic fallback, the CLI."""
+
+import logging
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import OXFORD_MINI
+from srcnn import SRCNN, SRConfig, SRError, Upscaler, load_model, save_weights
+from srcnn.color import rgb_to_ycbcr, ycbcr_to_rgb
+from srcnn.images import list_images
+from srcnn.metrics import psnr, ssim
+from srcnn.train import train_srcnn
+from t2i_cli.cli import app
+from test_cli import assert_one_line_error
+
+runner = CliRunner()
+FIXTURE_IMAGES = sorted((OXFORD_MINI / "jpg").glob("*.jpg"))
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained_x2(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sr") / "srcnn_x2.safetensors"
+    report = train_srcnn(
+        FIXTURE_IMAGES[:12], FIXTURE_IMAGES[12:], out, config=SRConfig(scale=2, widths=(16, 8)),
+        steps=60, batch_size=16, patch=21, lr=1e-3, valid_every=20, seed=0,
+    )
+    return out, report
+
+
+@pytest.mark.parametrize("kernels", [(9, 5, 5), (9, 1, 5)])
+def test_model_keeps_the_input_size(kernels):
+    model = SRCNN(SRConfig(scale=3, kernels=kernels))
+    assert model(torch.rand(2, 1, 30, 41)).shape == (2, 1, 30, 41)
+    assert SRCNN(SRConfig(mode="rgb"))(torch.rand(1, 3, 20, 20)).shape == (1, 3, 20, 20)
+
+
+def test_color_round_trip_and_bt601_luminance():
+    rgb = torch.rand(2, 3, 8, 8)
+    assert torch.allclose(ycbcr_to_rgb(rgb_to_ycbcr(rgb)), rgb, atol=1e-5)
+    white = rgb_to_ycbcr(torch.ones(1, 3, 1, 1))
+    assert white[0, 0].item() == pytest.approx(235 / 255, abs=1e-4)
+
+
+def test_psnr_and_ssim():
+    a = torch.full((1, 16, 16), 0.5)
+    assert psnr(a, a) == float("inf") and ssim(a[0], a[0].clone()) == pytest.approx(1.0)
+    assert psnr(a, a + 0.1) == pytest.approx(20.0)
+    b = a.clone()
+    b[..., 0, :] = 0  # only the border differs: shaving it away makes the images equal
+    assert psnr(b, a, border=1) == float("inf") and psnr(b, a) < 30
+    noisy = (a[0] + torch.rand(16, 16) * 0.3).clamp(0, 1)
+    assert ssim(noisy, a[0]) < 0.9
+    with pytest.raises(SRError, match="at least 11x11"):
+        ssim(a[0], a[0], border=3)
+
+
+def test_short_training_lowers_the_loss_and_saves_the_best(trained_x2):
+    out, report = trained_x2
+    assert report.history[-1]["train_mse"] < report.history[0]["train_mse"]
+    assert report.best_valid_psnr == max(r["valid_psnr"] for r in report.history)
+    model = load_model(out, scale=2)
+    assert model.config.widths == (16, 8)
+
+
+def test_upscaler_output_is_exactly_scale_times_and_keeps_modes(trained_x2):
+    upscaler = Upscaler(2, load_model(trained_x2[0]))
+    rgb = Image.open(FIXTURE_IMAGES[0]).convert("RGB").crop((0, 0, 63, 50))
+    gray, rgba = rgb.convert("L"), rgb.convert("RGBA")
+    out = upscaler.upscale_images([rgb, gray, rgba, rgb.resize((20, 20))])
+    assert [(o.size, o.mode) for o in out] == [((126, 100), "RGB"), ((126, 100), "L"), ((126, 100), "RGBA"), ((40, 40), "RGB")]
+    batch = upscaler.upscale_tensor(torch.rand(3, 3, 16, 24))
+    assert batch.shape == (3, 3, 32, 48) and batch.min() >= 0 and batch.max() <= 1
+
+
+def test_missing_weights_fall_back_to_bicubic_with_a_notice(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        upscaler = Upscaler.load(4, weights_dir=tmp_path)
+    assert upscaler.method == "bicubic" and "no SRCNN weights for x4" in caplog.text
+    image = Image.open(FIXTURE_IMAGES[0]).convert("RGB")
+    assert upscaler.upscale_images([image])[0].tobytes() == image.resize((256, 256), Image.Resampling.BICUBIC).tobytes()
+
+
+def test_bad_scales_and_weights(tmp_path, trained_x2):
+    for scale in (1, 5):
+        with pytest.raises(SRError, match="x2, x3 or x4"):
+            Upscaler.load(scale if scale != 1 else 5, weights_dir=tmp_path)
+    with pytest.raises(SRError, match="are for x2, not x3"):
+        Upscaler.load(3, weights=trained_x2[0])
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(SRError, match="unreadable"):
+        load_model(tmp_path / "junk.safetensors")
+    with pytest.raises(SRError, match="scale must be 2, 3 or 4"):
+        SRConfig(scale=8).validate()
+    assert Upscaler.load(5, method="bicubic").upscale_images([Image.new("RGB", (4, 4))])[0].size == (20, 20)
+
+
+def test_upscale_and_eval_cli(tmp_path, trained_x2):
+    weights = trained_x2[0]
+    result = run("upscale", FIXTURE_IMAGES[0], FIXTURE_IMAGES[1], "--scale", 2, "--sr-weights", weights, "--out", tmp_path / "big")
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "big").iterdir())
+    assert [f.name for f in files] == [f"{FIXTURE_IMAGES[0].stem}_x2.png", f"{FIXTURE_IMAGES[1].stem}_x2.png"]
+    assert Image.open(files[0]).size == (128, 128)
+    result = run("sr", "eval", FIXTURE_IMAGES[12], FIXTURE_IMAGES[13], "--scale", 2, "--sr-weights", weights, "--json")
+    assert result.exit_code == 0, result.output
+    assert '"bicubic_psnr"' in result.output and '"images": 2' in result.output
+
+
+def test_sr_train_cli(tmp_path):
+    out = tmp_path / "x3.safetensors"
+    result = run("sr", "train", "--scale", 3, "--data", OXFORD_MINI / "jpg", "--out", out, "--steps", 4,
+                 "--valid-every", 2, "--batch-size", 4, "--patch", 21, "--kernels", "9-1-5", "--valid-fraction", 0.2, "-q")
+    assert result.exit_code == 0, result.output
+    assert load_model(out, scale=3).config.kernels == (9, 1, 5)
+
+
+def test_sr_cli_bad_inputs(tmp_path, trained_x2):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    assert_one_line_error(run("upscale", broken, "--scale", 2, "--out", tmp_path / "o"), "cannot read image")
+    assert_one_line_error(run("upscale", tmp_path / "none.png", "--out", tmp_path / "o"), "does not exist")
+    assert_one_line_error(run("upscale", FIXTURE_IMAGES[0], "--scale", 5, "--out", tmp_path / "o"), "x2, x3 or x4")
+    assert_one_line_error(run("upscale", FIXTURE_IMAGES[0], "--scale", 3, "--sr-weights", trained_x2[0], "--out", tmp_path / "o"), "not x3")
+    assert_one_line_error(run("upscale", FIXTURE_IMAGES[0], "--out", tmp_path / "missing" / "a.png"), "does not exist")
+    assert_one_line_error(run("sr", "train", "--scale", 6, "--data", OXFORD_MINI / "jpg", "--out", tmp_path / "x.safetensors"), "2, 3 or 4")
+    assert_one_line_error(run("sr", "train", "--scale", 2, "--data", tmp_path / "nothing", "--out", tmp_path / "x.safetensors"), "does not exist")
+
+
+def test_generate_upscales_through_the_pipeline(tmp_path, tiny_run):
+    out = tmp_path / "big.png"
+    result = run("generate", "pink petals", "-c", tiny_run, "--upscale", 4, "--sr-method", "bicubic", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (256, 256)
+    from t2i_cli.pipeline import T2IPipeline
+
+    pipe = T2IPipeline.from_pretrained(tiny_run, device="cpu")
+    result = pipe(["pink petals"], num_images=2, seed=1, upscale=3, sr_method="bicubic")
+    assert [i.size for i in result.images] == [(64, 64)] * 2 and [i.size for i in result.final] == [(192, 192)] * 2
+    assert_one_line_error(run("generate", "x", "-c", tiny_run, "--upscale", 5), "--upscale must be 1, 2, 3 or 4")
+    assert_one_line_error(run("generate", "x", "-c", tiny_run, "--sr-method", "magic"), "--sr-method")
