@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import hashlib
 from pathlib import Path
 
 import torch
@@ -11,16 +11,22 @@ from srcnn.errors import SRError
 from srcnn.images import degrade, load_rgb, luminance, to_tensor
 
 
+def is_held_out(path: Path, *, valid_fraction: float, seed: int = 0) -> bool:
+    """Whether ``path`` belongs to the validation part: decided by a hash of its file name, so
+    training and a later evaluation agree on the split without sharing a list."""
+    digest = hashlib.sha1(f"{seed}:{Path(path).name}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < valid_fraction
+
+
 def holdout_split(paths: list[Path], *, valid_fraction: float, seed: int = 0) -> tuple[list[Path], list[Path]]:
-    """A seeded division of ``paths`` into (train, valid); valid gets at least one image."""
+    """(train, valid) by :func:`is_held_out`; fails when either part would be empty."""
     if not 0 < valid_fraction < 1:
         raise SRError(f"valid fraction must lie in (0, 1), got {valid_fraction}")
-    shuffled = sorted(paths)
-    random.Random(seed).shuffle(shuffled)
-    n_valid = max(1, round(len(shuffled) * valid_fraction))
-    if n_valid >= len(shuffled):
-        raise SRError(f"{len(paths)} images are too few to hold {n_valid} out for validation")
-    return sorted(shuffled[n_valid:]), sorted(shuffled[:n_valid])
+    valid = [p for p in paths if is_held_out(p, valid_fraction=valid_fraction, seed=seed)]
+    train = [p for p in paths if p not in set(valid)]
+    if not valid or not train:
+        raise SRError(f"{len(paths)} images are too few to hold out {valid_fraction:.0%} for validation")
+    return sorted(train), sorted(valid)
 
 
 def load_pair(path: Path, scale: int, mode: str) -> tuple[torch.Tensor, torch.Tensor]:

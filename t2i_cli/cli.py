@@ -15,10 +15,12 @@ from typer.core import TyperGroup
 from srcnn.errors import SRError
 from t2i_cli import __version__
 from t2i_cli.commands.data import data_app
+from t2i_cli.commands.demo import EXAMPLE as DEMO_EXAMPLE
+from t2i_cli.commands.demo import demo_cli
 from t2i_cli.commands.generate import GENERATE_EXAMPLE, INTERPOLATE_EXAMPLE, generate_cli, interpolate_cli
 from t2i_cli.commands.train import EXAMPLE as TRAIN_EXAMPLE
 from t2i_cli.commands.sr import UPSCALE_EXAMPLE, sr_app, upscale_cli
-from t2i_cli.commands.train import train_cli
+from t2i_cli.commands.train import export_cli, train_cli
 from t2i_cli.errors import T2IError
 
 
@@ -45,10 +47,12 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.command("train", epilog=TRAIN_EXAMPLE)(train_cli)
+app.command("export", epilog="Example: t2i export runs/flowers weights/flowers-gan")(export_cli)
 app.command("generate", epilog=GENERATE_EXAMPLE)(generate_cli)
 app.command("interpolate", epilog=INTERPOLATE_EXAMPLE)(interpolate_cli)
 app.command("upscale", epilog=UPSCALE_EXAMPLE)(upscale_cli)
 app.add_typer(sr_app, name="sr")
+app.command("demo", epilog=DEMO_EXAMPLE)(demo_cli)
 
 
 def _version(value: bool) -> None:

@@ -22,6 +22,7 @@ from t2i_cli.devices import resolve_device
 from t2i_cli.errors import T2IError
 from t2i_cli.grid import captioned_grid, to_pil
 from t2i_cli.models.dcgan import Generator
+from t2i_cli.weights import WEIGHTS_DIR
 from t2i_cli.text.encoder import MINILM_NAME, EncoderIdentity, TextEncoder, load_text_encoder
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_GENERATOR = "flowers-gan"
 MAX_IMAGES = 1024
 

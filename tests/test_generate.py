@@ -4,7 +4,9 @@ import json
 import logging
 import shutil
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -136,3 +138,20 @@ def test_safe_stem():
     assert safe_stem("Pink petals / ../ *?") == "pink-petals"
     assert safe_stem("ÉÉÉ") == "caption"
     assert len(safe_stem("word " * 50)) <= 40
+
+
+def test_export_writes_a_generation_only_half_precision_checkpoint(tmp_path, tiny_run, pipeline):
+    out = tmp_path / "exported"
+    result = run("export", tiny_run, out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "generator.safetensors"]
+    from safetensors.torch import load_file
+
+    assert all(v.dtype == torch.float16 for v in load_file(str(out / "generator.safetensors")).values() if v.is_floating_point())
+    exported = T2IPipeline.from_pretrained(out, device="cpu")
+    a = pipeline(["red petals", "white petals"], num_images=2, seed=4).images
+    b = exported(["red petals", "white petals"], num_images=2, seed=4).images
+    difference = max(np.abs(np.asarray(x, dtype=int) - np.asarray(y, dtype=int)).mean() for x, y in zip(a, b))
+    assert difference < 1.0  # fp16 weights: under one grey level on average
+    assert_one_line_error(run("export", tiny_run, out), "already exists")
+    assert_one_line_error(run("export", tmp_path / "none", tmp_path / "o"), "does not exist")

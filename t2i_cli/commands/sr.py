@@ -20,7 +20,7 @@ UPSCALE_EXAMPLE = "Example: t2i upscale flower.png --scale 4 --out big/"
 
 
 def weights_dir() -> Path:
-    from t2i_cli.pipeline import WEIGHTS_DIR
+    from t2i_cli.weights import WEIGHTS_DIR
 
     return WEIGHTS_DIR
 
@@ -37,6 +37,7 @@ def sr_train_cli(
     lr: Annotated[float, typer.Option(help="Adam rate (the last layer gets a tenth).")] = 1e-4,
     valid_every: Annotated[int, typer.Option(help="Steps between validations.")] = 500,
     kernels: Annotated[str, typer.Option(help="Kernel sizes: 9-5-5 or the lighter 9-1-5.")] = "9-5-5",
+    widths: Annotated[str, typer.Option(help="Filters of the first two layers: 64-32 (the paper's), or 32-16 for speed.")] = "64-32",
     mode: Annotated[str, typer.Option(help="y (luminance; Cb/Cr bicubic) or rgb.")] = "y",
     residual: Annotated[bool, typer.Option("--residual/--no-residual", help="Learn the detail bicubic misses.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the split and the patches.")] = 0,
@@ -51,13 +52,9 @@ def sr_train_cli(
     from srcnn.train import train_srcnn
     from t2i_cli.devices import resolve_device
 
-    try:
-        kernel_sizes = tuple(int(k) for k in kernels.split("-"))
-    except ValueError:
-        raise SRError(f"--kernels must look like 9-5-5, got {kernels!r}") from None
-    if len(kernel_sizes) != 3:
-        raise SRError(f"--kernels must name three sizes, got {kernels!r}")
-    config = SRConfig(scale=scale, kernels=kernel_sizes, mode=mode, residual=residual)
+    kernel_sizes = _dashed_ints(kernels, count=3, flag="--kernels", example="9-5-5")
+    filter_widths = _dashed_ints(widths, count=2, flag="--widths", example="64-32")
+    config = SRConfig(scale=scale, kernels=kernel_sizes, widths=filter_widths, mode=mode, residual=residual)
     config.validate()
     if out.suffix != ".safetensors":
         raise SRError(f"--out must end in .safetensors, got {out}")
@@ -81,24 +78,42 @@ def sr_train_cli(
     )
 
 
+def _dashed_ints(text: str, *, count: int, flag: str, example: str) -> tuple[int, ...]:
+    from srcnn.errors import SRError
+
+    try:
+        values = tuple(int(v) for v in text.split("-"))
+    except ValueError:
+        values = ()
+    if len(values) != count or min(values) < 1:
+        raise SRError(f"{flag} must look like {example}, got {text!r}")
+    return values
+
+
 @sr_app.command("eval", epilog="Example: t2i sr eval --scale 4 held-out-photos/")
 def sr_eval_cli(
     folders: Annotated[list[Path], typer.Argument(help="Folders (or files) of high-resolution images.")],
     scale: ScaleOption,
     sr_weights: SRWeightsOption = None,
+    held_out: Annotated[Optional[float], typer.Option(help="Only the images `t2i sr train --valid-fraction F` held out (same --seed).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Shrink each image by the scale, enlarge it back with bicubic and with SRCNN, and compare
     PSNR/SSIM on the Y channel (border shaved by the scale)."""
     import json
 
+    from srcnn.data import holdout_split
     from srcnn.evaluate import evaluate
     from srcnn.images import list_images
     from srcnn.upscale import Upscaler, weights_file
 
     path = sr_weights or weights_file(weights_dir(), scale)
     upscaler = Upscaler.load(scale, weights=path)
-    result = evaluate(list_images(folders), upscaler)
+    images = list_images(folders)
+    if held_out is not None:
+        images = holdout_split(images, valid_fraction=held_out, seed=seed)[1]
+    result = evaluate(images, upscaler)
     if as_json:
         typer.echo(json.dumps({**result.__dict__, "weights": str(path)}, indent=2))
         return

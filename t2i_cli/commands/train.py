@@ -85,3 +85,26 @@ def train_cli(
         f"trained {trainer.state.epoch} epochs ({trainer.state.step} steps); "
         f"checkpoint: {trainer.run_dir / (trainer.run_dir / 'latest').read_text().strip()}"
     )
+
+
+def export_cli(
+    checkpoint: Annotated[Path, typer.Argument(help="A training run or checkpoint folder.")],
+    out: Annotated[Path, typer.Argument(help="Folder to write: config.json + generator.safetensors, nothing else.")],
+    half: Annotated[bool, typer.Option("--half/--full", help="Store the weights as float16 (half the size).")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (only once the new one is complete).")] = False,
+) -> None:
+    """Export a checkpoint's EMA generator for generation only (what weights/ ships)."""
+    from safetensors.torch import load_file
+
+    from t2i_cli.checkpoint import GENERATOR_FILE, read_checkpoint, write_checkpoint
+    from t2i_cli.errors import T2IError
+
+    info = read_checkpoint(checkpoint)
+    if out.exists() and not force:
+        raise T2IError(f"{out} already exists; pass --force to replace it")
+    write_checkpoint(
+        out, generator_weights=load_file(str(info.path / GENERATOR_FILE)), model=info.model, train=info.train,
+        encoder=info.encoder, epoch=info.epoch, step=info.step, half=half,
+    )
+    size = (out / GENERATOR_FILE).stat().st_size / 1e6
+    typer.echo(f"wrote {out} (epoch {info.epoch}, {'float16' if half else 'float32'}, {size:.1f} MB)")

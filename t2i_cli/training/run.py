@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_ROWS = 8
 # Settings that may change when a run resumes; everything else is the run's identity.
-RESUMABLE_OVERRIDES = ("epochs", "workers", "device", "save_every", "sample_every", "log_every", "data")
+RESUMABLE_OVERRIDES = ("epochs", "workers", "device", "amp", "save_every", "sample_every", "log_every", "data")
 
 
 def pick_sample_captions(path: Path, split: str, rows: int = SAMPLE_ROWS) -> SampleSet:

@@ -1,0 +1,37 @@
+"""``t2i demo``: serve the browser page (loopback only unless --share or --host says otherwise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from t2i_cli.commands.options import DeviceOption
+
+EXAMPLE = "Example: t2i demo --port 7860   (then open http://127.0.0.1:7860)"
+
+
+def demo_cli(
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Generator checkpoint or run (default: the shipped one).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the page to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860,
+    share: Annotated[bool, typer.Option("--share", help="Also open a public gradio.live link.")] = False,
+    device: DeviceOption = "auto",
+) -> None:
+    """Serve the Gradio page: captions in, 64 px images and their upscaled versions out."""
+    from t2i_cli.errors import T2IError
+
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise T2IError("the demo needs Gradio: pip install -e '.[web]'") from None
+    if not 1 <= port <= 65535:
+        raise T2IError(f"--port must lie in 1..65535, got {port}")
+    from t2i_cli.pipeline import T2IPipeline
+    from t2i_cli.web import build_demo
+
+    pipeline = T2IPipeline.from_pretrained(checkpoint, device=device)
+    demo = build_demo(pipeline)
+    typer.echo(f"serving on http://{host}:{port} ({pipeline.describe()})")
+    demo.launch(server_name=host, server_port=port, share=share, show_error=True)

@@ -1,0 +1,58 @@
+"""The manifest of shipped weights: what each file is, how it was made, and its sha256.
+
+``weights/MANIFEST.json`` maps each file (path relative to ``weights/``) to its sha256, size, the
+data it was trained on, the exact command that reproduces it and its measured figures. The test
+suite checks every listed file against its hash, so a changed file cannot ship unnoticed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from t2i_cli.errors import T2IError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+MANIFEST = "MANIFEST.json"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict:
+    path = Path(weights_dir) / MANIFEST
+    if not path.is_file():
+        return {"files": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise T2IError(f"{path} is not valid JSON: {exc}") from None
+
+
+def record(file: Path, *, what: str, data: str, command: str, metrics: dict | None = None,
+           hardware: str = "", weights_dir: Path = WEIGHTS_DIR) -> dict:
+    """Add or refresh ``file``'s entry (its hash and size are measured now)."""
+    file = Path(file)
+    relative = file.resolve().relative_to(Path(weights_dir).resolve()).as_posix()
+    manifest = read_manifest(weights_dir)
+    entry = {
+        "sha256": sha256_of(file),
+        "bytes": file.stat().st_size,
+        "what": what,
+        "data": data,
+        "command": command,
+        "hardware": hardware,
+        "metrics": metrics or {},
+    }
+    manifest["files"][relative] = entry
+    tmp = Path(weights_dir) / f".{MANIFEST}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, Path(weights_dir) / MANIFEST)
+    return entry

@@ -1,0 +1,98 @@
+"""The Gradio demo: through gradio_client in-process, and in a real headless Chromium."""
+
+import os
+import shutil
+import socket
+
+import pytest
+from PIL import Image
+
+gradio = pytest.importorskip("gradio", reason="the web extra is not installed (pip install -e '.[web]')")
+from gradio_client import Client  # noqa: E402
+
+from t2i_cli.pipeline import T2IPipeline  # noqa: E402
+from t2i_cli.web import build_demo  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run):
+    demo = build_demo(T2IPipeline.from_pretrained(tiny_run, device="cpu"))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+def test_api_returns_originals_and_upscaled_images(client):
+    items, info = client.predict("pink petals", 3, 11, False, 3, "srcnn", api_name="/generate")
+    assert len(items) == 6 and info["seeds"] == [11, 12, 13]
+    sizes = [Image.open(item["image"]).size for item in items]
+    assert sizes == [(64, 64), (192, 192)] * 3
+
+
+def test_same_seed_gives_the_same_pixels(client):
+    first, _ = client.predict("white petals", 1, 5, False, 1, "bicubic", api_name="/generate")
+    second, _ = client.predict("white petals", 1, 5, False, 1, "bicubic", api_name="/generate")
+    other, _ = client.predict("white petals", 1, 6, False, 1, "bicubic", api_name="/generate")
+    pixels = [Image.open(x[0]["image"]).tobytes() for x in (first, second, other)]
+    assert pixels[0] == pixels[1] != pixels[2]
+
+
+def test_errors_come_back_as_messages_and_the_server_goes_on(client):
+    with pytest.raises(Exception, match="Write a caption first"):
+        client.predict("   ", 1, 0, False, 1, "bicubic", api_name="/generate")
+    with pytest.raises(Exception, match="greater than maximum value 8"):  # the slider's own check
+        client.predict("red", 50, 0, False, 1, "bicubic", api_name="/generate")
+    items, _ = client.predict("red", 1, 0, False, 1, "bicubic", api_name="/generate")
+    assert len(items) == 1
+
+
+def test_interpolate_endpoint(client):
+    strip = client.predict("red petals", "white petals", 4, 0, False, api_name="/interpolate")
+    assert len(strip) == 4 and Image.open(strip[0]["image"]).size == (64, 64)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian package chromium); .ci/run installs it")
+def test_a_real_browser_generates_and_renders_images(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        page = browser.new_page()
+        page.goto(server, wait_until="domcontentloaded")
+        assert "Loaded:" in page.locator("#loaded-models").inner_text(timeout=30000)
+        page.locator("#caption textarea").fill("this flower has pink petals")
+        page.locator("#generate").click()
+        page.wait_for_function(
+            """() => {
+                const images = [...document.querySelectorAll('#history img')];
+                return images.length >= 4 && images.every(i => i.complete && i.naturalWidth > 0);
+            }""",
+            timeout=60000,
+        )
+        widths = page.eval_on_selector_all("#history img", "els => els.map(e => e.naturalWidth)")
+        assert 64 in widths and 256 in widths  # originals beside the x4 versions
+        assert "this flower has pink petals" in page.locator("#history").inner_text()
+        page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+        if os.environ.get("T2I_SCREENSHOT"):
+            shutil.copy(tmp_path / "demo.png", os.environ["T2I_SCREENSHOT"])
+        page.locator("#caption textarea").fill("")
+        page.locator("#generate").click()
+        page.get_by_text("Write a caption first").first.wait_for(timeout=30000)
+        browser.close()
