@@ -51,7 +51,7 @@ def convert_cli(
     from t2i_cli.errors import T2IError
     from t2i_cli.text.encoder import load_text_encoder
 
-    if output.exists() and not force:
+    if output.exists() and not force:  # before the encoder's seconds of loading; the writer checks again
         raise T2IError(f"{output} already exists; pass --force to replace it")
     text_encoder = load_text_encoder(encoder, device=device)
     report = convert(

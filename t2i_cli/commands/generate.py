@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.options import DeviceOption
+from t2i_cli.commands.options import DeviceOption, check_output_path
 
 GENERATE_EXAMPLE = 'Example: t2i generate "this flower has pink petals" -n 8 --seed 1 --out pink.png'
 INTERPOLATE_EXAMPLE = 'Example: t2i interpolate "red petals" "white petals" --steps 8 --out red-to-white.png'
@@ -30,20 +29,6 @@ def safe_stem(caption: str, limit: int = 40) -> str:
     words = re.findall(r"[a-z0-9]+", caption.lower())
     stem = "-".join(words)[:limit].rstrip("-")
     return stem or "caption"
-
-
-def _check_output(out: Path, *, as_folder: bool) -> None:
-    from t2i_cli.errors import T2IError
-
-    parent = out if as_folder and out.exists() else out.parent
-    if not parent.exists():
-        raise T2IError(f"output folder {parent} does not exist")
-    if not parent.is_dir():
-        raise T2IError(f"{parent} is not a folder")
-    if not os.access(parent, os.W_OK):
-        raise T2IError(f"output folder {parent} is not writable")
-    if as_folder and out.exists() and not out.is_dir():
-        raise T2IError(f"{out} exists and is not a folder")
 
 
 def _is_file_target(out: Path) -> bool:
@@ -84,7 +69,7 @@ def generate_cli(
     if sr_method not in ("srcnn", "bicubic"):
         raise T2IError(f"--sr-method must be srcnn or bicubic, got {sr_method!r}")
     as_file = _is_file_target(out)
-    _check_output(out, as_folder=not as_file)
+    check_output_path(out, as_folder=not as_file)
 
     pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
     result = pipeline(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method)
@@ -122,7 +107,7 @@ def interpolate_cli(
     check_seed(seed)
     if not _is_file_target(out):
         raise T2IError(f"--out must name a .png file, got {out}")
-    _check_output(out, as_folder=False)
+    check_output_path(out, as_folder=False)
     pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
     save_png(pipeline.interpolate(first, second, steps=steps, seed=seed).grid(), out)
     typer.echo(f"wrote {out} ({steps} images)")

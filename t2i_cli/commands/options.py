@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import os
 from enum import Enum
+from pathlib import Path
 
 import typer
 
@@ -35,6 +37,22 @@ EmbeddingDtypeOption = Annotated[
     ),
 ]
 
+def check_output_path(out: Path, *, as_folder: bool) -> None:
+    """Fail before any work when ``out`` cannot be written: its folder missing or read-only.
+
+    With ``as_folder``, ``out`` itself is a folder that may not exist yet (its parent must).
+    """
+    from t2i_cli.errors import T2IError
+
+    parent = out if as_folder and out.exists() else out.parent
+    if not parent.is_dir():
+        raise T2IError(f"output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise T2IError(f"output folder {parent} is not writable")
+    if as_folder and out.exists() and not out.is_dir():
+        raise T2IError(f"{out} exists and is not a folder")
+
+
 __all__ = [
     "DEFAULT_ENCODER",
     "BatchSizeOption",
@@ -43,4 +61,5 @@ __all__ = [
     "EmbeddingDtypeOption",
     "EncoderOption",
     "QuietOption",
+    "check_output_path",
 ]

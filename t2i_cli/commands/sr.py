@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.options import DeviceOption, QuietOption
+from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path
 
 sr_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the SRCNN upscaler.")
 
@@ -137,7 +137,6 @@ def upscale_cli(
 ) -> None:
     """Enlarge images x2, x3 or x4 with SRCNN (bicubic where no weights exist)."""
     from srcnn.errors import SRError
-    from srcnn.images import load_rgb
     from srcnn.upscale import Upscaler
     from t2i_cli.devices import resolve_device
     from t2i_cli.grid import save_png
@@ -145,8 +144,7 @@ def upscale_cli(
     single_file = out.suffix.lower() == ".png"
     if single_file and len(inputs) != 1:
         raise SRError("--out FILE.png takes one input image; give a folder for several")
-    if not out.parent.is_dir():
-        raise SRError(f"output folder {out.parent} does not exist")
+    check_output_path(out, as_folder=not single_file)
     from PIL import Image
 
     images = []
@@ -154,7 +152,8 @@ def upscale_cli(
         try:
             with Image.open(path) as image:
                 image.load()
-                images.append(image.copy() if image.mode in ("RGB", "RGBA", "L", "LA") else load_rgb(path))
+                # RGB, RGBA and grayscale keep their mode through the upscaler; others become RGB.
+                images.append(image.copy() if image.mode in ("RGB", "RGBA", "L", "LA") else image.convert("RGB"))
         except FileNotFoundError:
             raise SRError(f"image {path} does not exist") from None
         except OSError as exc:
