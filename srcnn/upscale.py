@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -30,8 +31,6 @@ def weights_file(weights_dir: Path, scale: int) -> Path:
 
 def save_weights(model: SRCNN, path: Path, *, extra: dict | None = None) -> Path:
     """safetensors with the config in its metadata, written via a temp file and renamed."""
-    import os
-
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -78,7 +77,7 @@ class Upscaler:
     """Enlarges images by ``scale``: SRCNN where ``model`` is given, bicubic otherwise."""
 
     def __init__(self, scale: int, model: SRCNN | None = None, *, device: str | torch.device = "cpu", source: Path | None = None):
-        if scale not in SCALES and not (model is None and scale >= 1):
+        if scale < 1 or (model is not None and scale not in SCALES):
             raise SRError(f"SRCNN scale must be 2, 3 or 4, got {scale}")
         if model is not None and model.config.scale != scale:
             raise SRError(f"SRCNN weights are for x{model.config.scale}, not x{scale}")
@@ -134,7 +133,7 @@ class Upscaler:
             rgb = bicubic(image.convert("RGB"), size)
             prepared.append((image.mode, rgb, alpha))
             groups.setdefault(size, []).append(i)
-        for size, members in groups.items():
+        for members in groups.values():
             if self.model is not None:
                 batch = torch.stack([to_tensor(prepared[i][1]) for i in members])
                 restored = [to_image(t) for t in self._restore(batch)]

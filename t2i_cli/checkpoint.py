@@ -56,7 +56,7 @@ class CheckpointInfo:
 def unwrapped_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A state dict without DataParallel/DDP ``module.`` or torch.compile ``_orig_mod.`` prefixes."""
     while hasattr(module, "module") or hasattr(module, "_orig_mod"):
-        module = getattr(module, "module", None) or getattr(module, "_orig_mod")
+        module = getattr(module, "module", None) or module._orig_mod
     return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
 
 

@@ -8,9 +8,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import OXFORD_MINI
-from srcnn import SRCNN, SRConfig, SRError, Upscaler, load_model, save_weights
+from srcnn import SRCNN, SRConfig, SRError, Upscaler, load_model
 from srcnn.color import rgb_to_ycbcr, ycbcr_to_rgb
-from srcnn.images import list_images
 from srcnn.metrics import psnr, ssim
 from srcnn.train import train_srcnn
 from t2i_cli.cli import app
