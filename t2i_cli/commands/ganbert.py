@@ -1,0 +1,179 @@
+"""``t2i ganbert train`` and ``t2i ganbert eval``: the semi-supervised caption encoder.
+
+Data comes from a TSV file (``text<TAB>label``, empty label = unlabelled) or from a t2i HDF5 file,
+whose train-split classes are the labels. Because the HDF5 valid and test splits hold other classes,
+an HDF5 run holds out a share of the train images (all their captions, chosen by a hash of the image
+name) for evaluation, keeps a share of the rest labelled, and uses the remaining captions unlabelled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path
+from t2i_cli.errors import T2IError
+
+log = logging.getLogger(__name__)
+
+ganbert_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the GAN-BERT caption encoder.")
+
+TRAIN_EXAMPLE = "Example: t2i ganbert train runs/ganbert-2pct --data flowers.h5 --labelled-fraction 0.02"
+EVAL_EXAMPLE = "Example: t2i ganbert eval runs/ganbert-2pct --data flowers.h5"
+HELD_OUT = "heldout"
+
+
+@dataclass
+class H5Selection:
+    """Which captions of an HDF5 train split are labelled, unlabelled and held out."""
+
+    labelled_fraction: float
+    holdout_fraction: float
+    seed: int
+
+    def split(self, path: Path):
+        """(training examples, held-out examples, label table) from ``path``'s train split."""
+        from ganbert.data import TextExample, choose_labelled, is_held_out
+
+        captions, classes = _train_split(path)
+        held = {n for n in captions if is_held_out(n, self.holdout_fraction, self.seed)}
+        if not held or len(held) == len(captions):
+            raise T2IError(f"holding out {self.holdout_fraction:.0%} of {len(captions)} images leaves one side empty")
+        groups: dict[str, list[str]] = {}
+        for name in sorted(set(captions) - held):
+            groups.setdefault(classes[name], []).append(name)
+        labelled = choose_labelled(groups, self.labelled_fraction, self.seed)
+        training = [
+            TextExample(text, classes[name] if name in labelled else None)
+            for name in sorted(set(captions) - held)
+            for text in captions[name]
+        ]
+        evaluation = [TextExample(text, classes[name]) for name in sorted(held) for text in captions[name]]
+        return training, evaluation, sorted(set(classes.values()))
+
+    def held_out(self, path: Path):
+        return self.split(path)[1]
+
+
+def _train_split(path: Path, split: str = "train") -> tuple[dict[str, list[str]], dict[str, str]]:
+    from t2i_cli.data.h5 import CaptionImageFile
+
+    with CaptionImageFile(path) as data:
+        names = data.names(split)
+        captions = {n: data.captions(split, n) for n in names}
+        classes = {n: data.class_name(split, n) for n in names}
+    if not names:
+        raise T2IError(f"the {split} split of {path} is empty")
+    if any(c is None for c in classes.values()):
+        raise T2IError(f"{path} records no classes for its {split} images, so it has no labels for GAN-BERT")
+    return captions, classes
+
+
+@ganbert_app.command("train", epilog=TRAIN_EXAMPLE)
+def ganbert_train_cli(
+    out: Annotated[Path, typer.Argument(help="Checkpoint folder to write (atomically).")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="A t2i HDF5 file: its train classes are the labels.")] = None,
+    tsv: Annotated[Optional[Path], typer.Option("--tsv", help="text<TAB>label lines; an empty label = unlabelled.")] = None,
+    eval_tsv: Annotated[Optional[Path], typer.Option("--eval-tsv", help="TSV to evaluate on after training.")] = None,
+    labelled_fraction: Annotated[float, typer.Option(help="--data: share of the non-held-out train images kept labelled.")] = 0.02,
+    holdout: Annotated[float, typer.Option(help="--data: share of train images held out for evaluation.")] = 0.2,
+    split_seed: Annotated[int, typer.Option(help="--data: seed of the held-out and labelled choices.")] = 0,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Fine-tune on the labelled rows alone (no GAN), for comparison.")] = False,
+    backbone: Annotated[Optional[Path], typer.Option(help="A local BERT-family transformers folder (default: all-MiniLM-L6-v2).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="AdamW rate of backbone, discriminator and generator.")] = 5e-5,
+    max_length: Annotated[int, typer.Option(min=4, help="Tokens per sentence.")] = 64,
+    batching: Annotated[str, typer.Option(help="paired: each step a labelled batch + an unlabelled batch; mixed: the authors' replicated stream.")] = "paired",
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, order, noise and dropout.")] = 0,
+    device: DeviceOption = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (once the new one is complete).")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Fine-tune a BERT-family caption encoder with GAN-BERT (or the supervised baseline)."""
+    from ganbert.data import label_table, read_tsv
+    from ganbert.train import GanBertConfig, train_ganbert
+    from t2i_cli.devices import resolve_device
+    from t2i_cli.progress import progress_bar
+
+    if (data is None) == (tsv is None):
+        raise T2IError("give exactly one of --data FILE.h5 or --tsv FILE.tsv")
+    check_output_path(out, as_folder=True)
+    if out.exists() and not force:
+        raise T2IError(f"{out} already exists; pass --force to replace it")
+    config = GanBertConfig(
+        mode="baseline" if baseline else "ganbert", steps=steps, batch_size=batch_size,
+        learning_rate=lr, max_length=max_length, seed=seed, batching=batching,
+    )
+    config.validate()
+    labels = None
+    if data is not None:
+        selection = H5Selection(labelled_fraction, holdout, split_seed)
+        examples, evaluation, labels = selection.split(data)
+        source = {"data": str(data), "labelled_fraction": labelled_fraction, "holdout": holdout, "split_seed": split_seed}
+    else:
+        examples = read_tsv(tsv)
+        labels = label_table(examples)  # fails now, not after the backbone loads, when none is labelled
+        evaluation = read_tsv(eval_tsv) if eval_tsv is not None else None
+        source = {"tsv": str(tsv)}
+    labelled = sum(e.label is not None for e in examples)
+    log.info(
+        "%s on %d sentences (%d labelled, %d unlabelled), %d labels, %d steps",
+        config.mode, len(examples), labelled, len(examples) - labelled, len(labels), steps,
+    )
+    with progress_bar(f"{config.mode} training", total=steps, enabled=not quiet) as advance:
+        last = [0]
+
+        def on_step(step: int, stats: dict[str, float]) -> None:
+            advance(step - last[0])
+            last[0] = step
+
+        model = train_ganbert(examples, config, backbone_dir=backbone, labels=labels, device=resolve_device(device), on_step=on_step)
+    metadata = {"source": source, "labelled_sentences": labelled, "sentences": len(examples)}
+    if evaluation is not None:
+        metrics = model.evaluate(evaluation)
+        metadata["evaluation"] = {"set": HELD_OUT if data is not None else str(eval_tsv), **metrics}
+        typer.echo(f"{config.mode}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['count']} held-out sentences")
+    model.save(out, metadata=metadata, overwrite=force)
+    typer.echo(f"wrote {out}; use it as a caption encoder with --encoder ganbert:{out}")
+
+
+@ganbert_app.command("eval", epilog=EVAL_EXAMPLE)
+def ganbert_eval_cli(
+    checkpoint: Annotated[Path, typer.Argument(help="A folder written by t2i ganbert train.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="A t2i HDF5 file.")] = None,
+    split: Annotated[str, typer.Option(help=f"--data: {HELD_OUT} (the train images the checkpoint held out), train, valid or test.")] = HELD_OUT,
+    tsv: Annotated[Optional[Path], typer.Option("--tsv", help="text<TAB>label lines to score.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    device: DeviceOption = "auto",
+) -> None:
+    """Accuracy and macro-F1 of a GAN-BERT checkpoint on a labelled split."""
+    from ganbert.data import TextExample, read_tsv
+    from ganbert.train import GanBertModel, read_description
+    from t2i_cli.devices import resolve_device
+
+    if (data is None) == (tsv is None):
+        raise T2IError("give exactly one of --data FILE.h5 or --tsv FILE.tsv")
+    description = read_description(checkpoint)
+    if tsv is not None:
+        examples, name = read_tsv(tsv), str(tsv)
+    elif split == HELD_OUT:
+        recorded = description.get("metadata", {}).get("source", {})
+        if "holdout" not in recorded:
+            raise T2IError(f"{checkpoint} was not trained from an HDF5 file, so it has no held-out split; use --split train/valid/test or --tsv")
+        selection = H5Selection(recorded["labelled_fraction"], recorded["holdout"], recorded["split_seed"])
+        examples, name = selection.held_out(data), f"{data} ({HELD_OUT}: {recorded['holdout']:.0%} of train, seed {recorded['split_seed']})"
+    else:
+        captions, classes = _train_split(data, split)
+        examples, name = [TextExample(t, classes[n]) for n in sorted(captions) for t in captions[n]], f"{data} ({split})"
+    model = GanBertModel.load(checkpoint, device=resolve_device(device))
+    metrics = model.evaluate(examples)
+    if as_json:
+        typer.echo(json.dumps({"checkpoint": str(checkpoint), "set": name, "mode": model.config.mode, **metrics}, indent=2))
+    else:
+        typer.echo(f"{checkpoint} ({model.config.mode}) on {name}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, {metrics['count']} sentences")
