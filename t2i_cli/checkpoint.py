@@ -53,11 +53,16 @@ class CheckpointInfo:
         return (self.path / TRAINING_DIR / "state.pt").is_file()
 
 
-def unwrapped_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A state dict without DataParallel/DDP ``module.`` or torch.compile ``_orig_mod.`` prefixes."""
+def unwrapped(module: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DataParallel/DDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
     while hasattr(module, "module") or hasattr(module, "_orig_mod"):
         module = getattr(module, "module", None) or module._orig_mod
-    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    return module
+
+
+def unwrapped_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict without the wrappers' ``module.`` / ``_orig_mod.`` prefixes, contiguous, on the CPU."""
+    return {k: v.detach().contiguous().cpu() for k, v in unwrapped(module).state_dict().items()}
 
 
 def write_checkpoint(
@@ -166,6 +171,7 @@ def load_weights(path: Path, module: torch.nn.Module, *, what: str) -> None:
         raise T2IError(f"{what} weights {path} are missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise T2IError(f"{what} weights {path} are unreadable: {exc}") from None
+    module = unwrapped(module)
     own = module.state_dict()
     weights = {k: v.to(own[k].dtype) if k in own else v for k, v in weights.items()}
     try:

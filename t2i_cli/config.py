@@ -70,8 +70,10 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     augment: bool = True
-    preload: bool = True
-    amp: str = "auto"  # auto (bf16 on CUDA) | off | bf16
+    preload: bool = True  # decode the split into memory once; batches are then drawn on the device
+    amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16) | off | bf16
+    channels_last: str = "auto"  # NHWC activations: auto = on CUDA and for fp32 on CPU (measured), on, off
+    compile: bool = False  # torch.compile G and D (minutes of compiling first; pays off on long runs)
     device: str = "auto"
     pretrained_generator: str = ""
     pretrained_discriminator: str = ""
@@ -97,6 +99,8 @@ class TrainConfig:
             raise T2IError(f"label smoothing must lie in (0, 1], got {self.label_smoothing}")
         if self.diter < 1 or self.save_every < 1 or self.sample_every < 1 or self.log_every < 1:
             raise T2IError("diter, save_every, sample_every and log_every must be >= 1")
+        if self.channels_last not in ("auto", "on", "off"):
+            raise T2IError(f"channels_last must be auto, on or off, got {self.channels_last!r}")
         if self.amp not in ("auto", "off", "bf16"):
             raise T2IError(f"amp must be auto, off or bf16, got {self.amp!r}")
         if not 0 <= self.ema_decay < 1:

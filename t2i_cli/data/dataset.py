@@ -80,6 +80,18 @@ class CaptionImageDataset(torch.utils.data.Dataset):
                 self._captions = [data.captions(split, n) for n in self.names]
         self._build_wrong_sampler()
 
+    def padded_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A preloaded split's caption embeddings as one float32 ``(N, C, D)`` tensor, each image's
+        padded to the most captions C any image has, and ``(N,)`` how many of each are real."""
+        if self._embeddings is None:
+            raise T2IError("padded embeddings need a preloaded data set (preload=True)")
+        # Reference files may hold fewer embeddings than captions (or one); pair what pairs.
+        counts = [min(len(e), max(len(c), 1)) for e, c in zip(self._embeddings, self._captions)]
+        table = np.zeros((len(counts), max(counts), self._embeddings[0].shape[-1]), dtype=np.float32)
+        for row, (values, count) in enumerate(zip(self._embeddings, counts)):
+            table[row, :count] = values[:count]
+        return torch.from_numpy(table), torch.tensor(counts, dtype=torch.long)
+
     # --- wrong-image sampling ---------------------------------------------------------------
     def _build_wrong_sampler(self) -> None:
         """Sort indices by class so "any image outside class c" is one draw from two ranges."""

@@ -10,19 +10,23 @@ import torch
 
 from t2i_cli.checkpoint import read_checkpoint
 from t2i_cli.config import ModelConfig, TrainConfig
+from t2i_cli.data.batches import InMemoryBatches
 from t2i_cli.data.dataset import CaptionImageDataset
 from t2i_cli.data.h5 import CaptionImageFile
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import T2IError
 from t2i_cli.models.dcgan import build_models
 from t2i_cli.training.callbacks import MetricsFile, RichProgress, TensorBoardLog
+from t2i_cli.training.distributed import join_process_group
 from t2i_cli.training.trainer import SampleSet, Trainer
 
 log = logging.getLogger(__name__)
 
 SAMPLE_ROWS = 8
 # Settings that may change when a run resumes; everything else is the run's identity.
-RESUMABLE_OVERRIDES = ("epochs", "workers", "device", "amp", "save_every", "sample_every", "log_every", "data")
+RESUMABLE_OVERRIDES = (
+    "epochs", "workers", "device", "amp", "channels_last", "compile", "preload", "save_every", "sample_every", "log_every", "data",
+)
 
 
 def pick_sample_captions(path: Path, split: str, rows: int = SAMPLE_ROWS) -> SampleSet:
@@ -71,7 +75,12 @@ def train(
     if not config.data:
         raise T2IError("no data file: pass --data FILE.h5 (made by t2i data convert)")
 
-    device = resolve_device(config.device)
+    group = join_process_group(resolve_device(config.device).type)
+    device = group.device(resolve_device(config.device))
+    if group.distributed and config.gradient_penalty > 0:
+        raise T2IError("--gp needs double backward, which DistributedDataParallel does not support; train WGAN-GP in one process")
+    if group.distributed and not (config.preload and config.workers == 0):
+        raise T2IError("multi-process training shards the in-memory batches: keep --preload and --workers 0")
     torch.manual_seed(config.seed)
     dataset = CaptionImageDataset(
         config.data, config.split, image_size=model_config.image_size, augment=config.augment, preload=config.preload
@@ -95,18 +104,25 @@ def train(
         raise T2IError(f"the {config.split} split has {len(dataset)} images, fewer than one batch of {config.batch_size}")
 
     loader_generator = torch.Generator().manual_seed(config.seed)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=True,  # BatchNorm needs more than one sample, and equal batches keep steps comparable
-        num_workers=config.workers,
-        persistent_workers=config.workers > 0,
-        pin_memory=device.type == "cuda",
-        generator=loader_generator,
-    )
+    if config.preload and config.workers == 0:
+        loader = InMemoryBatches(
+            dataset, batch_size=config.batch_size, device=device, seed=config.seed,
+            rank=group.rank, world_size=group.world_size,
+        )
+    else:  # streaming from the file, decoded per sample in worker processes
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            shuffle=True,
+            drop_last=True,  # BatchNorm needs more than one sample, and equal batches keep steps comparable
+            num_workers=config.workers,
+            persistent_workers=config.workers > 0,
+            pin_memory=device.type == "cuda",
+            generator=loader_generator,
+        )
     generator, discriminator = build_models(model_config)
-    callbacks = [MetricsFile(), TensorBoardLog()] + ([RichProgress()] if progress else [])
+    # Only rank 0 writes logs, samples and checkpoints.
+    callbacks = ([MetricsFile(), TensorBoardLog()] + ([RichProgress()] if progress else [])) if group.is_main else []
     trainer = Trainer(
         generator=generator,
         discriminator=discriminator,
@@ -119,6 +135,7 @@ def train(
         encoder=encoder if config.conditional else None,
         samples=pick_sample_captions(Path(config.data), config.split),
         callbacks=callbacks,
+        group=group,
     )
     if resume:
         trainer.resume(run_dir)
@@ -128,5 +145,8 @@ def train(
         "training %s on %s (%s, %d images, %d steps/epoch) into %s",
         config.gan_type, device, config.data, len(dataset), len(loader), run_dir,
     )
-    trainer.fit()
+    try:
+        trainer.fit()
+    finally:
+        group.close()
     return trainer

@@ -1,0 +1,132 @@
+"""Training throughput: t2i's trainer against a reference-style loop, in the same run.
+
+    python benchmarks/train_speed.py --data flowers.h5 [--steps 20] [--json benchmarks/train_speed.json]
+
+Fixed model and batch: ngf = ndf = 64, batch 64, GAN-INT-CLS (the defaults). Each variant runs in
+its own process (so its peak memory is its own), warms up for 3 steps, then times ``--steps``:
+
+- ``reference``: fp32, NCHW, each sample's JPEG decoded from the HDF5 in a DataLoader and its
+  batch copied in per step, as the reference port trains;
+- ``t2i``: the trainer's defaults -- the split decoded once into memory and batches drawn there,
+  bfloat16 autocast where the hardware has it (``--amp auto``), channels-last where it helps;
+- ablations: the in-memory batches with fp32 / NCHW, to show what each change buys.
+
+Prints one table (images/s, ratio to the reference, peak resident memory) and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = {
+    # name: (in-memory batches, channels_last, amp)
+    "reference": (False, "off", "off"),
+    "in-memory fp32 NCHW": (True, "off", "off"),
+    "in-memory fp32 channels-last": (True, "on", "off"),
+    "in-memory bf16 channels-last": (True, "on", "bf16"),
+    "in-memory bf16 NCHW": (True, "off", "bf16"),
+    "t2i (defaults)": (True, "auto", "auto"),
+}
+
+
+def measure(data: Path, variant: str, steps: int, device: str) -> dict:
+    """Run in a child process: build the trainer for ``variant`` and time ``steps`` steps."""
+    import torch
+
+    from t2i_cli.config import ModelConfig, TrainConfig
+    from t2i_cli.data.batches import InMemoryBatches
+    from t2i_cli.data.dataset import CaptionImageDataset
+    from t2i_cli.devices import resolve_device
+    from t2i_cli.models.dcgan import build_models
+    from t2i_cli.training.run import pick_sample_captions
+    from t2i_cli.training.trainer import Trainer
+
+    in_memory, channels_last, amp = VARIANTS[variant]
+    torch.manual_seed(0)
+    config = TrainConfig(data=str(data), batch_size=64, amp=amp, channels_last=channels_last, preload=in_memory, device=device)
+    device_ = resolve_device(device)
+    dataset = CaptionImageDataset(data, "train", image_size=64, augment=True, preload=in_memory)
+    if in_memory:
+        loader = InMemoryBatches(dataset, batch_size=64, device=device_, seed=0)
+    else:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, drop_last=True, num_workers=0)
+    sample = next(iter(loader))
+    model_config = ModelConfig(ngf=64, ndf=64, embedding_dim=int(sample["embedding"].shape[-1]))
+    generator, discriminator = build_models(model_config)
+    trainer = Trainer(
+        generator=generator, discriminator=discriminator, loader=loader, loader_generator=torch.Generator(),
+        config=config, model_config=model_config, run_dir=Path("/nonexistent"), device=device_, encoder=None,
+        samples=pick_sample_captions(data, "train"),
+    )
+    trainer.G.train(), trainer.D.train()
+    batches = iter(loader)
+
+    def step() -> None:
+        nonlocal batches
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        trainer.train_step(batch)
+
+    for _ in range(3):
+        step()
+    if device_.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    float(trainer._diverged)  # waits for the device
+    seconds = time.perf_counter() - start
+    return {
+        "variant": variant, "images_per_s": round(64 * steps / seconds, 1), "seconds_per_step": round(seconds / steps, 4),
+        "amp": str(trainer.amp_dtype), "channels_last": trainer.memory_format == torch.channels_last, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/train_speed.json"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.data, args.child, args.steps, args.device)))
+        return
+
+    import torch
+
+    rows = []
+    for variant in args.variants:
+        command = [sys.executable, __file__, "--data", str(args.data), "--steps", str(args.steps), "--device", args.device, "--child", variant]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"{variant} failed:\n{result.stderr[-2000:]}")
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        print(f"  {variant}: {rows[-1]['images_per_s']} img/s", file=sys.stderr, flush=True)
+    reference = next((r["images_per_s"] for r in rows if r["variant"] == "reference"), None)
+    print(f"\n{'variant':<30} {'img/s':>8} {'vs ref':>7} {'s/step':>8} {'peak RSS':>9}")
+    for row in rows:
+        ratio = row["images_per_s"] / reference if reference else float("nan")
+        row["ratio_to_reference"] = round(ratio, 2)
+        print(f"{row['variant']:<30} {row['images_per_s']:>8.1f} {ratio:>6.2f}x {row['seconds_per_step']:>8.3f} {row['peak_rss_mb']:>6} MB")
+    report = {
+        "machine": platform.processor() or platform.machine(), "cpus": __import__("os").cpu_count(),
+        "torch": torch.__version__, "device": args.device, "steps": args.steps, "batch_size": 64, "rows": rows,
+    }
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

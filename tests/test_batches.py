@@ -1,0 +1,61 @@
+"""In-memory batches: the same items as the per-sample data set, sharded across ranks, reproducible."""
+
+import torch
+
+from t2i_cli.data.batches import InMemoryBatches
+from t2i_cli.data.dataset import CaptionImageDataset
+
+
+def batches(flowers_h5, **kwargs):
+    dataset = CaptionImageDataset(flowers_h5, "train", image_size=64, augment=True, preload=True)
+    settings = dict(batch_size=2, device=torch.device("cpu"), seed=3)
+    settings.update(kwargs)
+    return dataset, InMemoryBatches(dataset, **settings)
+
+
+def test_batches_hold_crops_of_the_images_captions_and_wrong_classes(flowers_h5):
+    dataset, loader = batches(flowers_h5)
+    for batch in loader:
+        assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (2, 3, 64, 64)
+        for row, index in enumerate(batch["index"].tolist()):
+            stored = dataset._images[index]  # 76 px: the crop (maybe flipped) must lie inside it
+            crop = batch["image"][row]
+            windows = stored.unfold(1, 64, 1).unfold(2, 64, 1)  # (3, 13, 13, 64, 64)
+            found = any(
+                torch.equal(windows[:, i, j], crop) or torch.equal(windows[:, i, j].flip(-1), crop)
+                for i in range(windows.shape[1]) for j in range(windows.shape[2])
+            )
+            assert found
+            embeddings = torch.from_numpy(dataset._embeddings[index])
+            assert any(torch.allclose(batch["embedding"][row], e) for e in embeddings)
+            assert batch["class_index"][row] == dataset.class_indices[index]
+    # Wrong images come from another class: check through the class of a stored image equal to each.
+    batch = next(iter(loader))
+    for row in range(2):
+        own = int(batch["class_index"][row])
+        stored_classes = {
+            int(dataset.class_indices[i]) for i in range(len(dataset))
+            if any(torch.equal(w, batch["wrong_image"][row]) for w in _crops(dataset._images[i]))
+        }
+        assert stored_classes and own not in stored_classes
+
+
+def _crops(image):
+    windows = image.unfold(1, 64, 1).unfold(2, 64, 1)
+    for i in range(windows.shape[1]):
+        for j in range(windows.shape[2]):
+            yield windows[:, i, j]
+            yield windows[:, i, j].flip(-1)
+
+
+def test_ranks_take_disjoint_shards_and_epochs_replay(flowers_h5):
+    _, rank0 = batches(flowers_h5, rank=0, world_size=2)
+    _, rank1 = batches(flowers_h5, rank=1, world_size=2)
+    seen0 = [i for b in rank0 for i in b["index"].tolist()]
+    seen1 = [i for b in rank1 for i in b["index"].tolist()]
+    assert len(rank0) == len(rank1) == 2 and len(seen0) == len(seen1) == 4
+    assert not set(seen0) & set(seen1)
+    again = [i for b in rank0 for i in b["index"].tolist()]
+    assert again == seen0  # an epoch is a function of (seed, epoch, rank): a resume replays it
+    rank0.set_epoch(1)
+    assert [i for b in rank0 for i in b["index"].tolist()] != seen0
