@@ -18,6 +18,7 @@ from t2i_cli import __version__
 from t2i_cli.commands.data import data_app
 from t2i_cli.commands.demo import EXAMPLE as DEMO_EXAMPLE
 from t2i_cli.commands.demo import demo_cli
+from t2i_cli.commands.evaluate import EVALUATE_EXAMPLE, eval_encoder_app, evaluate_cli
 from t2i_cli.commands.ganbert import ganbert_app
 from t2i_cli.commands.generate import GENERATE_EXAMPLE, INTERPOLATE_EXAMPLE, generate_cli, interpolate_cli
 from t2i_cli.commands.train import EXAMPLE as TRAIN_EXAMPLE
@@ -56,6 +57,8 @@ app.command("upscale", epilog=UPSCALE_EXAMPLE)(upscale_cli)
 app.add_typer(sr_app, name="sr")
 app.command("demo", epilog=DEMO_EXAMPLE)(demo_cli)
 app.add_typer(ganbert_app, name="ganbert")
+app.command("evaluate", epilog=EVALUATE_EXAMPLE)(evaluate_cli)
+app.add_typer(eval_encoder_app, name="eval-encoder")
 
 
 def _version(value: bool) -> None:

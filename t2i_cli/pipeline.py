@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 
-from t2i_cli.checkpoint import load_weights, read_checkpoint
+from t2i_cli.checkpoint import CheckpointInfo, load_weights, read_checkpoint
 from t2i_cli.config import ModelConfig
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import T2IError
@@ -104,10 +104,8 @@ class T2IPipeline:
                     f"no generator weights at {path}: train one with `t2i train` and pass "
                     f"--checkpoint RUN_FOLDER (or set T2I_CHECKPOINT)"
                 )
-        info = read_checkpoint(path)
+        generator, info = load_generator(path)
         torch_device = resolve_device(device)
-        generator = Generator(info.model)
-        load_weights(info.path / "generator.safetensors", generator, what="generator")
         text_encoder = None
         if info.model.conditional:
             text_encoder = _encoder_for(info.encoder, spec=encoder, device=device, checkpoint=info.path)
@@ -195,6 +193,14 @@ class T2IPipeline:
         images = self._generate(embeddings, self._noise([seed] * steps), batch_size=steps)
         label = f"{first}  ->  {second}"
         return GenerationResult(images, [label] * steps, [seed] * steps, steps)
+
+
+def load_generator(path: str | Path) -> tuple[Generator, CheckpointInfo]:
+    """The (EMA) generator of a checkpoint folder or run, on the CPU in eval mode, and its info."""
+    info = read_checkpoint(path)
+    generator = Generator(info.model)
+    load_weights(info.path / "generator.safetensors", generator, what="generator")
+    return generator.eval().requires_grad_(False), info
 
 
 def check_seed(seed: int) -> None:

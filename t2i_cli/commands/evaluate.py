@@ -1,0 +1,74 @@
+"""``t2i evaluate`` and ``t2i eval-encoder train``: sample quality and caption faithfulness."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path
+
+EVALUATE_EXAMPLE = "Example: t2i evaluate --checkpoint weights/flowers-gan --data flowers.h5 --split test --out test.json"
+eval_encoder_app = typer.Typer(no_args_is_help=True, help="The image encoder behind R-precision.")
+
+
+def evaluate_cli(
+    data: Annotated[Path, typer.Option("--data", help="The HDF5 file (embedded with the checkpoint's caption encoder).")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint or run folder (default: the shipped generator).")] = None,
+    split: Annotated[str, typer.Option(help="train, valid or test (test classes are unseen in training).")] = "valid",
+    out: Annotated[Optional[Path], typer.Option("--out", help="JSON report to write (a sample sheet goes beside it as .png).")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of caption picks, halves and noise.")] = 0,
+    image_encoder: Annotated[Optional[Path], typer.Option(help="An image encoder from t2i eval-encoder train (default: trained once and cached).")] = None,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """FID and KID against the split's real images (beside the real-vs-real floor) and R-precision."""
+    from t2i_cli.devices import resolve_device
+    from t2i_cli.evaluation.evaluate import evaluate
+    from t2i_cli.grid import save_png
+    from t2i_cli.pipeline import default_checkpoint
+
+    if out is not None:
+        check_output_path(out, as_folder=False)
+    report, sheet = evaluate(
+        checkpoint or default_checkpoint(), data, split, seed=seed, device=resolve_device(device), image_encoder=image_encoder,
+    )
+    kid, kid_floor = report["kid"], report["kid_floor"]
+    typer.echo(f"{report['checkpoint']} on {data} ({split}, {report['images']} images, halves of {report['half_size']}):")
+    typer.echo(f"  FID {report['fid']:.2f}   (floor, real vs real: {report['fid_floor']:.2f})")
+    typer.echo(f"  KID {kid['mean']:.4f} ± {kid['std']:.4f}   (floor: {kid_floor['mean']:.4f} ± {kid_floor['std']:.4f})")
+    typer.echo(f"  R-precision {report['r_precision']:.3f}   (real images: {report['r_precision_real']:.3f}; chance {1 / report['r_candidates']:.3f})")
+    if out is not None:
+        sheet_path = save_png(sheet, out.with_suffix(".png"))
+        report["sheet"] = str(sheet_path)
+        partial = out.with_name(f".{out.name}.partial")
+        partial.write_text(json.dumps(report, indent=2) + "\n")
+        partial.replace(out)
+        typer.echo(f"wrote {out} and {sheet_path}")
+
+
+@eval_encoder_app.command("train", epilog="Example: t2i eval-encoder train --data flowers.h5 --out eval-encoder")
+def eval_encoder_train_cli(
+    data: Annotated[Path, typer.Option("--data", help="The HDF5 file; its train split is used.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write.")],
+    steps: Annotated[int, typer.Option(min=1, help="Contrastive training steps.")] = 1500,
+    image_size: Annotated[int, typer.Option(help="Image size of the generator it will judge.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Train the image encoder of R-precision against the caption embeddings of the train split."""
+    from t2i_cli.devices import resolve_device
+    from t2i_cli.evaluation.evaluate import load_split
+    from t2i_cli.evaluation.image_encoder import ImageEncoderConfig, save_image_encoder, train_image_encoder
+    from t2i_cli.progress import progress_bar
+
+    check_output_path(out, as_folder=True)
+    train = load_split(data, "train", image_size)
+    config = ImageEncoderConfig(dim=int(train.embeddings.shape[-1]), steps=steps, seed=seed)
+    with progress_bar("image encoder", total=steps, enabled=not quiet) as advance:
+        model = train_image_encoder(train.images, train.embeddings, train.counts, config, device=resolve_device(device), progress=advance)
+    save_image_encoder(model, out, config=config, data_identity=train.identity)
+    typer.echo(f"wrote {out}; use it with t2i evaluate --image-encoder {out}")

@@ -1,0 +1,191 @@
+"""``t2i evaluate``: how good a generator is on one split of a data file, by a fixed protocol.
+
+1. Every real image of the split gets one of its captions (seeded); the generator draws one image
+   from that caption's stored embedding (noise seed ``seed + i`` for image i).
+2. The real images are split in two seeded halves A and B of equal size. FID and KID compare the
+   real half A with the images generated from half B's captions; the floor is the same metric
+   between real A and real B. Same sizes on both sides, so the floor is what a perfect generator
+   would score under this protocol (small sets bias FID upwards; the floor shows by how much).
+3. R-precision: each generated image, in the shared image-text space (see
+   :mod:`~t2i_cli.evaluation.image_encoder`), must rank its own caption first among it and
+   ``candidates - 1`` captions of other images of the split; the same on the real images is the
+   ceiling the encoder allows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from t2i_cli.data.dataset import CaptionImageDataset
+from t2i_cli.data.h5 import CaptionImageFile
+from t2i_cli.errors import T2IError
+from t2i_cli.evaluation.image_encoder import (
+    ImageEncoderConfig,
+    cache_key,
+    load_image_encoder,
+    save_image_encoder,
+    train_image_encoder,
+)
+from t2i_cli.evaluation.inception import PREPROCESSING, InceptionFeatures
+from t2i_cli.evaluation.metrics import frechet_distance, kernel_inception_distance, r_precision
+from t2i_cli.grid import captioned_grid, to_pil
+
+log = logging.getLogger(__name__)
+
+R_CANDIDATES = 100
+SHEET_ROWS = 12
+SHEET_SAMPLES = 4
+
+
+def cache_dir() -> Path:
+    """Where trained image encoders and real-image features are kept ($T2I_CACHE_DIR or ~/.cache/t2i)."""
+    return Path(os.environ.get("T2I_CACHE_DIR") or Path.home() / ".cache" / "t2i")
+
+
+@dataclass
+class SplitImages:
+    images: torch.Tensor  # uint8 (N, 3, S, S)
+    embeddings: torch.Tensor  # float32 (N, C, D), padded
+    counts: torch.Tensor  # (N,) real captions per image
+    captions: list[list[str]]
+    identity: dict  # what the split is, for caches: encoder, image size, sha256 of names + JPEG bytes
+
+
+def load_split(path: Path, split: str, image_size: int) -> SplitImages:
+    dataset = CaptionImageDataset(path, split, image_size=image_size, augment=False, preload=True)
+    embeddings, counts = dataset.padded_embeddings()
+    digest = hashlib.sha256()
+    with CaptionImageFile(path) as data:
+        for name in dataset.names:
+            digest.update(name.encode())
+            digest.update(data.jpeg(split, name))
+        encoder = data.encoder
+    identity = {
+        "encoder": json.loads(encoder.to_json()) if encoder else None,
+        "split": split, "image_size": image_size, "images": len(counts), "sha256": digest.hexdigest()[:20],
+    }
+    return SplitImages(dataset._images, embeddings, counts, dataset._captions, identity)
+
+
+def eval_image_encoder(data: Path, *, image_size: int, device: torch.device, config: ImageEncoderConfig | None = None,
+                       folder: Path | None = None, progress=None):
+    """The R-precision image encoder for ``data``: loaded from ``folder`` or the cache, else trained
+    on the train split (and cached). Returns ``(model, description)``."""
+    if folder is not None:
+        return load_image_encoder(folder, device=device)
+    train = load_split(data, "train", image_size)
+    config = config or ImageEncoderConfig(dim=int(train.embeddings.shape[-1]))
+    cached = cache_dir() / "eval-image-encoders" / cache_key(train.identity, config)
+    if (cached / "image_encoder.json").is_file():
+        return load_image_encoder(cached, device=device)
+    log.info("training the evaluation image encoder on %d train images (once; cached in %s)", len(train.images), cached)
+    model = train_image_encoder(train.images, train.embeddings, train.counts, config, device=device, progress=progress)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    save_image_encoder(model, cached, config=config, data_identity=train.identity)
+    return load_image_encoder(cached, device=device)
+
+
+def _real_features(split: SplitImages, inception: InceptionFeatures, progress) -> np.ndarray:
+    key = hashlib.sha256(json.dumps([split.identity, PREPROCESSING], sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_dir() / "inception-features" / f"{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    features = inception(split.images, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}.npy")
+    np.save(partial, features)
+    partial.replace(path)
+    return features
+
+
+@torch.inference_mode()
+def _generate(generator, embeddings: torch.Tensor, seed: int, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    noise_dim = generator.config.noise_dim
+    out = []
+    for start in range(0, len(embeddings), batch_size):
+        count = min(batch_size, len(embeddings) - start)
+        noise = torch.stack([
+            torch.randn(noise_dim, generator=torch.Generator().manual_seed(seed + start + j)) for j in range(count)
+        ])
+        images, _ = generator(noise.to(device), embeddings[start : start + count].to(device))
+        out.append(((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+    return torch.cat(out)
+
+
+def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device: torch.device,
+             image_encoder: Path | None = None, progress=None) -> tuple[dict, Image.Image]:
+    """Run the protocol; returns the JSON-ready report and the sample sheet."""
+    from t2i_cli.pipeline import load_generator
+
+    started = time.perf_counter()
+    generator, info = load_generator(checkpoint)
+    if not info.model.conditional:
+        raise T2IError(f"{checkpoint} is unconditional; t2i evaluate measures caption-conditioned generators")
+    with CaptionImageFile(data) as file:
+        if file.encoder != info.encoder:
+            raise T2IError(
+                f"{data} is embedded with {file.encoder}, but {checkpoint} was trained with {info.encoder}; "
+                f"re-embed a copy with that encoder (t2i data embed)"
+            )
+    real = load_split(data, split, info.model.image_size)
+    count = len(real.images)
+    if count < 4:
+        raise T2IError(f"the {split} split of {data} has {count} images; evaluation needs at least 4")
+    rng = np.random.default_rng(seed)
+    pick = torch.from_numpy((rng.random(count) * real.counts.numpy()).astype(np.int64))
+    caption_embeddings = real.embeddings[torch.arange(count), pick]
+    captions = [real.captions[i][int(pick[i])] if int(pick[i]) < len(real.captions[i]) else "" for i in range(count)]
+    order = rng.permutation(count)
+    half = count // 2
+    half_a, half_b = order[:half], order[half : 2 * half]
+
+    generator.to(device)
+    fake = _generate(generator, caption_embeddings, seed, device)
+    inception = InceptionFeatures(device)
+    real_features = _real_features(real, inception, progress)
+    fake_features = inception(fake, progress=progress)
+
+    subset = min(1000, half)
+    fid = frechet_distance(real_features[half_a], fake_features[half_b])
+    fid_floor = frechet_distance(real_features[half_a], real_features[half_b])
+    kid = kernel_inception_distance(real_features[half_a], fake_features[half_b], subset_size=subset, seed=seed)
+    kid_floor = kernel_inception_distance(real_features[half_a], real_features[half_b], subset_size=subset, seed=seed)
+
+    encoder, description = eval_image_encoder(data, image_size=info.model.image_size, device=device, folder=image_encoder, progress=progress)
+    if description.get("data", {}).get("encoder") != real.identity["encoder"]:
+        raise T2IError("the evaluation image encoder was trained against another caption encoder's embeddings")
+    candidates = min(R_CANDIDATES, count)
+    text = caption_embeddings.numpy()
+    r_fake = r_precision(encoder.embed(fake).numpy(), text, candidates=candidates, seed=seed)
+    r_real = r_precision(encoder.embed(real.images).numpy(), text, candidates=candidates, seed=seed)
+
+    report = {
+        "checkpoint": str(checkpoint), "epoch": info.epoch, "data": str(data), "split": split, "seed": seed,
+        "images": count, "half_size": half,
+        "fid": round(fid, 3), "fid_floor": round(fid_floor, 3),
+        "kid": {"mean": kid[0], "std": kid[1]}, "kid_floor": {"mean": kid_floor[0], "std": kid_floor[1]},
+        "kid_subset_size": subset,
+        "r_precision": round(r_fake, 4), "r_precision_real": round(r_real, 4), "r_candidates": candidates,
+        "protocol": {
+            "fid_kid": "real half A vs images generated from half B's captions; floor: real A vs real B",
+            "inception": PREPROCESSING,
+            "r_precision": f"own caption ranked first among {candidates} (cosine, eval image encoder)",
+            "image_encoder": {k: description[k] for k in ("config", "data") if k in description},
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    rows = []
+    for i in order[:SHEET_ROWS]:
+        samples = _generate(generator, caption_embeddings[i : i + 1].repeat(SHEET_SAMPLES, 1), seed, device)
+        rows.append((captions[i], to_pil(real.images[i : i + 1].float() / 127.5 - 1) + to_pil(samples.float() / 127.5 - 1)))
+    return report, captioned_grid(rows)

