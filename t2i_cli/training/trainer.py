@@ -144,8 +144,11 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.state = TrainState()
         betas = (config.beta1, 0.9 if config.gradient_penalty > 0 else 0.999)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.lr, betas=betas)
+        # Fused Adam: one kernel for all parameters instead of a Python loop over them (the loop
+        # was ~3 % of a CPU step in a profile; more on a GPU, where each op is a launch).
+        fused = device.type in ("cpu", "cuda")
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=betas, fused=fused or None)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.lr, betas=betas, fused=fused or None)
         sample_noise = torch.Generator().manual_seed(config.seed)
         self.sample_noise = torch.randn(SAMPLE_NOISES, model_config.noise_dim, generator=sample_noise)
         self._diverged = torch.zeros((), dtype=torch.bool, device=device)
