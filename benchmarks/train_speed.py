@@ -1,15 +1,17 @@
 """Training throughput: t2i's trainer against a reference-style loop, in the same run.
 
-    python benchmarks/train_speed.py --data flowers.h5 [--steps 20] [--json benchmarks/train_speed.json]
+    python benchmarks/train_speed.py --data flowers.h5 [--steps 20] [--repeats 3] [--json benchmarks/train_speed.json]
 
 Fixed model and batch: ngf = ndf = 64, batch 64, GAN-INT-CLS (the defaults). Each variant runs in
-its own process (so its peak memory is its own), warms up for 3 steps, then times ``--steps``:
+its own process (so its peak memory is its own), warms up for 3 steps, then times ``--steps``;
+the variants run in ``--repeats`` interleaved rounds and the median counts:
 
 - ``reference``: fp32, NCHW, each sample's JPEG decoded from the HDF5 in a DataLoader and its
   batch copied in per step, as the reference port trains;
 - ``t2i``: the trainer's defaults -- the split decoded once into memory and batches drawn there,
   bfloat16 autocast where the hardware has it (``--amp auto``), channels-last where it helps;
-- ablations: the in-memory batches with fp32 / NCHW, to show what each change buys.
+- ablations: the in-memory batches with fp32 / NCHW, to show what each change buys, and
+  ``--compile`` (its compile time is outside the timed steps: 3 warm-up steps compile it).
 
 Prints one table (images/s, ratio to the reference, peak resident memory) and writes JSON.
 """
@@ -26,13 +28,14 @@ import time
 from pathlib import Path
 
 VARIANTS = {
-    # name: (in-memory batches, channels_last, amp)
-    "reference": (False, "off", "off"),
-    "in-memory fp32 NCHW": (True, "off", "off"),
-    "in-memory fp32 channels-last": (True, "on", "off"),
-    "in-memory bf16 channels-last": (True, "on", "bf16"),
-    "in-memory bf16 NCHW": (True, "off", "bf16"),
-    "t2i (defaults)": (True, "auto", "auto"),
+    # name: (in-memory batches, channels_last, amp, torch.compile)
+    "reference": (False, "off", "off", False),
+    "in-memory fp32 NCHW": (True, "off", "off", False),
+    "in-memory fp32 channels-last": (True, "on", "off", False),
+    "in-memory bf16 channels-last": (True, "on", "bf16", False),
+    "in-memory bf16 NCHW": (True, "off", "bf16", False),
+    "t2i (defaults)": (True, "auto", "auto", False),
+    "t2i --compile": (True, "auto", "auto", True),
 }
 
 
@@ -48,9 +51,11 @@ def measure(data: Path, variant: str, steps: int, device: str) -> dict:
     from t2i_cli.training.run import pick_sample_captions
     from t2i_cli.training.trainer import Trainer
 
-    in_memory, channels_last, amp = VARIANTS[variant]
+    in_memory, channels_last, amp, compiled = VARIANTS[variant]
     torch.manual_seed(0)
-    config = TrainConfig(data=str(data), batch_size=64, amp=amp, channels_last=channels_last, preload=in_memory, device=device)
+    config = TrainConfig(
+        data=str(data), batch_size=64, amp=amp, channels_last=channels_last, preload=in_memory, compile=compiled, device=device
+    )
     device_ = resolve_device(device)
     dataset = CaptionImageDataset(data, "train", image_size=64, augment=True, preload=in_memory)
     if in_memory:
@@ -97,7 +102,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "t2i --compile"], choices=list(VARIANTS))
+    parser.add_argument("--repeats", type=int, default=3, help="Rounds over the variants (interleaved); the median counts.")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/train_speed.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -107,23 +113,31 @@ def main() -> None:
 
     import torch
 
+    runs: dict[str, list[dict]] = {variant: [] for variant in args.variants}
+    for round_ in range(args.repeats):  # interleaved, so a slow spell of the machine hits every variant
+        for variant in args.variants:
+            command = [sys.executable, __file__, "--data", str(args.data), "--steps", str(args.steps), "--device", args.device, "--child", variant]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                sys.exit(f"{variant} failed:\n{result.stderr[-2000:]}")
+            runs[variant].append(json.loads(result.stdout.strip().splitlines()[-1]))
+            print(f"  round {round_ + 1}: {variant}: {runs[variant][-1]['images_per_s']} img/s", file=sys.stderr, flush=True)
     rows = []
-    for variant in args.variants:
-        command = [sys.executable, __file__, "--data", str(args.data), "--steps", str(args.steps), "--device", args.device, "--child", variant]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            sys.exit(f"{variant} failed:\n{result.stderr[-2000:]}")
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-        print(f"  {variant}: {rows[-1]['images_per_s']} img/s", file=sys.stderr, flush=True)
+    for variant, measured in runs.items():
+        speeds = sorted(r["images_per_s"] for r in measured)
+        row = dict(measured[0], images_per_s=speeds[len(speeds) // 2], all_images_per_s=speeds)
+        row["seconds_per_step"] = round(64 / row["images_per_s"], 4)
+        row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in measured)
+        rows.append(row)
     reference = next((r["images_per_s"] for r in rows if r["variant"] == "reference"), None)
-    print(f"\n{'variant':<30} {'img/s':>8} {'vs ref':>7} {'s/step':>8} {'peak RSS':>9}")
+    print(f"\n{'variant':<30} {'img/s':>8} {'vs ref':>7} {'s/step':>8} {'peak RSS':>9}  runs")
     for row in rows:
         ratio = row["images_per_s"] / reference if reference else float("nan")
         row["ratio_to_reference"] = round(ratio, 2)
-        print(f"{row['variant']:<30} {row['images_per_s']:>8.1f} {ratio:>6.2f}x {row['seconds_per_step']:>8.3f} {row['peak_rss_mb']:>6} MB")
+        print(f"{row['variant']:<30} {row['images_per_s']:>8.1f} {ratio:>6.2f}x {row['seconds_per_step']:>8.3f} {row['peak_rss_mb']:>6} MB  {row['all_images_per_s']}")
     report = {
         "machine": platform.processor() or platform.machine(), "cpus": __import__("os").cpu_count(),
-        "torch": torch.__version__, "device": args.device, "steps": args.steps, "batch_size": 64, "rows": rows,
+        "torch": torch.__version__, "device": args.device, "steps": args.steps, "repeats": args.repeats, "batch_size": 64, "rows": rows,
     }
     args.json.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -72,7 +72,7 @@ class TrainConfig:
     augment: bool = True
     preload: bool = True  # decode the split into memory once; batches are then drawn on the device
     amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16) | off | bf16
-    channels_last: str = "auto"  # NHWC activations: auto = on CUDA and for fp32 on CPU (measured), on, off
+    channels_last: str = "auto"  # NHWC activations: auto (on CUDA only), on, off
     compile: bool = False  # torch.compile G and D (minutes of compiling first; pays off on long runs)
     device: str = "auto"
     pretrained_generator: str = ""

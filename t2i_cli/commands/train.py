@@ -37,7 +37,7 @@ def train_cli(
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Load at 76/64 of the size, random-crop and flip (Reed et al.).")] = None,
     preload: Annotated[Optional[bool], typer.Option("--preload/--no-preload", help="Decode every image into memory once.")] = None,
     amp: Annotated[Optional[str], typer.Option(help="Mixed precision: auto (bf16 on CUDA and on CPUs with native bf16), off, bf16.")] = None,
-    channels_last: Annotated[Optional[str], typer.Option("--channels-last", help="NHWC activations: auto (on CUDA, and on CPU in fp32), on, off.")] = None,
+    channels_last: Annotated[Optional[str], typer.Option("--channels-last", help="NHWC activations: auto (on CUDA only), on, off.")] = None,
     compile_models: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile G and D (slow first steps).")] = None,
     ema_decay: Annotated[Optional[float], typer.Option(help="EMA of G used for samples and checkpoints (0.999).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes.")] = None,

@@ -98,12 +98,12 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def _use_channels_last(config: TrainConfig, device: torch.device, amp_dtype: torch.dtype | None) -> bool:
-    """``auto``: NHWC on CUDA; on the CPU only in fp32, where oneDNN gains ~9 %, while with bf16
-    autocast NCHW was ~7 % faster (benchmarks/train_speed.py, Zen 4)."""
+def _use_channels_last(config: TrainConfig, device: torch.device) -> bool:
+    """``auto``: NHWC on CUDA (tensor-core convolutions want it). On a 2-core Zen 4 CPU its effect
+    was within run-to-run noise (-7 % to +9 %, benchmarks/train_speed.py), so the CPU keeps NCHW."""
     if config.channels_last != "auto":
         return config.channels_last == "on"
-    return device.type == "cuda" or (device.type == "cpu" and amp_dtype is None)
+    return device.type == "cuda"
 
 
 class Trainer:
@@ -127,7 +127,7 @@ class Trainer:
         self.device = device
         self.group = group
         self.amp_dtype = _amp_dtype(config, device)
-        memory_format = torch.channels_last if _use_channels_last(config, device, self.amp_dtype) else torch.contiguous_format
+        memory_format = torch.channels_last if _use_channels_last(config, device) else torch.contiguous_format
         self.memory_format = memory_format
         generator = generator.to(device, memory_format=memory_format)
         discriminator = discriminator.to(device, memory_format=memory_format)
