@@ -74,6 +74,7 @@ def test_evaluate_end_to_end_on_the_fixture_set(tmp_path, tiny_run, flowers_h5, 
 
 
 def test_evaluate_bad_inputs_are_one_line(tmp_path, tiny_run, flowers_h5, tiny_bert_dir, image_encoder, monkeypatch):
+    monkeypatch.setenv("T2I_CACHE_DIR", str(tmp_path / "cache"))
     other = tmp_path / "other.h5"
     shutil.copy(flowers_h5, other)
     assert run("data", "embed", other, "--encoder", f"hf:{tiny_bert_dir}", "--quiet").exit_code == 0

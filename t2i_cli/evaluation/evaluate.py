@@ -141,6 +141,10 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
     count = len(real.images)
     if count < 4:
         raise T2IError(f"the {split} split of {data} has {count} images; evaluation needs at least 4")
+    # The image encoder first: a wrong one fails before minutes of Inception features.
+    encoder, description = eval_image_encoder(data, image_size=info.model.image_size, device=device, folder=image_encoder, progress=progress)
+    if description.get("data", {}).get("encoder") != real.identity["encoder"]:
+        raise T2IError("the evaluation image encoder was trained against another caption encoder's embeddings")
     rng = np.random.default_rng(seed)
     pick = torch.from_numpy((rng.random(count) * real.counts.numpy()).astype(np.int64))
     caption_embeddings = real.embeddings[torch.arange(count), pick]
@@ -161,9 +165,6 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
     kid = kernel_inception_distance(real_features[half_a], fake_features[half_b], subset_size=subset, seed=seed)
     kid_floor = kernel_inception_distance(real_features[half_a], real_features[half_b], subset_size=subset, seed=seed)
 
-    encoder, description = eval_image_encoder(data, image_size=info.model.image_size, device=device, folder=image_encoder, progress=progress)
-    if description.get("data", {}).get("encoder") != real.identity["encoder"]:
-        raise T2IError("the evaluation image encoder was trained against another caption encoder's embeddings")
     candidates = min(R_CANDIDATES, count)
     text = caption_embeddings.numpy()
     r_fake = r_precision(encoder.embed(fake).numpy(), text, candidates=candidates, seed=seed)
