@@ -64,6 +64,7 @@ def test_evaluate_end_to_end_on_the_fixture_set(tmp_path, tiny_run, flowers_h5, 
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["images"] == 9 and report["half_size"] == 4 and report["r_candidates"] == 9
+    assert report["kid_subset_size"] == 2  # half of each half, so the spread over subsets means something
     assert report["fid"] > 0 and report["fid_floor"] > 0 and 0 <= report["r_precision"] <= 1
     assert "bilinear resize to 299x299" in report["protocol"]["inception"]
     assert out.with_suffix(".png").is_file() and "FID" in result.output and "floor" in result.output

@@ -159,7 +159,9 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
     real_features = _real_features(real, inception, progress)
     fake_features = inception(fake, progress=progress)
 
-    subset = min(1000, half)
+    # Subsets of half the half (at most 1,000, as Bińkowski et al.): the spread over them then says
+    # how much the figure moves with the sample; subsets of all of it would all be the same set.
+    subset = min(1000, max(2, half // 2))
     fid = frechet_distance(real_features[half_a], fake_features[half_b])
     fid_floor = frechet_distance(real_features[half_a], real_features[half_b])
     kid = kernel_inception_distance(real_features[half_a], fake_features[half_b], subset_size=subset, seed=seed)
