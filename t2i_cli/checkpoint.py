@@ -103,17 +103,23 @@ def write_checkpoint(
             "encoder": json.loads(encoder.to_json()) if encoder is not None else None,
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        if folder.exists():  # re-saving the same epoch after a resume: swap the old one out
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.rename(folder, old)
-            os.rename(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, folder)
+        move_folder_into_place(tmp, folder)  # re-saving an epoch after a resume swaps the old one out
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def move_folder_into_place(complete: Path, folder: Path) -> None:
+    """Rename the finished ``complete`` folder to ``folder``; an existing ``folder`` is moved aside
+    first and deleted only once the new one is in place."""
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.rename(folder, old)
+        os.rename(complete, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(complete, folder)
 
 
 def mark_latest(run_dir: Path, checkpoint: Path) -> None:

@@ -116,9 +116,7 @@ class T2IPipeline:
         return f"generator {self.source} ({self.model_config.image_size} px), encoder {encoder}, on {self.device}"
 
     def _noise(self, seeds: list[int]) -> torch.Tensor:
-        return torch.stack(
-            [torch.randn(self.model_config.noise_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
-        )
+        return seeded_noise(self.model_config.noise_dim, seeds)
 
     @torch.inference_mode()
     def _generate(self, embeddings: torch.Tensor | None, noise: torch.Tensor, batch_size: int) -> list[Image.Image]:
@@ -193,6 +191,12 @@ class T2IPipeline:
         images = self._generate(embeddings, self._noise([seed] * steps), batch_size=steps)
         label = f"{first}  ->  {second}"
         return GenerationResult(images, [label] * steps, [seed] * steps, steps)
+
+
+def seeded_noise(noise_dim: int, seeds: list[int]) -> torch.Tensor:
+    """One noise vector per seed, each from its own generator: image j's pixels depend on its seed
+    alone, never on what else is in the batch."""
+    return torch.stack([torch.randn(noise_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
 def load_generator(path: str | Path) -> tuple[Generator, CheckpointInfo]:

@@ -22,7 +22,6 @@ def evaluate_cli(
     seed: Annotated[int, typer.Option(min=0, help="Seed of caption picks, halves and noise.")] = 0,
     image_encoder: Annotated[Optional[Path], typer.Option(help="An image encoder from t2i eval-encoder train (default: trained once and cached).")] = None,
     device: DeviceOption = "auto",
-    quiet: QuietOption = False,
 ) -> None:
     """FID and KID against the split's real images (beside the real-vs-real floor) and R-precision."""
     from t2i_cli.devices import resolve_device

@@ -44,15 +44,12 @@ class H5Selection:
         held = {n for n in captions if is_held_out(n, self.holdout_fraction, self.seed)}
         if not held or len(held) == len(captions):
             raise T2IError(f"holding out {self.holdout_fraction:.0%} of {len(captions)} images leaves one side empty")
+        kept = sorted(set(captions) - held)
         groups: dict[str, list[str]] = {}
-        for name in sorted(set(captions) - held):
+        for name in kept:
             groups.setdefault(classes[name], []).append(name)
         labelled = choose_labelled(groups, self.labelled_fraction, self.seed)
-        training = [
-            TextExample(text, classes[name] if name in labelled else None)
-            for name in sorted(set(captions) - held)
-            for text in captions[name]
-        ]
+        training = [TextExample(text, classes[name] if name in labelled else None) for name in kept for text in captions[name]]
         evaluation = [TextExample(text, classes[name]) for name in sorted(held) for text in captions[name]]
         return training, evaluation, sorted(set(classes.values()))
 

@@ -20,11 +20,16 @@ from t2i_cli.data.dataset import CaptionImageDataset
 from t2i_cli.errors import T2IError
 
 
-def _seeded(*parts: int) -> torch.Generator:
+def mixed_seed(*parts: int) -> int:
+    """One seed from several integers (seed, epoch, rank, ...): a fixed, spelled-out mix."""
     seed = 0
-    for part in parts:  # a fixed mix of the parts (Python's hash() of ints would do, but spell it out)
+    for part in parts:
         seed = (seed * 1_000_003 + int(part) + 1) % (2**63 - 1)
-    return torch.Generator().manual_seed(seed)
+    return seed
+
+
+def _seeded(*parts: int) -> torch.Generator:
+    return torch.Generator().manual_seed(mixed_seed(*parts))
 
 
 class InMemoryBatches:
@@ -53,11 +58,9 @@ class InMemoryBatches:
         self.images = dataset._images.to(device)  # (N, 3, S', S') uint8
         embeddings, counts = dataset.padded_embeddings()
         self.embeddings, self.counts = embeddings.to(device), counts.to(device)  # (N, C, D), (N,)
-        labels = torch.from_numpy(dataset.class_indices).to(device)
-        self.labels = labels
-        self.classless = bool((labels < 0).all())
-        by_class = torch.from_numpy(dataset._by_class).to(device)
-        self.by_class = by_class
+        self.labels = torch.from_numpy(dataset.class_indices).to(device)
+        self.classless = bool((self.labels < 0).all())
+        self.by_class = torch.from_numpy(dataset._by_class).to(device)
         self.class_start = torch.tensor([dataset._class_start.get(int(c), 0) for c in dataset.class_indices], device=device)
         self.class_size = torch.tensor([dataset._class_size.get(int(c), 0) for c in dataset.class_indices], device=device)
         self.count = len(counts)

@@ -110,13 +110,12 @@ def _real_features(split: SplitImages, inception: InceptionFeatures, progress) -
 
 @torch.inference_mode()
 def _generate(generator, embeddings: torch.Tensor, seed: int, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    noise_dim = generator.config.noise_dim
+    from t2i_cli.pipeline import seeded_noise
+
     out = []
     for start in range(0, len(embeddings), batch_size):
         count = min(batch_size, len(embeddings) - start)
-        noise = torch.stack([
-            torch.randn(noise_dim, generator=torch.Generator().manual_seed(seed + start + j)) for j in range(count)
-        ])
+        noise = seeded_noise(generator.config.noise_dim, list(range(seed + start, seed + start + count)))
         images, _ = generator(noise.to(device), embeddings[start : start + count].to(device))
         out.append(((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
     return torch.cat(out)

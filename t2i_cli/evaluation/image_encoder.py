@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -98,18 +99,20 @@ def save_image_encoder(model: ImageEncoder, folder: Path, *, config: ImageEncode
     """Write ``folder`` atomically: weights (safetensors) + ``image_encoder.json``."""
     from safetensors.torch import save_file
 
+    from t2i_cli.checkpoint import move_folder_into_place
+
     folder = Path(folder)
     partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
-    partial.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(partial / "image_encoder.safetensors"))
-    (partial / "image_encoder.json").write_text(
-        json.dumps({"kind": "t2i-eval-image-encoder", "format": FORMAT, "config": asdict(config), "data": data_identity}, indent=2) + "\n"
-    )
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
-    partial.rename(folder)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(partial / "image_encoder.safetensors"))
+        description = {"kind": "t2i-eval-image-encoder", "format": FORMAT, "config": asdict(config), "data": data_identity}
+        (partial / "image_encoder.json").write_text(json.dumps(description, indent=2) + "\n")
+        move_folder_into_place(partial, folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return folder
 
 

@@ -75,8 +75,9 @@ def train(
     if not config.data:
         raise T2IError("no data file: pass --data FILE.h5 (made by t2i data convert)")
 
-    group = join_process_group(resolve_device(config.device).type)
-    device = group.device(resolve_device(config.device))
+    requested = resolve_device(config.device)
+    group = join_process_group(requested.type)
+    device = group.device(requested)
     if group.distributed and config.gradient_penalty > 0:
         raise T2IError("--gp needs double backward, which DistributedDataParallel does not support; train WGAN-GP in one process")
     if group.distributed and not (config.preload and config.workers == 0):
