@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from t2i_cli.cli import app
-from t2i_cli.evaluation.metrics import frechet_distance, kernel_inception_distance, r_precision
+from t2i_cli.evaluation.metrics import frechet_distance, kernel_inception_distance, other_captions_embeddings, r_precision
 from test_cli import assert_one_line_error
 
 runner = CliRunner()
@@ -49,6 +49,16 @@ def test_r_precision_is_one_for_a_perfect_encoder_and_chance_for_a_random_one():
     assert 0.004 < random < 0.02  # 1 / 100
 
 
+def test_other_captions_embedding_is_the_mean_of_the_unpicked_unit_captions():
+    embeddings = np.zeros((2, 3, 2))
+    embeddings[0] = [[2, 0], [0, 3], [0, 0]]  # image 0: two captions (third row is padding)
+    embeddings[1] = [[1, 0], [0, 5], [4, 0]]
+    mean = other_captions_embeddings(embeddings, np.array([2, 3]), np.array([0, 1]))
+    np.testing.assert_allclose(mean, [[0, 1], [1, 0]])
+    lonely = other_captions_embeddings(embeddings[:1], np.array([1]), np.array([0]))
+    np.testing.assert_allclose(lonely, [[0, 0]])  # no other caption: a zero row, which R-precision counts as a miss
+
+
 @pytest.fixture(scope="module")
 def image_encoder(tmp_path_factory, flowers_h5):
     folder = tmp_path_factory.mktemp("eval") / "image-encoder"
@@ -66,6 +76,7 @@ def test_evaluate_end_to_end_on_the_fixture_set(tmp_path, tiny_run, flowers_h5, 
     assert report["images"] == 9 and report["half_size"] == 4 and report["r_candidates"] == 9
     assert report["kid_subset_size"] == 2  # half of each half, so the spread over subsets means something
     assert report["fid"] > 0 and report["fid_floor"] > 0 and 0 <= report["r_precision"] <= 1
+    assert 0 <= report["r_precision_other_captions"] <= 1
     assert "bilinear resize to 299x299" in report["protocol"]["inception"]
     assert out.with_suffix(".png").is_file() and "FID" in result.output and "floor" in result.output
     # Real-image features were cached; a second run reuses them and gives the same figures.

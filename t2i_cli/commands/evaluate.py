@@ -38,7 +38,10 @@ def evaluate_cli(
     typer.echo(f"{report['checkpoint']} on {data} ({split}, {report['images']} images, halves of {report['half_size']}):")
     typer.echo(f"  FID {report['fid']:.2f}   (floor, real vs real: {report['fid_floor']:.2f})")
     typer.echo(f"  KID {kid['mean']:.4f} ± {kid['std']:.4f}   (floor: {kid_floor['mean']:.4f} ± {kid_floor['std']:.4f})")
-    typer.echo(f"  R-precision {report['r_precision']:.3f}   (real images: {report['r_precision_real']:.3f}; chance {1 / report['r_candidates']:.3f})")
+    typer.echo(
+        f"  R-precision {report['r_precision']:.3f}   (real images: {report['r_precision_real']:.3f}; "
+        f"their other captions: {report['r_precision_other_captions']:.3f}; chance {1 / report['r_candidates']:.3f})"
+    )
     if out is not None:
         sheet_path = save_png(sheet, out.with_suffix(".png"))
         report["sheet"] = str(sheet_path)

@@ -9,7 +9,8 @@
 3. R-precision: each generated image, in the shared image-text space (see
    :mod:`~t2i_cli.evaluation.image_encoder`), must rank its own caption first among it and
    ``candidates - 1`` captions of other images of the split; the same on the real images is the
-   ceiling the encoder allows.
+   ceiling the encoder allows. Beside both, the R-precision of each image's *other* captions
+   (their mean embedding): how distinctive the split's captions are at all.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from t2i_cli.evaluation.image_encoder import (
     train_image_encoder,
 )
 from t2i_cli.evaluation.inception import PREPROCESSING, InceptionFeatures
-from t2i_cli.evaluation.metrics import frechet_distance, kernel_inception_distance, r_precision
+from t2i_cli.evaluation.metrics import frechet_distance, kernel_inception_distance, other_captions_embeddings, r_precision
 from t2i_cli.grid import captioned_grid, to_pil
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,8 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
     text = caption_embeddings.numpy()
     r_fake = r_precision(encoder.embed(fake).numpy(), text, candidates=candidates, seed=seed)
     r_real = r_precision(encoder.embed(real.images).numpy(), text, candidates=candidates, seed=seed)
+    other_captions = other_captions_embeddings(real.embeddings.numpy(), real.counts.numpy(), pick.numpy())
+    r_other_captions = r_precision(other_captions, text, candidates=candidates, seed=seed)
 
     report = {
         "checkpoint": str(checkpoint), "epoch": info.epoch, "data": str(data), "split": split, "seed": seed,
@@ -177,7 +180,8 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
         "fid": round(fid, 3), "fid_floor": round(fid_floor, 3),
         "kid": {"mean": kid[0], "std": kid[1]}, "kid_floor": {"mean": kid_floor[0], "std": kid_floor[1]},
         "kid_subset_size": subset,
-        "r_precision": round(r_fake, 4), "r_precision_real": round(r_real, 4), "r_candidates": candidates,
+        "r_precision": round(r_fake, 4), "r_precision_real": round(r_real, 4),
+        "r_precision_other_captions": round(r_other_captions, 4), "r_candidates": candidates,
         "protocol": {
             "fid_kid": "real half A vs images generated from half B's captions; floor: real A vs real B",
             "inception": PREPROCESSING,

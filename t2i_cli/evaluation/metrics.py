@@ -83,6 +83,20 @@ def r_precision(
     return hits / count
 
 
+def other_captions_embeddings(embeddings: np.ndarray, counts: np.ndarray, picked: np.ndarray) -> np.ndarray:
+    """Per image, the mean of its unit caption embeddings other than the picked one: an "image
+    encoder" that knows everything the image's other captions say. Its R-precision shows how far
+    captions alone tell the split's images apart (many flower captions fit many flowers), which
+    puts the learned encoder's figures in scale. An image with one caption gets a zero row (a miss).
+
+    ``embeddings`` (N, C, D) padded, ``counts`` (N,) real captions per image, ``picked`` (N,)."""
+    units = _normalised(embeddings.reshape(-1, embeddings.shape[-1])).reshape(embeddings.shape)
+    keep = np.arange(embeddings.shape[1])[None, :] < np.asarray(counts)[:, None]
+    keep[np.arange(len(keep)), picked] = False
+    totals = (units * keep[..., None]).sum(axis=1)
+    return totals / np.maximum(keep.sum(axis=1, keepdims=True), 1)
+
+
 def _normalised(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
