@@ -1,6 +1,13 @@
 """Every shipped weights file is listed in the manifest with its true hash and a reproducing command."""
 
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from t2i_cli.cli import app
 from t2i_cli.weights import WEIGHTS_DIR, read_manifest, record, sha256_of
+
+runner = CliRunner()
 
 
 def test_manifest_lists_every_weights_file_with_its_hash():
@@ -21,3 +28,27 @@ def test_record_measures_hash_and_size(tmp_path):
     entry = record(file, what="test", data="none", command="t2i x", weights_dir=weights)
     assert entry["bytes"] == 5 and entry["sha256"] == sha256_of(file)
     assert read_manifest(weights)["files"]["a.safetensors"]["command"] == "t2i x"
+
+
+def pink_share(image) -> float:
+    """Share of pixels whose red clearly exceeds green and whose blue is at least about green's:
+    pinks, magentas and purples (a yellow, green or white pixel is none of them)."""
+    red, green, blue = (np.asarray(image.convert("RGB")).astype(int)[..., channel] for channel in range(3))
+    return float(((red > green + 25) & (blue > green - 10)).mean())
+
+
+def test_shipped_generator_draws_mostly_pink_256px_flowers_for_pink_petals(tmp_path):
+    """The README's first command, on the shipped weights: a 256 x 256 image, mostly pink, and a
+    caption of another colour is not (so the model follows the caption, not one favourite colour)."""
+    shares = {}
+    for caption in ("pink petals", "yellow petals"):
+        shares[caption] = []
+        for seed in range(4):
+            out = tmp_path / f"{caption.replace(' ', '-')}-{seed}.png"
+            result = runner.invoke(app, ["generate", caption, "--upscale", "4", "--seed", str(seed), "--out", str(out)])
+            assert result.exit_code == 0, result.output
+            with Image.open(out) as image:
+                assert image.size == (256, 256)
+                shares[caption].append(pink_share(image))
+    assert np.median(shares["pink petals"]) > 0.5, shares
+    assert max(shares["yellow petals"]) < 0.1, shares
