@@ -9,8 +9,9 @@
 3. R-precision: each generated image, in the shared image-text space (see
    :mod:`~t2i_cli.evaluation.image_encoder`), must rank its own caption first among it and
    ``candidates - 1`` captions of other images of the split; the same on the real images is the
-   ceiling the encoder allows. Beside both, the R-precision of each image's *other* captions
-   (their mean embedding): how distinctive the split's captions are at all.
+   reference (not a hard ceiling: a generated image is drawn from its very caption's embedding).
+   Beside both, the R-precision of each image's *other* captions (their mean embedding): how
+   distinctive the split's captions are at all.
 """
 
 from __future__ import annotations
