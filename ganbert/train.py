@@ -280,20 +280,35 @@ def train_ganbert(
     device: str | torch.device = "cpu",
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     log_every: int = 10,
+    evaluation: Sequence[TextExample] | None = None,
+    evaluate_every: int = 0,
+    on_evaluate: Callable[[int, dict[str, float]], None] | None = None,
 ) -> GanBertModel:
     """Train on ``examples`` (labelled and unlabelled) and return the model.
 
     ``labels`` fixes the label table (default: the labels that occur). ``on_step(step, stats)`` is
     called every ``log_every`` steps and at the end with the mean losses since the last call.
+    With ``evaluation`` and ``evaluate_every`` > 0, ``on_evaluate(step, metrics)`` gets the
+    accuracy and macro-F1 on ``evaluation`` every ``evaluate_every`` steps and at the end: the
+    learning curve, to see when the few labelled rows start to be over-fitted. Evaluating draws
+    no random numbers, so the trained model is the same with or without it.
     Deterministic for a seed on a given device.
     """
     config.validate()
+    if evaluate_every < 0:
+        raise GanBertError(f"evaluate_every must be 0 (never) or positive, got {evaluate_every}")
+    if evaluate_every and evaluation is None:
+        raise GanBertError("evaluate_every needs an evaluation set")
     labelled = [e for e in examples if e.label is not None]
     unlabelled = [e for e in examples if e.label is None]
     labels = list(labels) if labels is not None else label_table(examples)
     if not labelled:
         raise GanBertError("the labelled set is empty: GAN-BERT needs at least one labelled sentence")
     check_labels_known(labelled, labels)
+    if evaluate_every:  # fail before the backbone loads, not at the first evaluation
+        if not any(e.label is not None for e in evaluation):
+            raise GanBertError("the evaluation set has no labelled sentences")
+        check_labels_known(evaluation, labels)
     if config.mode == "baseline":
         rows, streams = labelled, [(range(len(labelled)), config.batch_size)]
     elif config.batching == "paired":
@@ -347,6 +362,12 @@ def train_ganbert(
         if on_step is not None and (step % log_every == 0 or step == config.steps):
             on_step(step, {k: v / logged for k, v in totals.items()})
             totals, logged = {}, 0
+        if evaluate_every and (step % evaluate_every == 0 or step == config.steps):
+            metrics = model.evaluate(evaluation)  # switches to eval mode (no dropout, no RNG draws)
+            if on_evaluate is not None:
+                on_evaluate(step, metrics)
+            backbone.train()
+            discriminator.train()
     backbone.eval()
     discriminator.eval()
     return model

@@ -117,10 +117,16 @@ def test_training_lowers_the_supervised_loss_and_is_deterministic(tiny_bert_dir)
     supervised = [stats["supervised"] for stats in history]
     assert len(history) == 6 and supervised[-1] < 0.5 * supervised[0]
     assert {"d_unsupervised", "g_loss", "feature_matching"} <= set(history[-1])
-    again = train_ganbert(toy_examples(), tiny_config(steps=60), backbone_dir=tiny_bert_dir)
+    # The same run with a learning curve: evaluating draws no random numbers, so the model is identical.
+    curve = []
+    again = train_ganbert(
+        toy_examples(), tiny_config(steps=60), backbone_dir=tiny_bert_dir, evaluation=toy_examples(3, 0),
+        evaluate_every=25, on_evaluate=lambda step, metrics: curve.append((step, metrics)),
+    )
     for a, b in zip(model.discriminator.parameters(), again.discriminator.parameters()):
         assert torch.equal(a, b)
     assert model.evaluate(toy_examples(3, 0))["accuracy"] == 1.0
+    assert [step for step, _ in curve] == [25, 50, 60] and curve[-1][1] == model.evaluate(toy_examples(3, 0))
 
 
 def test_baseline_trains_without_a_generator(tiny_bert_dir):
@@ -186,6 +192,11 @@ def test_ganbert_cli_train_eval_and_errors(tmp_path, tiny_bert_dir, flowers_h5):
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
     assert figures["accuracy"] == recorded["metadata"]["evaluation"]["accuracy"]
+    curved = tmp_path / "gb-curve"
+    result = run("ganbert", "train", curved, "--data", flowers_h5, "--labelled-fraction", 0.5, "--holdout", 0.3, "--eval-every", 3, *common)
+    assert result.exit_code == 0, result.output
+    curve = json.loads((curved / "ganbert.json").read_text())["metadata"]["curve"]
+    assert [point["step"] for point in curve] == [3, 4] and curve[-1]["accuracy"] == figures["accuracy"]
 
     # The valid split holds other classes: one line, not a traceback.
     assert_one_line_error(run("ganbert", "eval", out, "--data", flowers_h5, "--split", "valid"), "unseen in training")
@@ -196,6 +207,7 @@ def test_ganbert_cli_train_eval_and_errors(tmp_path, tiny_bert_dir, flowers_h5):
     assert_one_line_error(run("ganbert", "train", tmp_path / "x", "--tsv", tsv, *common), "labelled set is empty")
     tsv.write_text("red petals\troses\nblue petals\t\n")
     assert_one_line_error(run("ganbert", "train", tmp_path / "x", "--tsv", tsv, "--backbone", tmp_path), "not a BERT model folder")
+    assert_one_line_error(run("ganbert", "train", tmp_path / "x", "--tsv", tsv, "--eval-every", 2, *common), "--eval-every needs")
     assert_one_line_error(run("ganbert", "train", out, "--data", flowers_h5, *common), "already exists")
     assert_one_line_error(run("ganbert", "eval", tmp_path, "--data", flowers_h5), "not a GAN-BERT checkpoint")
     assert not (tmp_path / "x").exists()

@@ -88,6 +88,7 @@ def ganbert_train_cli(
     max_length: Annotated[int, typer.Option(min=4, help="Tokens per sentence.")] = 64,
     batching: Annotated[str, typer.Option(help="paired: each step a labelled batch + an unlabelled batch; mixed: the authors' replicated stream.")] = "paired",
     seed: Annotated[int, typer.Option(help="Seed of initialisation, order, noise and dropout.")] = 0,
+    eval_every: Annotated[int, typer.Option(min=0, help="Also score the held-out set every N steps (the learning curve, kept in the checkpoint); 0: only at the end.")] = 0,
     device: DeviceOption = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (once the new one is complete).")] = False,
     quiet: QuietOption = False,
@@ -118,6 +119,8 @@ def ganbert_train_cli(
         labels = label_table(examples)  # fails now, not after the backbone loads, when none is labelled
         evaluation = read_tsv(eval_tsv) if eval_tsv is not None else None
         source = {"tsv": str(tsv)}
+    if eval_every and evaluation is None:
+        raise T2IError("--eval-every needs a set to score: --eval-tsv FILE (with --tsv) or --data")
     labelled = sum(e.label is not None for e in examples)
     log.info(
         "%s on %d sentences (%d labelled, %d unlabelled), %d labels, %d steps",
@@ -130,10 +133,21 @@ def ganbert_train_cli(
             advance(step - last[0])
             last[0] = step
 
-        model = train_ganbert(examples, config, backbone_dir=backbone, labels=labels, device=resolve_device(device), on_step=on_step)
+        curve: list[dict] = []
+
+        def on_evaluate(step: int, metrics: dict[str, float]) -> None:
+            curve.append({"step": step, **metrics})
+            log.info("step %d: held-out accuracy %.4f, macro-F1 %.4f", step, metrics["accuracy"], metrics["macro_f1"])
+
+        model = train_ganbert(
+            examples, config, backbone_dir=backbone, labels=labels, device=resolve_device(device), on_step=on_step,
+            evaluation=evaluation if eval_every else None, evaluate_every=eval_every, on_evaluate=on_evaluate,
+        )
     metadata = {"source": source, "labelled_sentences": labelled, "sentences": len(examples)}
-    if evaluation is not None:
-        metrics = model.evaluate(evaluation)
+    if curve:
+        metadata["curve"] = curve
+    if evaluation is not None:  # the curve's last point already scored the final model
+        metrics = {k: v for k, v in curve[-1].items() if k != "step"} if curve else model.evaluate(evaluation)
         metadata["evaluation"] = {"set": HELD_OUT if data is not None else str(eval_tsv), **metrics}
         typer.echo(f"{config.mode}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['count']} held-out sentences")
     model.save(out, metadata=metadata, overwrite=force)
