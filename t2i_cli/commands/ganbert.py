@@ -36,21 +36,33 @@ class H5Selection:
     holdout_fraction: float
     seed: int
 
-    def split(self, path: Path):
-        """(training examples, held-out examples, label table) from ``path``'s train split."""
-        from ganbert.data import TextExample, choose_labelled, is_held_out
+    def partition(self, classes: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+        """(labelled, unlabelled, held-out) image names, each sorted, of a split whose images have
+        the ``classes`` given (image name -> class)."""
+        from ganbert.data import choose_labelled, is_held_out
 
-        captions, classes = _train_split(path)
-        held = {n for n in captions if is_held_out(n, self.holdout_fraction, self.seed)}
-        if not held or len(held) == len(captions):
-            raise T2IError(f"holding out {self.holdout_fraction:.0%} of {len(captions)} images leaves one side empty")
-        kept = sorted(set(captions) - held)
+        held = {n for n in classes if is_held_out(n, self.holdout_fraction, self.seed)}
+        if not held or len(held) == len(classes):
+            raise T2IError(f"holding out {self.holdout_fraction:.0%} of {len(classes)} images leaves one side empty")
+        kept = sorted(set(classes) - held)
         groups: dict[str, list[str]] = {}
         for name in kept:
             groups.setdefault(classes[name], []).append(name)
         labelled = choose_labelled(groups, self.labelled_fraction, self.seed)
-        training = [TextExample(text, classes[name] if name in labelled else None) for name in kept for text in captions[name]]
-        evaluation = [TextExample(text, classes[name]) for name in sorted(held) for text in captions[name]]
+        return [n for n in kept if n in labelled], [n for n in kept if n not in labelled], sorted(held)
+
+    def split(self, path: Path):
+        """(training examples, held-out examples, label table) from ``path``'s train split."""
+        from ganbert.data import TextExample
+
+        captions, classes = _train_split(path)
+        labelled, unlabelled, held = self.partition(classes)
+        chosen = set(labelled)
+        training = [
+            TextExample(text, classes[name] if name in chosen else None)
+            for name in sorted(labelled + unlabelled) for text in captions[name]
+        ]
+        evaluation = [TextExample(text, classes[name]) for name in held for text in captions[name]]
         return training, evaluation, sorted(set(classes.values()))
 
     def held_out(self, path: Path):
