@@ -50,9 +50,10 @@ def main() -> None:
             labelled = sum(e.label is not None for e in training)
             for mode in args.modes:
                 config = GanBertConfig(mode=mode, steps=args.steps, batch_size=args.batch_size, seed=seed, batching=args.batching)
-                curve = []
+                curve, last_scored = [], {}
 
                 def on_evaluate(step, metrics):
+                    last_scored.update(metrics)  # the last call scores the final model
                     curve.append({"step": step, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]})
                     print(json.dumps({"mode": mode, **curve[-1]}), flush=True)
 
@@ -60,7 +61,7 @@ def main() -> None:
                 model = train_ganbert(training, config, labels=labels, evaluation=evaluation,
                                       evaluate_every=args.eval_every, on_evaluate=on_evaluate)
                 seconds = time.perf_counter() - start  # includes the curve's evaluations
-                metrics = model.evaluate(evaluation)
+                metrics = dict(last_scored) if curve else model.evaluate(evaluation)
                 run = {"fraction": fraction, "seed": seed, "mode": mode, "labelled_sentences": labelled,
                        "sentences": len(training), "train_seconds": round(seconds, 1), **metrics}
                 if curve:

@@ -68,6 +68,15 @@ def check_labels_known(examples: Sequence[TextExample], labels: Sequence[str]) -
         raise GanBertError(f"{len(unknown)} label(s) of the evaluation set were unseen in training: {shown}")
 
 
+def scorable_examples(examples: Sequence[TextExample], labels: Sequence[str]) -> list[TextExample]:
+    """The labelled ``examples``, which an evaluation scores; none, or an unknown label, fails."""
+    scored = [e for e in examples if e.label is not None]
+    if not scored:
+        raise GanBertError("the evaluation set has no labelled sentences")
+    check_labels_known(scored, labels)
+    return scored
+
+
 def is_held_out(key: str, fraction: float, seed: int = 0) -> bool:
     """Whether the item named ``key`` falls in the held-out ``fraction``: a hash of the name, so a
     training run and a later evaluation agree on the split without sharing a list."""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ganbert.backbone import DEFAULT_BACKBONE, load_backbone, sentence_features
-from ganbert.data import TextExample, check_labels_known, label_table
+from ganbert.data import TextExample, check_labels_known, label_table, scorable_examples
 from ganbert.errors import GanBertError
 from ganbert.losses import discriminator_unsupervised_loss, generator_loss, supervised_loss
 from ganbert.metrics import classification_metrics
@@ -163,10 +163,7 @@ class GanBertModel:
 
     def evaluate(self, examples: Sequence[TextExample]) -> dict[str, float]:
         """Accuracy and macro-F1 on the labelled ``examples``."""
-        scored = [e for e in examples if e.label is not None]
-        if not scored:
-            raise GanBertError("the evaluation set has no labelled sentences")
-        check_labels_known(scored, self.labels)
+        scored = scorable_examples(examples, self.labels)
         index = {label: i for i, label in enumerate(self.labels)}
         return classification_metrics([index[e.label] for e in scored], self.predict([e.text for e in scored]))
 
@@ -297,8 +294,6 @@ def train_ganbert(
     config.validate()
     if evaluate_every < 0:
         raise GanBertError(f"evaluate_every must be 0 (never) or positive, got {evaluate_every}")
-    if evaluate_every and evaluation is None:
-        raise GanBertError("evaluate_every needs an evaluation set")
     labelled = [e for e in examples if e.label is not None]
     unlabelled = [e for e in examples if e.label is None]
     labels = list(labels) if labels is not None else label_table(examples)
@@ -306,9 +301,9 @@ def train_ganbert(
         raise GanBertError("the labelled set is empty: GAN-BERT needs at least one labelled sentence")
     check_labels_known(labelled, labels)
     if evaluate_every:  # fail before the backbone loads, not at the first evaluation
-        if not any(e.label is not None for e in evaluation):
-            raise GanBertError("the evaluation set has no labelled sentences")
-        check_labels_known(evaluation, labels)
+        if evaluation is None:
+            raise GanBertError("evaluate_every needs an evaluation set")
+        scorable_examples(evaluation, labels)
     if config.mode == "baseline":
         rows, streams = labelled, [(range(len(labelled)), config.batch_size)]
     elif config.batching == "paired":
