@@ -5,10 +5,17 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from t2i_cli.cli import app
-from t2i_cli.evaluation.metrics import frechet_distance, kernel_inception_distance, other_captions_embeddings, r_precision
+from t2i_cli.evaluation.metrics import (
+    frechet_distance,
+    kernel_inception_distance,
+    mean_pairwise_distance,
+    other_captions_embeddings,
+    r_precision,
+)
 from test_cli import assert_one_line_error
 
 runner = CliRunner()
@@ -59,6 +66,41 @@ def test_other_captions_embedding_is_the_mean_of_the_unpicked_unit_captions():
     np.testing.assert_allclose(lonely, [[0, 0]])  # no other caption: a zero row, which R-precision counts as a miss
 
 
+def test_mean_pairwise_distance_is_zero_for_identical_features_and_euclidean_otherwise():
+    rng = np.random.default_rng(3)
+    collapsed = np.repeat(rng.normal(size=(1, 2048)) * 100, 8, axis=0)
+    assert mean_pairwise_distance(collapsed) == 0.0  # exactly: no cancellation of large norms
+    assert mean_pairwise_distance([[0, 0], [3, 4]]) == pytest.approx(5.0)
+    assert mean_pairwise_distance([[0, 0], [3, 4], [0, 0]]) == pytest.approx(10 / 3)  # pairs 5, 0, 5
+    groups = [[[0, 0], [3, 4]], [[0, 0], [0, 1]]]
+    assert mean_pairwise_distance(groups) == pytest.approx(3.0)  # the mean of the groups' 5 and 1
+    with pytest.raises(ValueError):
+        mean_pairwise_distance([[1.0, 2.0]])
+
+
+class _Generator(torch.nn.Module):
+    """Stands in for any architecture: only ``generator(noise, embeddings)`` and ``config.noise_dim``."""
+
+    def __init__(self, *, uses_noise: bool):
+        super().__init__()
+        self.config = type("Config", (), {"noise_dim": 4})()
+        self.uses_noise = uses_noise
+
+    def forward(self, noise, embeddings):
+        value = embeddings[:, :1] + (noise[:, :1] if self.uses_noise else 0)  # (B, 1)
+        return torch.tanh(value)[:, :, None, None].expand(-1, 3, 8, 8), None
+
+
+def test_caption_diversity_is_zero_for_a_generator_that_ignores_its_noise():
+    from t2i_cli.evaluation.evaluate import caption_diversity
+
+    embeddings = torch.tensor([[0.0, 1.0], [0.5, -1.0], [-0.5, 0.0]])
+    pixels = lambda images: images.reshape(len(images), -1).double().numpy()  # noqa: E731 (features: the pixels)
+    kwargs = dict(seed=0, device=torch.device("cpu"), samples=4)
+    assert caption_diversity(_Generator(uses_noise=False), embeddings, pixels, **kwargs) == 0.0
+    assert caption_diversity(_Generator(uses_noise=True), embeddings, pixels, **kwargs) > 1.0
+
+
 @pytest.fixture(scope="module")
 def image_encoder(tmp_path_factory, flowers_h5):
     folder = tmp_path_factory.mktemp("eval") / "image-encoder"
@@ -69,6 +111,9 @@ def image_encoder(tmp_path_factory, flowers_h5):
 
 def test_evaluate_end_to_end_on_the_fixture_set(tmp_path, tiny_run, flowers_h5, image_encoder, monkeypatch):
     monkeypatch.setenv("T2I_CACHE_DIR", str(tmp_path / "cache"))
+    # Few diversity images (2 captions x 2 seeds), and groups of 2 so the 3-image classes count.
+    monkeypatch.setattr("t2i_cli.evaluation.evaluate.DIVERSITY_CAPTIONS", 2)
+    monkeypatch.setattr("t2i_cli.evaluation.evaluate.DIVERSITY_SAMPLES", 2)
     out = tmp_path / "report.json"
     result = run("evaluate", "--checkpoint", tiny_run, "--data", flowers_h5, "--split", "train", "--image-encoder", image_encoder, "--out", out, "--device", "cpu")
     assert result.exit_code == 0, result.output
@@ -79,6 +124,15 @@ def test_evaluate_end_to_end_on_the_fixture_set(tmp_path, tiny_run, flowers_h5, 
     assert 0 <= report["r_precision_other_captions"] <= 1
     assert "bilinear resize to 299x299" in report["protocol"]["inception"]
     assert out.with_suffix(".png").is_file() and "FID" in result.output and "floor" in result.output
+    # Colour: generated and real images judged against the same picked captions.
+    assert 0 < report["colour_captions"] <= 9
+    assert 0 <= report["colour_match"] <= 1 and 0 <= report["colour_match_real"] <= 1
+    per_colour = report["colour_match_per_colour"]
+    assert per_colour and all(set(row) == {"captions", "generated", "real"} for row in per_colour.values())
+    assert sum(row["captions"] for row in per_colour.values()) >= report["colour_captions"]
+    assert report["diversity_captions"] == 2 and report["diversity_samples"] == 2 and report["diversity_classes"] == 3
+    assert report["diversity"] >= 0 and report["diversity_real"] > 0
+    assert "Colour match" in result.output and "Diversity" in result.output
     # Real-image features were cached; a second run reuses them and gives the same figures.
     assert list((tmp_path / "cache" / "inception-features").glob("*.npy"))
     again = run("evaluate", "--checkpoint", tiny_run, "--data", flowers_h5, "--split", "train", "--image-encoder", image_encoder, "--out", out, "--device", "cpu")

@@ -23,7 +23,7 @@ def evaluate_cli(
     image_encoder: Annotated[Optional[Path], typer.Option(help="An image encoder from t2i eval-encoder train (default: trained once and cached).")] = None,
     device: DeviceOption = "auto",
 ) -> None:
-    """FID and KID against the split's real images (beside the real-vs-real floor) and R-precision."""
+    """FID and KID against the split's real images (beside the real-vs-real floor), R-precision, colour match and diversity."""
     from t2i_cli.devices import resolve_device
     from t2i_cli.evaluation.evaluate import evaluate
     from t2i_cli.grid import save_png
@@ -42,6 +42,19 @@ def evaluate_cli(
         f"  R-precision {report['r_precision']:.3f}   (real images: {report['r_precision_real']:.3f}; "
         f"their other captions: {report['r_precision_other_captions']:.3f}; chance {1 / report['r_candidates']:.3f})"
     )
+    typer.echo(
+        f"  Colour match {_share(report['colour_match'])}   (real images, same captions: {_share(report['colour_match_real'])}; "
+        f"{report['colour_captions']} captions name a petal colour)"
+    )
+    if report["colour_match_per_colour"]:
+        typer.echo("    " + ", ".join(
+            f"{name} {row['generated']:.2f}/{row['real']:.2f} ({row['captions']})" for name, row in report["colour_match_per_colour"].items()
+        ) + "   (generated/real, captions)")
+    typer.echo(
+        f"  Diversity {report['diversity']:.2f}   (real images of one class: "
+        f"{'n/a' if report['diversity_real'] is None else format(report['diversity_real'], '.2f')}; "
+        f"{report['diversity_samples']} noise seeds x {report['diversity_captions']} captions; 0 = the same image whatever the noise)"
+    )
     if out is not None:
         sheet_path = save_png(sheet, out.with_suffix(".png"))
         report["sheet"] = str(sheet_path)
@@ -49,6 +62,10 @@ def evaluate_cli(
         partial.write_text(json.dumps(report, indent=2) + "\n")
         partial.replace(out)
         typer.echo(f"wrote {out} and {sheet_path}")
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 @eval_encoder_app.command("train", epilog="Example: t2i eval-encoder train --data flowers.h5 --out eval-encoder")

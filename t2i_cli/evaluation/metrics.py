@@ -5,6 +5,8 @@
   polynomial kernel, averaged over random subsets; it can be negative when the sets match.
 - :func:`r_precision`: for each image, is its own caption ranked first among itself and
   ``candidates - 1`` random other captions (AttnGAN's R-precision with R = 1)?
+- :func:`mean_pairwise_distance`: how far apart the images of one group are (diversity); 0 for a
+  collapsed generator that draws the same image whatever the noise.
 """
 
 from __future__ import annotations
@@ -95,6 +97,22 @@ def other_captions_embeddings(embeddings: np.ndarray, counts: np.ndarray, picked
     keep[np.arange(len(keep)), picked] = False
     totals = (units * keep[..., None]).sum(axis=1)
     return totals / np.maximum(keep.sum(axis=1, keepdims=True), 1)
+
+
+def mean_pairwise_distance(features: np.ndarray) -> float:
+    """Mean Euclidean distance over all pairs within each group, averaged over the groups.
+
+    ``features`` (K, D) for one group of K >= 2 or (G, K, D) for G groups of K. Every group has the
+    same size, so each counts the same."""
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[1] < 2:
+        raise ValueError("features must be (K, D) or (G, K, D) with K >= 2")
+    # Differences rather than the |a|² + |b|² - 2ab expansion, which cancels badly for near-equal
+    # rows: a collapsed generator must come out as 0, not as the rounding noise of 2048-d norms.
+    rows, cols = np.triu_indices(x.shape[1], k=1)
+    return float(np.linalg.norm(x[:, rows] - x[:, cols], axis=-1).mean())
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:
