@@ -1,8 +1,11 @@
 """Training throughput: t2i's trainer against a reference-style loop, in the same run.
 
     python benchmarks/train_speed.py --data flowers.h5 [--steps 20] [--repeats 3] [--json benchmarks/train_speed.json]
+    python benchmarks/train_speed.py --data flowers.h5 --arch dfgan --width 32 --diffaug translation,cutout --variants "t2i (defaults)"
 
-Fixed model and batch: ngf = ndf = 64, batch 64, GAN-INT-CLS (the defaults). Each variant runs in
+Fixed model and batch: by default ngf = ndf = 64, batch 64, GAN-INT-CLS; ``--arch dfgan`` times
+DF-GAN with its own recipe (hinge + MA-GP, batch 32) at ``--width`` (ngf = ndf), with
+``--gp-every`` and ``--diffaug`` as in training. Each variant runs in
 its own process (so its peak memory is its own), warms up for 3 steps, then times ``--steps``;
 the variants run in ``--repeats`` interleaved rounds and the median counts:
 
@@ -39,31 +42,39 @@ VARIANTS = {
 }
 
 
-def measure(data: Path, variant: str, steps: int, device: str) -> dict:
+def measure(data: Path, variant: str, steps: int, device: str, model: dict) -> dict:
     """Run in a child process: build the trainer for ``variant`` and time ``steps`` steps."""
     import torch
 
-    from t2i_cli.config import ModelConfig, TrainConfig
+    from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults
     from t2i_cli.data.batches import InMemoryBatches
     from t2i_cli.data.dataset import CaptionImageDataset
     from t2i_cli.devices import resolve_device
-    from t2i_cli.models.dcgan import build_models
+    from t2i_cli.models import build_models
     from t2i_cli.training.run import pick_sample_captions
     from t2i_cli.training.trainer import Trainer
 
     in_memory, channels_last, amp, compiled = VARIANTS[variant]
     torch.manual_seed(0)
+    _, preset = arch_defaults(model["arch"])
+    preset.update(diffaug=model["diffaug"], gp_every=model["gp_every"])
+    batch_size = preset.pop("batch_size", 64)
     config = TrainConfig(
-        data=str(data), batch_size=64, amp=amp, channels_last=channels_last, preload=in_memory, compile=compiled, device=device
+        data=str(data), batch_size=batch_size, amp=amp, channels_last=channels_last, preload=in_memory, compile=compiled,
+        device=device, **preset,
     )
     device_ = resolve_device(device)
     dataset = CaptionImageDataset(data, "train", image_size=64, augment=True, preload=in_memory)
     if in_memory:
-        loader = InMemoryBatches(dataset, batch_size=64, device=device_, seed=0)
+        loader = InMemoryBatches(dataset, batch_size=batch_size, device=device_, seed=0)
     else:
-        loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, drop_last=True, num_workers=0)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0)
     sample = next(iter(loader))
-    model_config = ModelConfig(ngf=64, ndf=64, embedding_dim=int(sample["embedding"].shape[-1]))
+    width = model["width"] or (64 if model["arch"] == "dcgan" else 32)
+    d_norm = "layer" if config.hinge else "batch"
+    model_config = ModelConfig(
+        arch=model["arch"], ngf=width, ndf=width, d_norm=d_norm, embedding_dim=int(sample["embedding"].shape[-1])
+    )
     generator, discriminator = build_models(model_config)
     trainer = Trainer(
         generator=generator, discriminator=discriminator, loader=loader, loader_generator=torch.Generator(),
@@ -92,7 +103,7 @@ def measure(data: Path, variant: str, steps: int, device: str) -> dict:
     float(trainer._diverged)  # waits for the device
     seconds = time.perf_counter() - start
     return {
-        "variant": variant, "images_per_s": round(64 * steps / seconds, 1), "seconds_per_step": round(seconds / steps, 4),
+        "variant": variant, "images_per_s": round(batch_size * steps / seconds, 1), "seconds_per_step": round(seconds / steps, 4),
         "amp": str(trainer.amp_dtype), "channels_last": trainer.memory_format == torch.channels_last, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
 
@@ -105,10 +116,15 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "t2i --compile"], choices=list(VARIANTS))
     parser.add_argument("--repeats", type=int, default=3, help="Rounds over the variants (interleaved); the median counts.")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/train_speed.json"))
+    parser.add_argument("--arch", default="dcgan", choices=["dcgan", "dfgan"])
+    parser.add_argument("--width", type=int, default=0, help="ngf = ndf (default 64 for dcgan, 32 for dfgan).")
+    parser.add_argument("--diffaug", default="", help="DiffAugment policy, as t2i train --diffaug.")
+    parser.add_argument("--gp-every", type=int, default=1, help="dfgan: the penalty every N steps.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    model = {"arch": args.arch, "width": args.width, "diffaug": args.diffaug, "gp_every": args.gp_every}
     if args.child:
-        print(json.dumps(measure(args.data, args.child, args.steps, args.device)))
+        print(json.dumps(measure(args.data, args.child, args.steps, args.device, model)))
         return
 
     import torch
@@ -116,7 +132,11 @@ def main() -> None:
     runs: dict[str, list[dict]] = {variant: [] for variant in args.variants}
     for round_ in range(args.repeats):  # interleaved, so a slow spell of the machine hits every variant
         for variant in args.variants:
-            command = [sys.executable, __file__, "--data", str(args.data), "--steps", str(args.steps), "--device", args.device, "--child", variant]
+            command = [
+                sys.executable, __file__, "--data", str(args.data), "--steps", str(args.steps), "--device", args.device,
+                "--arch", args.arch, "--width", str(args.width), "--diffaug", args.diffaug, "--gp-every", str(args.gp_every),
+                "--child", variant,
+            ]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 sys.exit(f"{variant} failed:\n{result.stderr[-2000:]}")
@@ -125,8 +145,8 @@ def main() -> None:
     rows = []
     for variant, measured in runs.items():
         speeds = sorted(r["images_per_s"] for r in measured)
-        row = dict(measured[0], images_per_s=speeds[len(speeds) // 2], all_images_per_s=speeds)
-        row["seconds_per_step"] = round(64 / row["images_per_s"], 4)
+        median = sorted(measured, key=lambda r: r["images_per_s"])[len(measured) // 2]
+        row = dict(median, all_images_per_s=speeds)
         row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in measured)
         rows.append(row)
     reference = next((r["images_per_s"] for r in rows if r["variant"] == "reference"), None)
@@ -137,7 +157,7 @@ def main() -> None:
         print(f"{row['variant']:<30} {row['images_per_s']:>8.1f} {ratio:>6.2f}x {row['seconds_per_step']:>8.3f} {row['peak_rss_mb']:>6} MB  {row['all_images_per_s']}")
     report = {
         "machine": platform.processor() or platform.machine(), "cpus": __import__("os").cpu_count(),
-        "torch": torch.__version__, "device": args.device, "steps": args.steps, "repeats": args.repeats, "batch_size": 64, "rows": rows,
+        "torch": torch.__version__, "device": args.device, "steps": args.steps, "repeats": args.repeats, "model": model, "rows": rows,
     }
     args.json.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -76,6 +76,7 @@ def write_checkpoint(
     step: int,
     training: dict | None = None,
     half: bool = False,
+    train_seconds: float | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically. ``training`` holds the resume state:
     ``{"generator": sd, "discriminator": sd, "state": dict for torch.save}``."""
@@ -98,6 +99,7 @@ def write_checkpoint(
             "t2i_version": __version__,
             "epoch": epoch,
             "step": step,
+            **({"train_seconds": round(train_seconds, 1)} if train_seconds is not None else {}),
             "model": to_dict(model),
             "train": to_dict(train) if train is not None else None,
             "encoder": json.loads(encoder.to_json()) if encoder is not None else None,
@@ -122,14 +124,19 @@ def move_folder_into_place(complete: Path, folder: Path) -> None:
         os.rename(complete, folder)
 
 
-def mark_latest(run_dir: Path, checkpoint: Path) -> None:
-    """Point ``RUN/latest`` at ``checkpoint`` (replaced atomically), then prune old checkpoints."""
+def mark_latest(run_dir: Path, checkpoint: Path, *, keep_every: int = 0) -> None:
+    """Point ``RUN/latest`` at ``checkpoint`` (replaced atomically), then prune old checkpoints:
+    the newest ``KEEP_CHECKPOINTS`` stay, and with ``keep_every`` > 0 so does every checkpoint of
+    an epoch divisible by it (for choosing a model by a later evaluation)."""
     run_dir = Path(run_dir)
     tmp = run_dir / f".{LATEST_FILE}.tmp-{os.getpid()}"
     tmp.write_text(str(Path(checkpoint).relative_to(run_dir)) + "\n")
     os.replace(tmp, run_dir / LATEST_FILE)
     saved = sorted((run_dir / "checkpoints").glob("epoch-*"))
     for stale in saved[:-KEEP_CHECKPOINTS]:
+        epoch = stale.name.removeprefix("epoch-")
+        if keep_every > 0 and epoch.isdigit() and int(epoch) % keep_every == 0:
+            continue
         shutil.rmtree(stale, ignore_errors=True)
 
 

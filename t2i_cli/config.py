@@ -8,13 +8,17 @@ from pathlib import Path
 
 from t2i_cli.errors import T2IError
 
-GAN_TYPES = ("gan", "wgan", "vanilla_gan", "vanilla_wgan")
+GAN_TYPES = ("gan", "wgan", "hinge", "vanilla_gan", "vanilla_wgan")
+ARCHITECTURES = ("dcgan", "dfgan")
+DIFFAUG_POLICIES = ("translation", "cutout")
 
 
 @dataclass
 class ModelConfig:
-    """The generator/discriminator architecture (DCGAN, conditioned as in Reed et al. 2016)."""
+    """The generator/discriminator architecture: ``dcgan`` (GAN-INT-CLS, Reed et al. 2016) or
+    ``dfgan`` (DF-GAN, Tao et al. 2022). Checkpoints written before ``arch`` existed are dcgan."""
 
+    arch: str = "dcgan"
     image_size: int = 64  # a power of two >= 16; 128 adds one up/down-sampling stage
     embedding_dim: int = 384  # the caption encoder's output size
     projected_dim: int = 128  # caption embedding -> Linear -> 128 (Reed et al.)
@@ -27,14 +31,17 @@ class ModelConfig:
     mbd_kernels: int = 32
     mbd_kernel_dim: int = 8
     d_norm: str = "batch"  # batch | layer (no cross-sample coupling; used with a gradient penalty)
+    fusion_hidden: int = 256  # dfgan: hidden width of the MLPs that predict each block's gamma and beta
 
     def validate(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise T2IError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         size = self.image_size
         if size < 16 or size & (size - 1):
             raise T2IError(f"image size must be a power of two >= 16, got {size}")
         if self.d_norm not in ("batch", "layer"):
             raise T2IError(f"d_norm must be batch or layer, got {self.d_norm!r}")
-        for name in ("embedding_dim", "projected_dim", "noise_dim", "ngf", "ndf"):
+        for name in ("embedding_dim", "projected_dim", "noise_dim", "ngf", "ndf", "fusion_hidden"):
             if getattr(self, name) < 1:
                 raise T2IError(f"{name} must be positive")
 
@@ -43,13 +50,16 @@ class ModelConfig:
 class TrainConfig:
     """How to train; the names follow the reference port's flags where it had them."""
 
-    gan_type: str = "gan"  # gan | wgan | vanilla_gan | vanilla_wgan
+    gan_type: str = "gan"  # gan | wgan | hinge (DF-GAN's) | vanilla_gan | vanilla_wgan
     data: str = ""
     split: str = "train"
     epochs: int = 600
+    time_limit: float = 0.0  # minutes of training (summed over resumes); > 0 ends the run at the first epoch end past it
     batch_size: int = 64
-    lr: float = 2e-4  # Adam with beta1 0.5 (Reed et al.), for every type
+    lr: float = 2e-4  # Adam with beta1 0.5 (Reed et al.); G's rate, and D's unless lr_d is set
+    lr_d: float = 0.0  # D's rate; 0 = lr (DF-GAN: G 1e-4, D 4e-4)
     beta1: float = 0.5
+    beta2: float | None = None  # None: 0.9 with a gradient penalty, else 0.999 (DF-GAN: 0.9)
     lr_halve_every: int = 100  # epochs; 0 keeps the rate
     cls: bool = True  # matching-aware D: real image + wrong caption scored as fake
     interpolate: bool = True  # GAN-INT: G also trained on interpolated caption embeddings
@@ -63,8 +73,14 @@ class TrainConfig:
     diter: int = 5  # WGAN critic steps per generator step
     clip: float = 0.01  # WGAN weight clipping
     gradient_penalty: float = 0.0  # > 0: WGAN-GP with this lambda instead of clipping
+    ma_gp: float = 2.0  # hinge: weight k of the matching-aware gradient penalty (DF-GAN); 0 = none
+    ma_gp_power: float = 6.0  # hinge: the penalty is mean(||grad||^p) over real pairs (DF-GAN: p = 6)
+    gp_every: int = 1  # hinge: take the penalty every N D steps, weighted by N (lazy, as StyleGAN2's R1)
+    diffaug: str = ""  # DiffAugment on every image D sees: "", "translation", "cutout" or both, comma-separated
+    match_coef: float = 0.0  # > 0: G also minimises a caption-matching loss (training/matching.py), this weight
     ema_decay: float = 0.999
     save_every: int = 10  # epochs
+    keep_every: int = 0  # epochs: also keep every checkpoint of a multiple of this (0: the last 3 only)
     sample_every: int = 1  # epochs
     log_every: int = 20  # steps
     seed: int = 0
@@ -86,17 +102,50 @@ class TrainConfig:
     def wasserstein(self) -> bool:
         return self.gan_type.endswith("wgan")
 
+    @property
+    def hinge(self) -> bool:
+        return self.gan_type == "hinge"
+
+    @property
+    def discriminator_lr(self) -> float:
+        return self.lr_d or self.lr
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        beta2 = self.beta2 if self.beta2 is not None else (0.9 if self.gradient_penalty > 0 else 0.999)
+        return self.beta1, beta2
+
+    def diffaug_policy(self) -> tuple[str, ...]:
+        names = tuple(name.strip() for name in self.diffaug.split(",") if name.strip())
+        unknown = [name for name in names if name not in DIFFAUG_POLICIES]
+        if unknown:
+            raise T2IError(f"unknown DiffAugment policy {unknown[0]!r}; choose from {', '.join(DIFFAUG_POLICIES)}")
+        return names
+
     def validate(self) -> None:
         if self.gan_type not in GAN_TYPES:
             raise T2IError(f"--type must be one of {', '.join(GAN_TYPES)}, got {self.gan_type!r}")
         if self.epochs < 1 or self.batch_size < 2:
             raise T2IError("epochs must be >= 1 and batch size >= 2")
-        if self.lr <= 0:
-            raise T2IError(f"learning rate must be positive, got {self.lr}")
+        if self.lr <= 0 or self.lr_d < 0:
+            raise T2IError(f"learning rates must be positive, got {self.lr} (G) and {self.lr_d} (D)")
+        if not 0 <= self.beta1 < 1 or (self.beta2 is not None and not 0 <= self.beta2 < 1):
+            raise T2IError(f"Adam betas must lie in [0, 1), got {self.beta1} and {self.beta2}")
+        if self.match_coef < 0:
+            raise T2IError(f"match_coef must be >= 0, got {self.match_coef}")
+        if self.match_coef > 0 and not self.conditional:
+            raise T2IError("the caption-matching loss needs captions: it is for conditional types only")
+        if self.ma_gp < 0 or self.ma_gp_power <= 0 or self.gp_every < 1:
+            raise T2IError("ma_gp must be >= 0, ma_gp_power > 0 and gp_every >= 1")
+        self.diffaug_policy()  # raises on an unknown name
         if not 0 < self.int_beta < 1:
             raise T2IError(f"int_beta must lie in (0, 1), got {self.int_beta}")
         if not 0 < self.label_smoothing <= 1:
             raise T2IError(f"label smoothing must lie in (0, 1], got {self.label_smoothing}")
+        if self.time_limit < 0:
+            raise T2IError(f"time limit must be >= 0 minutes, got {self.time_limit}")
+        if self.keep_every < 0:
+            raise T2IError(f"keep_every must be >= 0, got {self.keep_every}")
         if self.diter < 1 or self.save_every < 1 or self.sample_every < 1 or self.log_every < 1:
             raise T2IError("diter, save_every, sample_every and log_every must be >= 1")
         if self.channels_last not in ("auto", "on", "off"):
@@ -105,6 +154,30 @@ class TrainConfig:
             raise T2IError(f"amp must be auto, off or bf16, got {self.amp!r}")
         if not 0 <= self.ema_decay < 1:
             raise T2IError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+
+
+# What ``--arch NAME`` changes from the dataclass defaults (which are GAN-INT-CLS's) before a
+# config file and flags apply: DF-GAN's recipe (Tao et al. 2022, hinge + MA-GP, Adam (0.0, 0.9),
+# lr G 1e-4 / D 4e-4, batch 32, no INT, no decay), at a width a CPU can train, with the penalty
+# taken lazily every 4th step (x4), as StyleGAN2 does for R1: 34 instead of 28 images/s on a
+# 2-core Zen 4 (benchmarks/train_speed.py); --gp-every 1 is the paper's every step.
+ARCH_DEFAULTS: dict[str, dict[str, dict]] = {
+    "dcgan": {"model": {}, "train": {}},
+    "dfgan": {
+        "model": {"ngf": 32, "ndf": 32},
+        "train": {
+            "gan_type": "hinge", "lr": 1e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9, "batch_size": 32,
+            "interpolate": False, "lr_halve_every": 0, "gp_every": 4,
+        },
+    },
+}
+
+
+def arch_defaults(arch: str) -> tuple[dict, dict]:
+    """``(model, train)`` overrides of the defaults for ``arch``."""
+    if arch not in ARCH_DEFAULTS:
+        raise T2IError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    return dict(ARCH_DEFAULTS[arch]["model"]), dict(ARCH_DEFAULTS[arch]["train"])
 
 
 def to_dict(config) -> dict:

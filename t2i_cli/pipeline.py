@@ -21,7 +21,7 @@ from t2i_cli.config import ModelConfig
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import T2IError
 from t2i_cli.grid import captioned_grid, to_pil
-from t2i_cli.models.dcgan import Generator
+from t2i_cli.models import build_generator
 from t2i_cli.weights import WEIGHTS_DIR
 from t2i_cli.text.encoder import MINILM_NAME, EncoderIdentity, TextEncoder, load_text_encoder
 
@@ -75,7 +75,7 @@ class T2IPipeline:
     def __init__(
         self,
         *,
-        generator: Generator,
+        generator: torch.nn.Module,
         encoder: TextEncoder | None,
         model_config: ModelConfig,
         device: torch.device,
@@ -113,7 +113,7 @@ class T2IPipeline:
 
     def describe(self) -> str:
         encoder = self.encoder.identity if self.encoder is not None else "none (unconditional)"
-        return f"generator {self.source} ({self.model_config.image_size} px), encoder {encoder}, on {self.device}"
+        return f"generator {self.source} ({self.model_config.arch}, {self.model_config.image_size} px), encoder {encoder}, on {self.device}"
 
     def _noise(self, seeds: list[int]) -> torch.Tensor:
         return seeded_noise(self.model_config.noise_dim, seeds)
@@ -199,10 +199,10 @@ def seeded_noise(noise_dim: int, seeds: list[int]) -> torch.Tensor:
     return torch.stack([torch.randn(noise_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
-def load_generator(path: str | Path) -> tuple[Generator, CheckpointInfo]:
+def load_generator(path: str | Path) -> tuple[torch.nn.Module, CheckpointInfo]:
     """The (EMA) generator of a checkpoint folder or run, on the CPU in eval mode, and its info."""
     info = read_checkpoint(path)
-    generator = Generator(info.model)
+    generator = build_generator(info.model)
     load_weights(info.path / "generator.safetensors", generator, what="generator")
     return generator.eval().requires_grad_(False), info
 

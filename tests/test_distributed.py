@@ -48,6 +48,24 @@ def test_two_processes_train_identical_weights_on_separate_shards(tmp_path, flow
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
+def test_two_processes_train_dfgan_with_its_penalty_and_diffaug(tmp_path, flowers_h5):
+    # The hinge type's D is synchronised by averaging gradients after a backward that includes the
+    # penalty's double backward: both ranks must still hold identical weights.
+    result = torchrun(WORKER, flowers_h5, tmp_path / "run", tmp_path, "dfgan")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rank 1 of 2: 4 steps, 2 batches/epoch" in result.stdout
+    rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert rank0.keys() == rank1.keys() and any(k.startswith("D.") for k in rank0)
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    # Rank 0's checkpoint holds those weights.
+    info = read_checkpoint(tmp_path / "run")
+    assert info.model.arch == "dfgan" and info.step == 4
+    first = load_file(info.path / "training" / "discriminator.safetensors")
+    assert all(torch.equal(first[k], rank0[f"D.{k}"]) for k in first)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
 def test_torchrun_cli_resumes_a_run(tmp_path, flowers_h5):
     run_dir = tmp_path / "run"
     common = ("-m", "t2i_cli", "train", "--epochs", 1, "--batch-size", 2, "--device", "cpu", "--quiet")

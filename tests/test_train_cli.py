@@ -41,3 +41,32 @@ def test_train_bad_inputs_are_one_line(tmp_path, flowers_h5):
     assert_one_line_error(run("train", "--data", tmp_path / "none.h5", "--out", tmp_path / "r"), "does not exist")
     assert_one_line_error(run("train", "--resume", tmp_path / "nothing"), "does not exist")
     assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--split", "valid", "--batch-size", 2), "one class only")
+
+
+def test_train_dfgan_takes_its_recipe_and_flags_override_it(tmp_path, flowers_h5):
+    out = tmp_path / "run"
+    result = run(
+        "train", "--data", flowers_h5, "--out", out, "--arch", "dfgan", "--diffaug", "translation,cutout", "--ngf", 4, "--ndf", 4,
+        "--batch-size", 4, "--epochs", 1, "--lr-d", 3e-4, "--gp-every", 2, "-q", "--device", "cpu",
+    )
+    assert result.exit_code == 0, result.output
+    info = read_checkpoint(out)
+    assert info.model.arch == "dfgan" and info.model.ngf == 4
+    assert (info.train.gan_type, info.train.lr, info.train.lr_d, info.train.beta1, info.train.beta2) == ("hinge", 1e-4, 3e-4, 0.0, 0.9)
+    assert info.train.diffaug == "translation,cutout" and info.train.gp_every == 2 and not info.train.interpolate
+    result = run("train", "--resume", out, "--epochs", 2, "-q")
+    assert result.exit_code == 0, result.output
+    assert read_checkpoint(out).epoch == 2
+    exported = tmp_path / "exported"
+    assert run("export", out, exported).exit_code == 0
+    generated = run("generate", "pink petals", "-c", exported, "-n", 2, "--out", tmp_path / "pink.png")
+    assert generated.exit_code == 0, generated.output
+
+
+def test_train_dfgan_bad_inputs_are_one_line(tmp_path, flowers_h5):
+    common = ("train", "--data", flowers_h5, "--out", tmp_path / "r")
+    assert_one_line_error(run(*common, "--arch", "stylegan"), "architecture must be one of dcgan, dfgan")
+    assert_one_line_error(run(*common, "--diffaug", "color"), "unknown DiffAugment policy 'color'")
+    assert_one_line_error(run(*common, "--arch", "dfgan", "--type", "vanilla_gan"), "conditional type")
+    assert_one_line_error(run(*common, "--type", "hinge", "--ma-gp", -1), "ma_gp must be >= 0")
+    assert_one_line_error(run(*common, "--match-coef", -1), "match_coef must be >= 0")

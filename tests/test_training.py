@@ -165,3 +165,22 @@ def test_tensorboard_gets_scalars_and_sample_grids(tiny_run):
     assert "d_loss" in events.Tags()["scalars"] and "g_loss" in events.Tags()["scalars"]
     assert events.Tags()["images"] == ["samples"]
     assert len(events.Scalars("d_loss")) == 4  # 2 epochs x 2 steps, logged every step
+
+
+def test_a_time_limit_ends_the_run_at_an_epoch_end_and_resume_can_extend_it(tmp_path, flowers_h5):
+    run = tmp_path / "run"
+    trainer = train(tiny_train_config(flowers_h5, epochs=5, time_limit=1e-6), ModelConfig(**TINY_MODEL), run, progress=False)
+    assert trainer.state.epoch == 1 and trainer.state.train_seconds > 0
+    info = checkpoint.read_checkpoint(run)
+    assert info.epoch == 1  # the last epoch is saved although save_every is not reached
+    assert json.loads((info.path / "config.json").read_text())["train_seconds"] >= 0
+    with pytest.raises(T2IError, match="its time limit; pass --time-limit"):
+        train(tiny_train_config(flowers_h5), ModelConfig(), run, resume=True, overrides={}, progress=False)
+    resumed = train(tiny_train_config(flowers_h5), ModelConfig(), run, resume=True, overrides={"time_limit": 0.0}, progress=False)
+    assert resumed.state.epoch == 5 and resumed.state.train_seconds > trainer.state.train_seconds
+
+
+def test_keep_every_keeps_those_epochs_beside_the_last_three(tmp_path, flowers_h5):
+    run = tmp_path / "run"
+    train(tiny_train_config(flowers_h5, epochs=6, keep_every=2), ModelConfig(**TINY_MODEL), run, progress=False)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0002", "epoch-0004", "epoch-0005", "epoch-0006"]

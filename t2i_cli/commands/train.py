@@ -9,7 +9,7 @@ import typer
 
 from t2i_cli.commands.options import DeviceOption, QuietOption
 
-EXAMPLE = "Example: t2i train --data flowers.h5 --out runs/flowers --epochs 200"
+EXAMPLE = "Example: t2i train --data flowers.h5 --out runs/flowers --arch dfgan --diffaug translation,cutout --epochs 200"
 
 
 def train_cli(
@@ -17,14 +17,23 @@ def train_cli(
     out: Annotated[Optional[Path], typer.Option("--out", help="Run folder: checkpoints, samples, metrics.jsonl.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder from its latest checkpoint.")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help='JSON: {"model": {...}, "train": {...}}; flags override it.')] = None,
-    gan_type: Annotated[Optional[str], typer.Option("--type", help="gan | wgan | vanilla_gan | vanilla_wgan.")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="dcgan (GAN-INT-CLS, the default) or dfgan (DF-GAN; brings its own loss and optimizer defaults).")] = None,
+    gan_type: Annotated[Optional[str], typer.Option("--type", help="gan | wgan | hinge (DF-GAN) | vanilla_gan | vanilla_wgan.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split to train on.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Total epochs (600 in Reed et al.).")] = None,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Minutes of training (over all resumes): stop at the first epoch end past it.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (64).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (2e-4), halved every --lr-halve-every epochs.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of G, and of D without --lr-d (2e-4; dfgan 1e-4), halved every --lr-halve-every epochs.")] = None,
+    lr_d: Annotated[Optional[float], typer.Option("--lr-d", help="D's learning rate (dfgan: 4e-4).")] = None,
+    beta1: Annotated[Optional[float], typer.Option(help="Adam beta1 (0.5; dfgan 0.0).")] = None,
+    beta2: Annotated[Optional[float], typer.Option(help="Adam beta2 (0.999, or 0.9 with a penalty; dfgan 0.9).")] = None,
     lr_halve_every: Annotated[Optional[int], typer.Option(help="Epochs between halvings (100; 0 = never).")] = None,
     diter: Annotated[Optional[int], typer.Option(help="WGAN critic steps per generator step (5).")] = None,
     gradient_penalty: Annotated[Optional[float], typer.Option("--gp", help="WGAN-GP lambda (e.g. 10) instead of weight clipping.")] = None,
+    ma_gp: Annotated[Optional[float], typer.Option("--ma-gp", help="hinge: matching-aware gradient penalty weight (2; 0 = off).")] = None,
+    gp_every: Annotated[Optional[int], typer.Option("--gp-every", help="hinge: take the penalty every N steps, weighted by N (1).")] = None,
+    match_coef: Annotated[Optional[float], typer.Option("--match-coef", help="Weight of G's caption-matching loss (a frozen contrastive image encoder; 0 = off).")] = None,
+    diffaug: Annotated[Optional[str], typer.Option("--diffaug", help="DiffAugment on every image D sees: translation, cutout, or translation,cutout.")] = None,
     cls: Annotated[Optional[bool], typer.Option("--cls/--no-cls", help="Matching-aware D (wrong-image term).")] = None,
     interpolate: Annotated[Optional[bool], typer.Option("--int/--no-int", help="GAN-INT: train G on interpolated captions too.")] = None,
     l1_coef: Annotated[Optional[float], typer.Option(help="L1 to the paired image.")] = None,
@@ -42,6 +51,7 @@ def train_cli(
     ema_decay: Annotated[Optional[float], typer.Option(help="EMA of G used for samples and checkpoints (0.999).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes.")] = None,
     save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N epochs (and at the end).")] = None,
+    keep_every: Annotated[Optional[int], typer.Option(help="Keep every checkpoint of an epoch divisible by N, beside the last 3 (0 = only those).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random draw.")] = None,
     pretrained_generator: Annotated[Optional[Path], typer.Option("--pretrained-generator", help="Start G from these weights (checkpoint folder or .safetensors).")] = None,
     pretrained_discriminator: Annotated[Optional[Path], typer.Option("--pretrained-discriminator", help="Start D from these weights.")] = None,
@@ -49,22 +59,23 @@ def train_cli(
     quiet: QuietOption = False,
 ) -> None:
     """Train the conditional GAN (GAN-INT-CLS) on a caption-image HDF5 file."""
-    from t2i_cli.config import ModelConfig, TrainConfig, from_dict, load_config_file
+    from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults, from_dict, load_config_file
     from t2i_cli.errors import T2IError
     from t2i_cli.training.run import train
 
     flags = {
-        "data": str(data) if data else None, "gan_type": gan_type, "split": split, "epochs": epochs,
+        "data": str(data) if data else None, "gan_type": gan_type, "split": split, "epochs": epochs, "time_limit": time_limit,
         "batch_size": batch_size, "lr": lr, "lr_halve_every": lr_halve_every, "diter": diter,
-        "gradient_penalty": gradient_penalty, "cls": cls, "interpolate": interpolate, "l1_coef": l1_coef,
+        "gradient_penalty": gradient_penalty, "ma_gp": ma_gp, "gp_every": gp_every, "diffaug": diffaug, "match_coef": match_coef,
+        "lr_d": lr_d, "beta1": beta1, "beta2": beta2, "cls": cls, "interpolate": interpolate, "l1_coef": l1_coef,
         "l2_coef": l2_coef, "augment": augment, "preload": preload, "amp": amp,
-        "channels_last": channels_last, "compile": compile_models, "ema_decay": ema_decay, "workers": workers, "save_every": save_every, "seed": seed,
+        "channels_last": channels_last, "compile": compile_models, "ema_decay": ema_decay, "workers": workers, "save_every": save_every, "keep_every": keep_every, "seed": seed,
         "pretrained_generator": str(pretrained_generator) if pretrained_generator else None,
         "pretrained_discriminator": str(pretrained_discriminator) if pretrained_discriminator else None,
         "device": device if device != "auto" else None,
     }
     model_flags = {
-        "ngf": ngf, "ndf": ndf, "image_size": image_size, "conditioning_augmentation": ca,
+        "arch": arch, "ngf": ngf, "ndf": ndf, "image_size": image_size, "conditioning_augmentation": ca,
         "minibatch_discrimination": minibatch_discrimination,
     }
     flags = {k: v for k, v in flags.items() if v is not None}
@@ -81,11 +92,14 @@ def train_cli(
             raise T2IError("pass --out RUN_FOLDER for the new run (or --resume RUN_FOLDER)")
         file_config = load_config_file(config_file) if config_file else {}
         train_section = file_config.get("train", {k: v for k, v in file_config.items() if k != "model"})
-        train_config = from_dict(TrainConfig, {**train_section, **flags}, source=str(config_file))
-        model_config = from_dict(ModelConfig, {**file_config.get("model", {}), **model_flags}, source=str(config_file))
+        model_section = {**file_config.get("model", {}), **model_flags}
+        # The architecture's own recipe first, then the file, then the flags.
+        model_preset, train_preset = arch_defaults(model_section.get("arch", "dcgan"))
+        train_config = from_dict(TrainConfig, {**train_preset, **train_section, **flags}, source=str(config_file))
+        model_config = from_dict(ModelConfig, {**model_preset, **model_section}, source=str(config_file))
         trainer = train(train_config, model_config, out, progress=not quiet)
     typer.echo(
-        f"trained {trainer.state.epoch} epochs ({trainer.state.step} steps); "
+        f"trained {trainer.state.epoch} epochs ({trainer.state.step} steps, {trainer.state.train_seconds / 60:.1f} minutes); "
         f"checkpoint: {trainer.run_dir / (trainer.run_dir / 'latest').read_text().strip()}"
     )
 

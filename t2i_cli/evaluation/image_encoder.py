@@ -14,6 +14,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -60,14 +61,15 @@ class ImageEncoder(nn.Module):
 
 def train_image_encoder(
     images: torch.Tensor, embeddings: torch.Tensor, counts: torch.Tensor, config: ImageEncoderConfig,
-    *, device: torch.device, progress=None,
-) -> ImageEncoder:
+    *, device: torch.device, progress=None, build: Callable[[ImageEncoderConfig], nn.Module] | None = None,
+) -> nn.Module:
     """``images`` uint8 (N, 3, S, S); ``embeddings`` (N, C, D) caption embeddings padded to C per
     image, ``counts`` (N,) how many are real. Each step pairs a batch of images (randomly flipped)
-    with one random caption each."""
+    with one random caption each. ``build`` makes the model to train (images in [0, 255] -> unit
+    vectors; default :class:`ImageEncoder`), called once the seed is set."""
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    model = ImageEncoder(config.dim, config.width).to(device).train()
+    model = (build or (lambda c: ImageEncoder(c.dim, c.width)))(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
     targets = nn.functional.normalize(embeddings.float(), dim=-1)
@@ -116,14 +118,17 @@ def save_image_encoder(model: ImageEncoder, folder: Path, *, config: ImageEncode
     return folder
 
 
-def load_image_encoder(folder: Path, *, device: torch.device) -> tuple[ImageEncoder, dict]:
+def load_image_encoder(
+    folder: Path, *, device: torch.device, build: Callable[[ImageEncoderConfig], nn.Module] | None = None
+) -> tuple[nn.Module, dict]:
+    """A saved encoder and its description; ``build`` as in :func:`train_image_encoder`."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
     try:
         description = json.loads((folder / "image_encoder.json").read_text())
         config = ImageEncoderConfig(**description["config"])
-        model = ImageEncoder(config.dim, config.width)
+        model = (build or (lambda c: ImageEncoder(c.dim, c.width)))(config)
         model.load_state_dict(load_file(str(folder / "image_encoder.safetensors")))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         raise T2IError(f"{folder} is not a readable evaluation image encoder (t2i eval-encoder train writes one)") from None

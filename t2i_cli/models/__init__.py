@@ -1,5 +1,32 @@
-"""The conditional DCGAN: generator, discriminator and their conditioning blocks."""
+"""The caption-conditioned GANs, one architecture a module, chosen by ``ModelConfig.arch``.
 
-from t2i_cli.models.dcgan import Discriminator, Generator, build_models
+``dcgan``: GAN-INT-CLS (Reed et al. 2016), the seed papers' model. ``dfgan``: a DF-GAN-style
+one-stage generator that fuses the caption into every block (Tao et al. 2022). Both share one
+interface: ``G(noise, embedding) -> (images, extra)`` and ``D(images, embedding) -> (scores,
+features)``, with ``D.image_features(images)`` and ``D.score(features, embedding)`` for reusing an
+image's features with other captions. Nothing outside this package branches on the architecture.
+"""
 
-__all__ = ["Discriminator", "Generator", "build_models"]
+from __future__ import annotations
+
+from torch import nn
+
+from t2i_cli.config import ModelConfig
+from t2i_cli.models import dcgan, dfgan
+
+_ARCHITECTURES = {"dcgan": dcgan, "dfgan": dfgan}
+
+
+def build_models(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
+    """A freshly initialised (generator, discriminator) pair of ``config.arch``."""
+    config.validate()
+    return _ARCHITECTURES[config.arch].build_models(config)
+
+
+def build_generator(config: ModelConfig) -> nn.Module:
+    """An (uninitialised) generator of ``config.arch``, to load weights into."""
+    config.validate()
+    return _ARCHITECTURES[config.arch].Generator(config)
+
+
+__all__ = ["build_generator", "build_models"]

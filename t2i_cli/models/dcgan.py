@@ -155,9 +155,12 @@ class Discriminator(nn.Module):
             nn.Conv2d(width, 1, 4, 1, 0),  # (B, 1, 1, 1): one logit / critic score
         )
 
-    def forward(self, images: torch.Tensor, embedding: torch.Tensor | None = None):
-        """Returns ``(scores (B,), features (B, width, 4, 4))``; scores are logits."""
-        features = self.features(images)  # (B, width, 4, 4)
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, width, 4, 4), before the caption joins."""
+        return self.features(images)
+
+    def score(self, features: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
+        """(B, width, 4, 4) features (+ (B, E) captions) -> (B,) logits / critic scores."""
         maps = [features]
         if self.projection is not None:
             if embedding is None:
@@ -167,8 +170,12 @@ class Discriminator(nn.Module):
         if self.mbd is not None:
             closeness = self.mbd(features.flatten(1))  # (B, K)
             maps.append(closeness[:, :, None, None].expand(-1, -1, 4, 4))
-        scores = self.head(torch.cat(maps, dim=1) if len(maps) > 1 else features)
-        return scores.view(-1), features
+        return self.head(torch.cat(maps, dim=1) if len(maps) > 1 else features).view(-1)
+
+    def forward(self, images: torch.Tensor, embedding: torch.Tensor | None = None):
+        """Returns ``(scores (B,), features (B, width, 4, 4))``; scores are logits."""
+        features = self.image_features(images)
+        return self.score(features, embedding), features
 
 
 def init_weights(module: nn.Module) -> None:

@@ -45,6 +45,36 @@ class ProcessGroup:
 
         return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
+    def share_parameters(self, module: torch.nn.Module) -> None:
+        """Start every rank from rank 0's parameters, for a module synchronised by
+        :meth:`average_gradients` instead of DDP (which does this itself)."""
+        if self.distributed:
+            for tensor in [*module.parameters(), *module.buffers()]:
+                torch.distributed.broadcast(tensor.data, src=0)
+
+    def average_gradients(self, module: torch.nn.Module) -> None:
+        """All-reduce the gradients of ``module`` to their mean over ranks, after ``backward``.
+
+        Used instead of DDP for a discriminator whose loss takes a gradient penalty (a double
+        backward, which DDP's reducer does not support) or calls it more than once per backward
+        (mismatched pairs scored from reused features): here the gradients are just summed once
+        the whole backward is done, whatever it went through (StyleGAN2-ADA trains this way).
+        """
+        if not self.distributed:
+            return
+        params = [p for p in module.parameters() if p.requires_grad]
+        for p in params:  # every rank must send the same layout, used or not
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in params]
+        flat = torch.cat([g.flatten() for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
+
     def barrier(self) -> None:
         if self.distributed:
             torch.distributed.barrier()

@@ -118,3 +118,68 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor,
     """KL(N(mu, sigma^2) || N(0, I)), mean over the batch and dimensions (StackGAN's CA term)."""
     loss = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
     return loss, {"kl": loss.detach()}
+
+
+def hinge_discriminator_loss(
+    real: torch.Tensor, fake: torch.Tensor, mismatched: torch.Tensor | None = None
+) -> tuple[torch.Tensor, Stats]:
+    """DF-GAN's matching-aware hinge loss for D.
+
+    ``real``: D(real image, its caption), pushed above +1; ``fake``: D(G(z, caption), caption) and
+    ``mismatched``: D(real image, a caption of another image), both pushed below -1.
+    Loss = relu(1 - real) + (relu(1 + fake) + relu(1 + mismatched)) / 2, each a batch mean;
+    without mismatched pairs, relu(1 - real) + relu(1 + fake).
+    """
+    loss_real, loss_fake = F.relu(1 - real).mean(), F.relu(1 + fake).mean()
+    stats = {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
+    if mismatched is None or mismatched.numel() == 0:
+        return loss_real + loss_fake, stats
+    loss_mismatched = F.relu(1 + mismatched).mean()
+    stats["d_mismatched"] = loss_mismatched.detach()
+    return loss_real + 0.5 * (loss_fake + loss_mismatched), stats
+
+
+def hinge_generator_loss(fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+    """-D(G(z, caption), caption), a batch mean."""
+    loss = -fake.mean()
+    return loss, {"g_adv": loss.detach()}
+
+
+def matching_aware_gradient_penalty(
+    scores: torch.Tensor, images: torch.Tensor, embeddings: torch.Tensor, *, power: float = 6.0
+) -> tuple[torch.Tensor, Stats]:
+    """DF-GAN's MA-GP: mean over real pairs of ||(d score / d image, d score / d caption)||^power.
+
+    ``scores`` must come from ``images`` and ``embeddings`` (both with ``requires_grad``) through D;
+    the norm is over each sample's image and caption gradients together, so D is smoothed around
+    the real, matching pairs in both inputs. The graph is kept (``create_graph``) so the penalty
+    can be backpropagated into D.
+    """
+    grad_images, grad_embeddings = torch.autograd.grad(scores.float().sum(), (images, embeddings), create_graph=True)
+    squares = grad_images.float().flatten(1).pow(2).sum(1) + grad_embeddings.float().flatten(1).pow(2).sum(1)
+    norms = squares.sqrt()  # (B,)
+    penalty = norms.pow(power).mean()
+    return penalty, {"ma_gp": penalty.detach(), "grad_norm": norms.mean().detach()}
+
+
+def caption_matching_loss(
+    images: torch.Tensor, captions: torch.Tensor, *, labels: torch.Tensor | None = None, temperature: float = 0.1
+) -> tuple[torch.Tensor, Stats]:
+    """Symmetric InfoNCE between image vectors (B, D) and their captions' embeddings (B, D).
+
+    Cosine similarities over ``temperature`` are the logits; image i must pick caption i among the
+    batch's captions and caption i image i (AttnGAN's sentence-level DAMSM loss). Pairs of the
+    same class (``labels`` equal, off the diagonal) are left out of the candidates: their
+    captions may describe image i as well. ``match_accuracy`` is how often image i's nearest
+    candidate caption is its own.
+    """
+    images, captions = F.normalize(images.float(), dim=-1), F.normalize(captions.float(), dim=-1)
+    logits = images @ captions.T / temperature  # (B, B)
+    if labels is not None:
+        same = (labels[:, None] == labels[None, :]) & (labels[:, None] >= 0)
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+    target = torch.arange(len(images), device=images.device)
+    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    accuracy = (logits.argmax(1) == target).float().mean()
+    return loss, {"match": loss.detach(), "match_accuracy": accuracy.detach()}

@@ -15,7 +15,7 @@ from t2i_cli.data.dataset import CaptionImageDataset
 from t2i_cli.data.h5 import CaptionImageFile
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import T2IError
-from t2i_cli.models.dcgan import build_models
+from t2i_cli.models import build_models
 from t2i_cli.training.callbacks import MetricsFile, RichProgress, TensorBoardLog
 from t2i_cli.training.distributed import join_process_group
 from t2i_cli.training.trainer import SampleSet, Trainer
@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 SAMPLE_ROWS = 8
 # Settings that may change when a run resumes; everything else is the run's identity.
 RESUMABLE_OVERRIDES = (
-    "epochs", "workers", "device", "amp", "channels_last", "compile", "preload", "save_every", "sample_every", "log_every", "data",
+    "epochs", "time_limit", "workers", "device", "amp", "channels_last", "compile", "preload", "save_every", "keep_every", "sample_every",
+    "log_every", "data",
 )
 
 
@@ -72,6 +73,10 @@ def train(
     elif (run_dir / "latest").exists():
         raise T2IError(f"{run_dir} already holds a training run; use --resume {run_dir} or another --out")
     config.validate()
+    if config.hinge and not config.conditional:
+        raise T2IError("the hinge type is matching-aware: it needs captions (use vanilla_gan for an unconditional GAN)")
+    if model_config.arch == "dfgan" and not config.conditional:
+        raise T2IError("the dfgan architecture fuses the caption into every block: train it with a conditional type")
     if not config.data:
         raise T2IError("no data file: pass --data FILE.h5 (made by t2i data convert)")
 
@@ -97,7 +102,8 @@ def train(
         )
     if not resume:
         model_config = dataclasses.replace(model_config, embedding_dim=embedding_dim, conditional=config.conditional)
-        if config.gan_type.endswith("wgan") and config.gradient_penalty > 0:
+        per_sample_penalty = (config.wasserstein and config.gradient_penalty > 0) or (config.hinge and config.ma_gp > 0)
+        if per_sample_penalty:
             model_config = dataclasses.replace(model_config, d_norm="layer")  # a per-sample penalty needs per-sample norms
     elif model_config.embedding_dim != embedding_dim:
         raise T2IError(f"the run expects {model_config.embedding_dim}-d embeddings, {config.data} has {embedding_dim}-d")
@@ -121,6 +127,16 @@ def train(
             pin_memory=device.type == "cuda",
             generator=loader_generator,
         )
+    matcher = None
+    if config.match_coef > 0:
+        from t2i_cli.training.matching import match_encoder_for_run
+
+        if group.is_main:  # rank 0 trains (or finds) it; the others then read the run's copy
+            matcher = match_encoder_for_run(run_dir, Path(config.data), model_config.image_size, device=device)
+        group.barrier()
+        if not group.is_main:
+            matcher = match_encoder_for_run(run_dir, Path(config.data), model_config.image_size, device=device)
+        torch.manual_seed(config.seed)  # training the encoder drew from the global generator
     generator, discriminator = build_models(model_config)
     # Only rank 0 writes logs, samples and checkpoints.
     callbacks = ([MetricsFile(), TensorBoardLog()] + ([RichProgress()] if progress else [])) if group.is_main else []
@@ -137,9 +153,13 @@ def train(
         samples=pick_sample_captions(Path(config.data), config.split),
         callbacks=callbacks,
         group=group,
+        matcher=matcher,
     )
     if resume:
         trainer.resume(run_dir)
+        if trainer.out_of_time():
+            minutes = trainer.state.train_seconds / 60
+            raise T2IError(f"{run_dir} already trained {minutes:.1f} minutes, its time limit; pass --time-limit M with M > {minutes:.1f} to go on")
     else:
         trainer.load_pretrained(config.pretrained_generator, config.pretrained_discriminator)
     log.info(

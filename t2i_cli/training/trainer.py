@@ -1,6 +1,6 @@
 """The GAN trainer: handed its models, data and config; reports through callbacks.
 
-One step (Reed et al. 2016, GAN-INT-CLS):
+One step of the ``gan``/``wgan`` types (Reed et al. 2016, GAN-INT-CLS):
 
 - D: real image + its caption -> real; G(z, caption) + caption -> fake; with CLS, a wrong
   (other-class) image + the caption -> fake. WGAN types use critic scores, weight clipping or a
@@ -8,6 +8,16 @@ One step (Reed et al. 2016, GAN-INT-CLS):
 - G: fool D on (G(z, caption), caption); with INT also on captions interpolated between pairs of
   the batch; plus optional feature matching (l2_coef), L1 to the real image (l1_coef) and the
   conditioning-augmentation KL term.
+
+One step of the ``hinge`` type (DF-GAN, Tao et al. 2022):
+
+- D: hinge loss on (real, its caption) -> real; (G(z, caption), caption) -> fake; (real image,
+  the caption of another class's image in the batch) -> fake, scored from the real images'
+  features (no second pass through D); plus the matching-aware gradient penalty on the real pairs
+  every ``gp_every`` steps (weighted by ``gp_every``).
+- G: -D(G(z, caption), caption), with INT on request as above.
+
+With ``diffaug``, every image D sees, real or generated, is augmented first (DiffAugment).
 
 An EMA copy of G is kept for sampling. Checkpoints are written at epoch ends, atomically, and only
 after the losses since the last one are checked finite.
@@ -18,7 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -37,8 +47,8 @@ from t2i_cli.config import ModelConfig, TrainConfig
 from t2i_cli.data.batches import mixed_seed
 from t2i_cli.errors import T2IError
 from t2i_cli.grid import captioned_grid, save_png, to_pil
-from t2i_cli.models.dcgan import Discriminator, Generator
 from t2i_cli.training import losses
+from t2i_cli.training.diffaug import diff_augment
 from t2i_cli.training.distributed import ProcessGroup
 from t2i_cli.text.encoder import EncoderIdentity
 
@@ -72,6 +82,9 @@ class TrainState:
     step: int = 0  # optimizer steps of D
     generator_steps: int = 0
     critic_steps: int = 0  # WGAN: critic steps since G last stepped
+    # Seconds spent in training epochs, summed over sessions: the x axis of equal-budget
+    # comparisons. A measurement, not part of the run's identity (resumed == straight runs).
+    train_seconds: float = field(default=0.0, compare=False)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -104,8 +117,8 @@ class Trainer:
     def __init__(
         self,
         *,
-        generator: Generator,
-        discriminator: Discriminator,
+        generator: torch.nn.Module,
+        discriminator: torch.nn.Module,
         loader: torch.utils.data.DataLoader,
         loader_generator: torch.Generator,
         config: TrainConfig,
@@ -116,6 +129,7 @@ class Trainer:
         samples: SampleSet,
         callbacks: list[Callback] = (),
         group: ProcessGroup = ProcessGroup(),
+        matcher: torch.nn.Module | None = None,
     ):
         self.config, self.model_config = config, model_config
         self.device = device
@@ -126,9 +140,15 @@ class Trainer:
         generator = generator.to(device, memory_format=memory_format)
         discriminator = discriminator.to(device, memory_format=memory_format)
         self.G_ema = copy.deepcopy(generator).eval().requires_grad_(False)
-        # The modules the step calls: DDP-wrapped across processes, compiled on request.
+        # The modules the step calls: DDP-wrapped across processes, compiled on request. The hinge
+        # type's D takes a double backward (the penalty) and is called twice per backward, which
+        # DDP cannot follow: it stays unwrapped and its gradients are averaged after backward.
         self.G = group.wrap(generator, device)
-        self.D = group.wrap(discriminator, device)
+        if config.hinge:
+            group.share_parameters(discriminator)
+            self.D = discriminator
+        else:
+            self.D = group.wrap(discriminator, device)
         if config.compile:
             self.G, self.D = torch.compile(self.G), torch.compile(self.D)
         self.loader, self.loader_generator = loader, loader_generator
@@ -137,12 +157,16 @@ class Trainer:
         self.samples = samples
         self.callbacks = list(callbacks)
         self.state = TrainState()
-        betas = (config.beta1, 0.9 if config.gradient_penalty > 0 else 0.999)
         # Fused Adam: one kernel for all parameters instead of a Python loop over them (the loop
         # was ~3 % of a CPU step in a profile; more on a GPU, where each op is a launch).
         fused = True if device.type in ("cpu", "cuda") else None  # None: torch's default elsewhere
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=betas, fused=fused)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.lr, betas=betas, fused=fused)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=config.betas, fused=fused)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.discriminator_lr, betas=config.betas, fused=fused)
+        self.augment_policy = config.diffaug_policy()
+        # The frozen caption-matching image encoder (training/matching.py), with match_coef > 0.
+        self.matcher = matcher.to(device) if matcher is not None else None
+        if config.match_coef > 0 and matcher is None:
+            raise T2IError("match_coef > 0 needs the caption-matching image encoder")
         sample_noise = torch.Generator().manual_seed(config.seed)
         self.sample_noise = torch.randn(SAMPLE_NOISES, model_config.noise_dim, generator=sample_noise)
         self._diverged = torch.zeros((), dtype=torch.bool, device=device)
@@ -205,20 +229,27 @@ class Trainer:
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         return images.float().div_(127.5).sub_(1)
 
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        """DiffAugment with the run's policy; the images themselves without one."""
+        return diff_augment(images, self.augment_policy)
+
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        if self.config.hinge:
+            return self._hinge_step(batch)
         cfg, dev = self.config, self.device
         real = self._pixels(batch["image"])  # (B, 3, S, S) in [-1, 1]
         embedding = batch["embedding"].to(dev, non_blocking=True).float() if cfg.conditional else None
         use_cls = cfg.conditional and cfg.cls
         wrong = self._pixels(batch["wrong_image"]) if use_cls else None
         noise = torch.randn(real.shape[0], self.model_config.noise_dim, device=dev)
+        augment = self._augment
 
         # D step.
         with self._autocast():
             fake, ca_stats = self.G(noise, embedding)
-            real_scores, real_features = self.D(real, embedding)
-            fake_scores, _ = self.D(fake.detach(), embedding)
-            wrong_scores = self.D(wrong, embedding)[0] if use_cls else None
+            real_scores, real_features = self.D(augment(real), embedding)
+            fake_scores, _ = self.D(augment(fake.detach()), embedding)
+            wrong_scores = self.D(augment(wrong), embedding)[0] if use_cls else None
             if cfg.wasserstein:
                 d_loss, stats = losses.critic_loss(
                     real_scores.float(), fake_scores.float(), None if wrong_scores is None else wrong_scores.float(),
@@ -230,7 +261,7 @@ class Trainer:
                     label_smoothing=cfg.label_smoothing, wrong_weight=cfg.wrong_weight, fake_weight=cfg.fake_weight,
                 )
         if cfg.wasserstein and cfg.gradient_penalty > 0:
-            penalty, gp_stats = losses.gradient_penalty(lambda x: self.D(x, embedding)[0].float(), real, fake)
+            penalty, gp_stats = losses.gradient_penalty(lambda x: self.D(augment(x), embedding)[0].float(), real, fake)
             d_loss = d_loss + cfg.gradient_penalty * penalty
             stats.update(gp_stats)
         self.opt_D.zero_grad(set_to_none=True)
@@ -252,14 +283,14 @@ class Trainer:
         # G step.
         adversarial = losses.generator_critic_loss if cfg.wasserstein else losses.generator_loss
         with self._autocast():
-            fake_scores, fake_features = self.D(fake, embedding)
+            fake_scores, fake_features = self.D(augment(fake), embedding)
             g_loss, g_stats = adversarial(fake_scores.float())
             stats.update(g_stats)
             if cfg.conditional and cfg.interpolate:
                 mixed = losses.interpolated_embeddings(embedding, cfg.int_beta)
                 int_noise = torch.randn_like(noise)
                 int_fake, _ = self.G(int_noise, mixed)
-                int_loss, _ = adversarial(self.D(int_fake, mixed)[0].float())
+                int_loss, _ = adversarial(self.D(augment(int_fake), mixed)[0].float())
                 g_loss = g_loss + int_loss
                 stats["g_int"] = int_loss.detach()
             if cfg.l2_coef > 0:
@@ -274,8 +305,82 @@ class Trainer:
                 kl, kl_stats = losses.kl_divergence(ca_stats[0].float(), ca_stats[1].float())
                 g_loss = g_loss + cfg.kl_coef * kl
                 stats.update(kl_stats)
+            g_loss = g_loss + self._matching_term(fake, embedding, batch, stats)
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
+        self.opt_G.step()
+        self._update_ema()
+        stats["g_loss"] = g_loss.detach()
+        self._diverged |= ~torch.isfinite(g_loss.detach())
+        self.state.generator_steps += 1
+        return stats
+
+    def _matching_term(self, fake: torch.Tensor, embedding: torch.Tensor, batch: dict, stats: dict) -> torch.Tensor | float:
+        """match_coef x the caption-matching loss of G's images (0 without one)."""
+        if self.matcher is None:
+            return 0.0
+        labels = batch["class_index"].to(self.device) if "class_index" in batch else None
+        loss, match_stats = losses.caption_matching_loss(self.matcher.encode(fake), embedding, labels=labels)
+        stats.update(match_stats)
+        return self.config.match_coef * loss
+
+    def _hinge_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        cfg, dev, D = self.config, self.device, self.D
+        real = self._pixels(batch["image"])  # (B, 3, S, S) in [-1, 1]
+        embedding = batch["embedding"].to(dev, non_blocking=True).float()
+        noise = torch.randn(real.shape[0], self.model_config.noise_dim, device=dev)
+        # Mismatched pairs: image i - 1 with caption i, kept only where the two are of different
+        # classes (in a class-less file every image is its own class).
+        labels = batch["class_index"].to(dev) if "class_index" in batch else torch.full((real.shape[0],), -1, device=dev)
+        index = batch["index"].to(dev) if "index" in batch else torch.arange(real.shape[0], device=dev)
+        key = torch.where(labels >= 0, labels, -1 - index)
+        mismatched = key.roll(1) != key  # (B,) bool
+        penalised = cfg.ma_gp > 0 and self.state.step % cfg.gp_every == 0
+
+        # D step.
+        real_in = self._augment(real)
+        caption_in = embedding
+        if penalised:  # the penalty differentiates D's score by its image and caption inputs
+            real_in = real_in.detach().requires_grad_(True)
+            caption_in = embedding.detach().requires_grad_(True)
+        with self._autocast():
+            fake, _ = self.G(noise, embedding)
+            real_features = D.image_features(real_in)
+            real_scores = D.score(real_features, caption_in)
+            fake_scores, _ = D(self._augment(fake.detach()), embedding)
+            mismatched_scores = D.score(real_features.roll(1, 0)[mismatched], embedding[mismatched])
+        d_loss, stats = losses.hinge_discriminator_loss(real_scores.float(), fake_scores.float(), mismatched_scores.float())
+        if penalised:
+            penalty, gp_stats = losses.matching_aware_gradient_penalty(real_scores, real_in, caption_in, power=cfg.ma_gp_power)
+            d_loss = d_loss + cfg.ma_gp * cfg.gp_every * penalty
+            stats.update(gp_stats)
+        self.opt_D.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.group.average_gradients(D)
+        self.opt_D.step()
+        stats["d_loss"] = d_loss.detach()
+        stats["D(x)"] = real_scores.detach().float().mean()
+        stats["D(G(z))"] = fake_scores.detach().float().mean()
+        self._diverged |= ~torch.isfinite(d_loss.detach())
+        self.state.step += 1
+
+        # G step. D's weights take no gradient here (saves their share of the backward).
+        D.requires_grad_(False)
+        try:
+            with self._autocast():
+                g_loss, g_stats = losses.hinge_generator_loss(D(self._augment(fake), embedding)[0].float())
+                stats.update(g_stats)
+                if cfg.interpolate:
+                    mixed = losses.interpolated_embeddings(embedding, cfg.int_beta)
+                    int_fake, _ = self.G(torch.randn_like(noise), mixed)
+                    int_loss, _ = losses.hinge_generator_loss(D(self._augment(int_fake), mixed)[0].float())
+                    g_loss = g_loss + int_loss
+                    stats["g_int"] = int_loss.detach()
+                g_loss = g_loss + self._matching_term(fake, embedding, batch, stats)
+            self.opt_G.zero_grad(set_to_none=True)
+            g_loss.backward()
+        finally:
+            D.requires_grad_(True)
         self.opt_G.step()
         self._update_ema()
         stats["g_loss"] = g_loss.detach()
@@ -305,10 +410,9 @@ class Trainer:
 
     def _set_learning_rate(self) -> None:
         halvings = self.state.epoch // self.config.lr_halve_every if self.config.lr_halve_every else 0
-        lr = self.config.lr * 0.5**halvings
-        for optimizer in (self.opt_G, self.opt_D):
+        for optimizer, lr in ((self.opt_G, self.config.lr), (self.opt_D, self.config.discriminator_lr)):
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * 0.5**halvings
 
     def fit(self) -> None:
         cfg = self.config
@@ -316,7 +420,7 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_train_start(self)
         try:
-            while self.state.epoch < cfg.epochs:
+            while self.state.epoch < cfg.epochs and not self.out_of_time():
                 self._train_epoch()
         finally:
             for callback in self.callbacks:
@@ -344,8 +448,9 @@ class Trainer:
         self._check_finite()
         if pending:
             self._emit(pending, images / (time.perf_counter() - started))
+        self.state.train_seconds += time.perf_counter() - started
         self.state.epoch += 1
-        last = self.state.epoch == cfg.epochs
+        last = self.state.epoch == cfg.epochs or self.out_of_time()
         sample = None
         if self.group.is_main:
             sample = self.save_samples() if self.state.epoch % cfg.sample_every == 0 or last else None
@@ -354,6 +459,11 @@ class Trainer:
         self.group.barrier()  # the other ranks go on (or read the run) once rank 0 has written it
         for callback in self.callbacks:
             callback.on_epoch_end(self, self.state.epoch, sample)
+
+    def out_of_time(self) -> bool:
+        """Whether the run has trained for its time limit (all sessions together)."""
+        limit = self.config.time_limit
+        return limit > 0 and self.state.train_seconds >= limit * 60
 
     def _emit(self, pending: list[dict], images_per_second: float) -> None:
         keys = {k for stats in pending for k in stats}
@@ -405,7 +515,8 @@ class Trainer:
             encoder=self.encoder,
             epoch=self.state.epoch,
             step=self.state.step,
+            train_seconds=self.state.train_seconds,
             training={"generator": unwrapped_state(self.G), "discriminator": unwrapped_state(self.D), "state": state},
         )
-        mark_latest(self.run_dir, folder)
+        mark_latest(self.run_dir, folder, keep_every=self.config.keep_every)
         return folder

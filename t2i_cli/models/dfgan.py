@@ -1,0 +1,177 @@
+"""A DF-GAN-style one-stage generator and discriminator (Tao et al., CVPR 2022).
+
+G: the noise z goes through a Linear layer to a (8 * ngf, 4, 4) map; up-blocks double the side
+to the image size. Every block fuses the caption into the image features twice (a "deep fusion"
+block: per-channel affine gamma * h + beta, with gamma and beta predicted from the condition by
+small MLPs, then LeakyReLU), around a 3x3 convolution each, with a residual shortcut. The
+condition is the caption embedding concatenated with z, as in the paper's released code: the
+noise then also modulates every block, which keeps samples of one caption apart.
+
+D: a 3x3 stem, then residual down-blocks to a (8 * ndf, 4, 4) map; the "one-way output" head
+replicates the caption embedding over that map, concatenates it with the features and scores
+the pair with two convolutions (one score, no separate unconditional output).
+
+Widths per block follow the paper's 64 px layout, 8/8/4/2/1 x ngf in G and 1/2/4/8/8 x ndf in D;
+a 128 px config adds a block at the wide end. Nothing here normalises across the batch, so the
+matching-aware gradient penalty is a per-sample quantity, as it must be.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from t2i_cli.config import ModelConfig
+
+
+def _multipliers(image_size: int) -> list[int]:
+    """Width multipliers from 4x4 up to the image: [8, 8, 4, 2, 1] at 64 px, [8, 8, 8, 4, 2, 1] at 128."""
+    stages = int(math.log2(image_size)) - 2
+    tail = [4, 2, 1]
+    return [8] * (stages + 1 - len(tail)) + tail if stages >= len(tail) else [8] + tail[-stages:]
+
+
+def caption_condition(embedding: torch.Tensor) -> torch.Tensor:
+    """Caption embeddings rescaled to unit-size components: sentence encoders give unit vectors
+    (components ~0.05 at 384-d), which would be drowned by unit-variance noise and features."""
+    return F.normalize(embedding.float(), dim=1) * math.sqrt(embedding.shape[1])
+
+
+class Affine(nn.Module):
+    """gamma(c) * h + beta(c), per channel; gamma and beta each from Linear -> ReLU -> Linear.
+
+    The last layers start at zero weight with gamma's bias 1 and beta's 0, so every block starts
+    as the identity on its features and learns how much the caption should move them.
+    """
+
+    def __init__(self, condition_dim: int, channels: int, hidden: int):
+        super().__init__()
+        self.gamma = nn.Sequential(nn.Linear(condition_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
+        self.beta = nn.Sequential(nn.Linear(condition_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
+        for head, bias in ((self.gamma[-1], 1.0), (self.beta[-1], 0.0)):
+            nn.init.zeros_(head.weight)
+            nn.init.constant_(head.bias, bias)
+
+    def forward(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        gamma = self.gamma(condition)[:, :, None, None]  # (B, C, 1, 1)
+        beta = self.beta(condition)[:, :, None, None]
+        return gamma * features + beta
+
+
+class FusionBlock(nn.Module):
+    """DF-GAN's deep fusion: affine -> LeakyReLU -> affine -> LeakyReLU."""
+
+    def __init__(self, condition_dim: int, channels: int, hidden: int):
+        super().__init__()
+        self.first = Affine(condition_dim, channels, hidden)
+        self.second = Affine(condition_dim, channels, hidden)
+
+    def forward(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        features = F.leaky_relu(self.first(features, condition), 0.2)
+        return F.leaky_relu(self.second(features, condition), 0.2)
+
+
+class UpBlock(nn.Module):
+    """x2 nearest upsampling, then shortcut(x) + conv(fuse(conv(fuse(x)))); (B, in, S, S) -> (B, out, 2S, 2S)."""
+
+    def __init__(self, condition_dim: int, in_channels: int, out_channels: int, hidden: int):
+        super().__init__()
+        self.fuse1 = FusionBlock(condition_dim, in_channels, hidden)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 1, 1)
+        self.fuse2 = FusionBlock(condition_dim, out_channels, hidden)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        features = F.interpolate(features, scale_factor=2, mode="nearest")
+        residual = self.conv1(self.fuse1(features, condition))
+        residual = self.conv2(self.fuse2(residual, condition))
+        return self.shortcut(features) + residual
+
+
+class Generator(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        if not config.conditional:
+            raise ValueError("the DF-GAN generator is caption-conditioned; use the dcgan architecture for an unconditional GAN")
+        self.config = config
+        widths = [m * config.ngf for m in _multipliers(config.image_size)]
+        condition_dim = config.noise_dim + config.embedding_dim
+        self.stem = nn.Linear(config.noise_dim, widths[0] * 16)  # z -> (B, 8 * ngf, 4, 4)
+        self.blocks = nn.ModuleList(
+            UpBlock(condition_dim, w_in, w_out, config.fusion_hidden) for w_in, w_out in zip(widths, widths[1:])
+        )
+        self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
+
+    def forward(self, noise: torch.Tensor, embedding: torch.Tensor | None = None):
+        """Returns ``(images in [-1, 1], None)``: the same interface as the DCGAN generator."""
+        if embedding is None:
+            raise ValueError("this generator is conditional: pass caption embeddings")
+        condition = torch.cat([noise, caption_condition(embedding).to(noise.dtype)], dim=1)  # (B, Z + E)
+        features = self.stem(noise).view(noise.shape[0], -1, 4, 4)
+        for block in self.blocks:
+            features = block(features, condition)
+        return torch.tanh(self.to_rgb(F.leaky_relu(features, 0.2))), None
+
+
+class DownBlock(nn.Module):
+    """shortcut(x) + gamma * residual(x), halving the side; gamma starts at 0 (the block starts as
+    its shortcut, which keeps an untrained D smooth)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.residual = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(self.shortcut(features), 2) + self.gamma * self.residual(features)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        if not config.conditional:
+            raise ValueError("the DF-GAN discriminator is caption-conditioned; use the dcgan architecture for an unconditional GAN")
+        self.config = config
+        widths = [m * config.ndf for m in reversed(_multipliers(config.image_size))]  # [1, 2, 4, 8, 8] x ndf
+        self.stem = nn.Conv2d(3, widths[0], 3, 1, 1)
+        self.blocks = nn.Sequential(*(DownBlock(w_in, w_out) for w_in, w_out in zip(widths, widths[1:])))
+        self.feature_width = widths[-1]
+        self.head = nn.Sequential(  # one-way output: (features ++ caption) -> one score
+            nn.Conv2d(widths[-1] + config.embedding_dim, widths[0] * 2, 3, 1, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(widths[0] * 2, 1, 4, 1, 0, bias=False),
+        )
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, 8 * ndf, 4, 4), caption-free: the trainer scores mismatched pairs by
+        reusing these with other captions instead of running the image through D again."""
+        return self.blocks(self.stem(images))
+
+    def score(self, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """(B, 8 * ndf, 4, 4) features + (B, E) captions -> (B,) scores."""
+        caption = caption_condition(embedding).to(features.dtype)[:, :, None, None].expand(-1, -1, 4, 4)
+        return self.head(torch.cat([features, caption], dim=1)).view(-1)
+
+    def forward(self, images: torch.Tensor, embedding: torch.Tensor | None = None):
+        """Returns ``(scores (B,), features (B, 8 * ndf, 4, 4))``, like the DCGAN discriminator."""
+        if embedding is None:
+            raise ValueError("this discriminator is conditional: pass caption embeddings")
+        features = self.image_features(images)
+        return self.score(features, embedding), features
+
+
+def build_models(config: ModelConfig) -> tuple[Generator, Discriminator]:
+    """PyTorch's default initialisation, as the paper's code keeps it (plus the affine heads' identity start)."""
+    return Generator(config), Discriminator(config)

@@ -1,0 +1,95 @@
+"""The caption-matching loss for G: AttnGAN's sentence-level DAMSM idea on our caption space.
+
+An image encoder is trained contrastively (symmetric InfoNCE) to map images of the train split
+next to their *frozen* caption embeddings, then frozen; during GAN training G's loss gains
+``match_coef`` times a contrastive loss of its images against the batch's captions (each image
+must be closer to its own caption than to the batch's captions of other classes, and each caption
+to its own image). This gives G a direct signal for "is this the colour the caption asked for",
+which a discriminator's single score gives only indirectly.
+
+Kept apart from what measures the result:
+- it is *not* the encoder behind R-precision (``evaluation/image_encoder.py``): another
+  architecture (3x3 convolutions, GroupNorm, SiLU, average-pool downsampling, twice the width)
+  from another seed, so R-precision does not score G against the very model G was trained to
+  please;
+- nothing here touches the Inception network behind FID and KID.
+
+The encoder is trained once per (data, settings), cached beside the evaluation encoders, and
+copied into the run folder (``RUN/match-encoder``) so that ``--resume`` never depends on the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from t2i_cli.evaluation.image_encoder import ImageEncoderConfig, cache_key, load_image_encoder, save_image_encoder, train_image_encoder
+
+log = logging.getLogger(__name__)
+
+RUN_FOLDER = "match-encoder"
+# Distinct from the evaluation encoder's seed 0 and width 32.
+MATCH_ENCODER = ImageEncoderConfig(dim=0, width=64, steps=1500, batch_size=128, lr=1e-3, temperature=0.07, seed=1)
+KIND = "t2i-match-encoder"
+
+
+class MatchEncoder(nn.Module):
+    """3x3 conv -> GroupNorm -> SiLU, average-pooled to half size, four times; mean pool; linear."""
+
+    def __init__(self, dim: int, width: int = 64):
+        super().__init__()
+        layers, channels = [], 3
+        for multiple in (1, 2, 4, 4):
+            out = width * multiple
+            layers += [nn.Conv2d(channels, out, 3, 1, 1), nn.GroupNorm(8, out), nn.SiLU(), nn.AvgPool2d(2)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.project = nn.Linear(channels, dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or float in [0, 255], ``(B, 3, H, W)`` -> unit vectors ``(B, dim)``."""
+        return self.encode(images.float() / 127.5 - 1)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] (G's output range) -> unit vectors ``(B, dim)``."""
+        return F.normalize(self.project(self.features(images).mean((2, 3))), dim=-1)
+
+    @torch.inference_mode()
+    def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        self.eval()
+        device = next(self.parameters()).device
+        return torch.cat([self(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
+
+
+def _build(config: ImageEncoderConfig) -> MatchEncoder:
+    return MatchEncoder(config.dim, config.width)
+
+
+def match_encoder_for_run(run_dir: Path, data: Path, image_size: int, *, device: torch.device, progress=None) -> MatchEncoder:
+    """The run's frozen match encoder: from ``RUN/match-encoder``, else the cache, else trained
+    on the train split of ``data`` (and cached); copied into the run either way."""
+    from t2i_cli.evaluation.evaluate import cache_dir, load_split
+
+    folder = Path(run_dir) / RUN_FOLDER
+    if not (folder / "image_encoder.json").is_file():
+        train = load_split(data, "train", image_size)
+        config = replace(MATCH_ENCODER, dim=int(train.embeddings.shape[-1]))
+        cached = cache_dir() / "match-encoders" / cache_key({**train.identity, "kind": KIND}, config)
+        if not (cached / "image_encoder.json").is_file():
+            log.info("training the caption-matching image encoder on %d train images (once; cached in %s)", len(train.images), cached)
+            model = train_image_encoder(train.images, train.embeddings, train.counts, config, device=device, progress=progress, build=_build)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            save_image_encoder(model, cached, config=config, data_identity=train.identity)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = folder.with_name(f".{folder.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(cached, partial)
+        partial.rename(folder)
+    model, _ = load_image_encoder(folder, device=device, build=_build)
+    return model.eval().requires_grad_(False)
