@@ -64,7 +64,7 @@ def test_dfgan_uses_caption_and_noise_and_its_discriminator_parts_compose():
     assert not torch.allclose(base, G(z, e.flip(0))[0])
     assert not torch.allclose(base, G(z.flip(0), e)[0])
     x = torch.randn(2, 3, 64, 64)
-    assert torch.allclose(D(x, e)[0], D.score(D.image_features(x), e))
+    assert torch.allclose(D(x, e)[0], D.score(D.image_features(x), D.caption_input(e)))
     with pytest.raises(ValueError, match="conditional"):
         G(z)
 

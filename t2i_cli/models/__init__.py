@@ -3,8 +3,9 @@
 ``dcgan``: GAN-INT-CLS (Reed et al. 2016), the seed papers' model. ``dfgan``: a DF-GAN-style
 one-stage generator that fuses the caption into every block (Tao et al. 2022). Both share one
 interface: ``G(noise, embedding) -> (images, extra)`` and ``D(images, embedding) -> (scores,
-features)``, with ``D.image_features(images)`` and ``D.score(features, embedding)`` for reusing an
-image's features with other captions. Nothing outside this package branches on the architecture.
+features)``, which is ``D.score(D.image_features(images), D.caption_input(embedding))``: the
+parts let the trainer score an image's features with other captions, and take the gradient
+penalty in the caption space D sees. Nothing outside this package branches on the architecture.
 """
 
 from __future__ import annotations

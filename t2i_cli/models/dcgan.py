@@ -159,6 +159,10 @@ class Discriminator(nn.Module):
         """(B, 3, S, S) -> (B, width, 4, 4), before the caption joins."""
         return self.features(images)
 
+    def caption_input(self, embedding: torch.Tensor | None) -> torch.Tensor | None:
+        """What :meth:`score` takes for a caption: the embedding itself (projected inside)."""
+        return embedding
+
     def score(self, features: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
         """(B, width, 4, 4) features (+ (B, E) captions) -> (B,) logits / critic scores."""
         maps = [features]
@@ -175,7 +179,7 @@ class Discriminator(nn.Module):
     def forward(self, images: torch.Tensor, embedding: torch.Tensor | None = None):
         """Returns ``(scores (B,), features (B, width, 4, 4))``; scores are logits."""
         features = self.image_features(images)
-        return self.score(features, embedding), features
+        return self.score(features, self.caption_input(embedding)), features
 
 
 def init_weights(module: nn.Module) -> None:

@@ -159,9 +159,14 @@ class Discriminator(nn.Module):
         reusing these with other captions instead of running the image through D again."""
         return self.blocks(self.stem(images))
 
-    def score(self, features: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        """(B, 8 * ndf, 4, 4) features + (B, E) captions -> (B,) scores."""
-        caption = caption_condition(embedding).to(features.dtype)[:, :, None, None].expand(-1, -1, 4, 4)
+    def caption_input(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(B, E) caption embeddings -> the (B, E) caption vectors :meth:`score` takes, rescaled
+        here so that the matching-aware penalty measures D's slope in the space D sees."""
+        return caption_condition(embedding)
+
+    def score(self, features: torch.Tensor, caption: torch.Tensor) -> torch.Tensor:
+        """(B, 8 * ndf, 4, 4) features + (B, E) caption vectors (:meth:`caption_input`) -> (B,) scores."""
+        caption = caption.to(features.dtype)[:, :, None, None].expand(-1, -1, 4, 4)
         return self.head(torch.cat([features, caption], dim=1)).view(-1)
 
     def forward(self, images: torch.Tensor, embedding: torch.Tensor | None = None):
@@ -169,7 +174,7 @@ class Discriminator(nn.Module):
         if embedding is None:
             raise ValueError("this discriminator is conditional: pass caption embeddings")
         features = self.image_features(images)
-        return self.score(features, embedding), features
+        return self.score(features, self.caption_input(embedding)), features
 
 
 def build_models(config: ModelConfig) -> tuple[Generator, Discriminator]:

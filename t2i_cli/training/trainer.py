@@ -339,16 +339,16 @@ class Trainer:
 
         # D step.
         real_in = self._augment(real)
-        caption_in = embedding
+        caption_in = D.caption_input(embedding)
         if penalised:  # the penalty differentiates D's score by its image and caption inputs
             real_in = real_in.detach().requires_grad_(True)
-            caption_in = embedding.detach().requires_grad_(True)
+            caption_in = caption_in.detach().requires_grad_(True)
         with self._autocast():
             fake, _ = self.G(noise, embedding)
             real_features = D.image_features(real_in)
             real_scores = D.score(real_features, caption_in)
             fake_scores, _ = D(self._augment(fake.detach()), embedding)
-            mismatched_scores = D.score(real_features.roll(1, 0)[mismatched], embedding[mismatched])
+            mismatched_scores = D.score(real_features.roll(1, 0)[mismatched], caption_in[mismatched].detach())
         d_loss, stats = losses.hinge_discriminator_loss(real_scores.float(), fake_scores.float(), mismatched_scores.float())
         if penalised:
             penalty, gp_stats = losses.matching_aware_gradient_penalty(real_scores, real_in, caption_in, power=cfg.ma_gp_power)
