@@ -57,7 +57,7 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict) -> d
     in_memory, channels_last, amp, compiled = VARIANTS[variant]
     torch.manual_seed(0)
     _, preset = arch_defaults(model["arch"])
-    preset.update(diffaug=model["diffaug"], gp_every=model["gp_every"])
+    preset.update(diffaug=model["diffaug"], **({"gp_every": model["gp_every"]} if model["gp_every"] else {}))
     batch_size = preset.pop("batch_size", 64)
     config = TrainConfig(
         data=str(data), batch_size=batch_size, amp=amp, channels_last=channels_last, preload=in_memory, compile=compiled,
@@ -70,10 +70,13 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict) -> d
     else:
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0)
     sample = next(iter(loader))
-    width = model["width"] or (64 if model["arch"] == "dcgan" else 32)
-    d_norm = "layer" if config.hinge else "batch"
+    model_preset, _ = arch_defaults(model["arch"])
+    if model["width"]:
+        model_preset.update(ngf=model["width"], ndf=model["width"])
+    # As t2i train builds it: per-sample norms in D wherever a per-sample penalty is taken.
+    d_norm = "layer" if (config.hinge and config.ma_gp > 0) else "batch"
     model_config = ModelConfig(
-        arch=model["arch"], ngf=width, ndf=width, d_norm=d_norm, embedding_dim=int(sample["embedding"].shape[-1])
+        arch=model["arch"], d_norm=d_norm, embedding_dim=int(sample["embedding"].shape[-1]), **model_preset
     )
     generator, discriminator = build_models(model_config)
     trainer = Trainer(
@@ -119,7 +122,7 @@ def main() -> None:
     parser.add_argument("--arch", default="dcgan", choices=["dcgan", "dfgan"])
     parser.add_argument("--width", type=int, default=0, help="ngf = ndf (default 64 for dcgan, 32 for dfgan).")
     parser.add_argument("--diffaug", default="", help="DiffAugment policy, as t2i train --diffaug.")
-    parser.add_argument("--gp-every", type=int, default=1, help="dfgan: the penalty every N steps.")
+    parser.add_argument("--gp-every", type=int, default=0, help="dfgan: the penalty every N steps (default: the preset's, 4).")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     model = {"arch": args.arch, "width": args.width, "diffaug": args.diffaug, "gp_every": args.gp_every}

@@ -47,6 +47,7 @@ class CheckpointInfo:
     encoder: EncoderIdentity | None
     epoch: int
     step: int
+    train_seconds: float = 0.0  # training time so far (0 in checkpoints older than the record)
 
     @property
     def has_training_state(self) -> bool:
@@ -171,7 +172,10 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
         model = from_dict(ModelConfig, config["model"], source=str(folder / CONFIG_FILE))
         train = from_dict(TrainConfig, config["train"], source=str(folder / CONFIG_FILE)) if config.get("train") else None
         encoder = EncoderIdentity.from_json(json.dumps(config["encoder"])) if config.get("encoder") else None
-        return CheckpointInfo(folder, model, train, encoder, int(config.get("epoch", 0)), int(config.get("step", 0)))
+        return CheckpointInfo(
+            folder, model, train, encoder, int(config.get("epoch", 0)), int(config.get("step", 0)),
+            float(config.get("train_seconds", 0.0)),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise T2IError(f"checkpoint {folder} has a malformed {CONFIG_FILE}: {exc}") from None
 

@@ -36,6 +36,10 @@ class ModelConfig:
     def validate(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise T2IError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        if self.arch == "dfgan" and not self.conditional:
+            raise T2IError("the dfgan architecture fuses the caption into every block: train it with a conditional type")
+        if self.arch == "dfgan" and (self.conditioning_augmentation or self.minibatch_discrimination):
+            raise T2IError("conditioning augmentation and minibatch discrimination are dcgan options; dfgan has neither")
         size = self.image_size
         if size < 16 or size & (size - 1):
             raise T2IError(f"image size must be a power of two >= 16, got {size}")
@@ -59,7 +63,7 @@ class TrainConfig:
     lr: float = 2e-4  # Adam with beta1 0.5 (Reed et al.); G's rate, and D's unless lr_d is set
     lr_d: float = 0.0  # D's rate; 0 = lr (DF-GAN: G 1e-4, D 4e-4)
     beta1: float = 0.5
-    beta2: float | None = None  # None: 0.9 with a gradient penalty, else 0.999 (DF-GAN: 0.9)
+    beta2: float | None = None  # None: 0.9 with WGAN-GP, else 0.999 (DF-GAN: 0.9)
     lr_halve_every: int = 100  # epochs; 0 keeps the rate
     cls: bool = True  # matching-aware D: real image + wrong caption scored as fake
     interpolate: bool = True  # GAN-INT: G also trained on interpolated caption embeddings
@@ -125,6 +129,13 @@ class TrainConfig:
     def validate(self) -> None:
         if self.gan_type not in GAN_TYPES:
             raise T2IError(f"--type must be one of {', '.join(GAN_TYPES)}, got {self.gan_type!r}")
+        if self.hinge:
+            # The hinge step has its own D terms (mismatched pairs, MA-GP) and G terms (adversarial,
+            # INT, caption matching); these belong to the gan/wgan steps and would be ignored.
+            unused = [name for name, on in (("l1_coef", self.l1_coef > 0), ("l2_coef", self.l2_coef > 0),
+                                            ("gradient_penalty", self.gradient_penalty > 0)) if on]
+            if unused:
+                raise T2IError(f"the hinge type does not use {', '.join(unused)}; drop it or use --type gan/wgan")
         if self.epochs < 1 or self.batch_size < 2:
             raise T2IError("epochs must be >= 1 and batch size >= 2")
         if self.lr <= 0 or self.lr_d < 0:
@@ -159,8 +170,9 @@ class TrainConfig:
 # What ``--arch NAME`` changes from the dataclass defaults (which are GAN-INT-CLS's) before a
 # config file and flags apply: DF-GAN's recipe (Tao et al. 2022, hinge + MA-GP, Adam (0.0, 0.9),
 # lr G 1e-4 / D 4e-4, batch 32, no INT, no decay), at a width a CPU can train, with the penalty
-# taken lazily every 4th step (x4), as StyleGAN2 does for R1: 34 instead of 28 images/s on a
-# 2-core Zen 4 (benchmarks/train_speed.py); --gp-every 1 is the paper's every step.
+# taken lazily every 4th step (x4), as StyleGAN2 does for R1: 34 instead of 28 images/s at width 32
+# with DiffAugment in bf16 on a 2-core Zen 4 (benchmarks/train_speed.py --arch dfgan --diffaug
+# translation,cutout --gp-every 4 vs 1); --gp-every 1 is the paper's every step.
 ARCH_DEFAULTS: dict[str, dict[str, dict]] = {
     "dcgan": {"model": {}, "train": {}},
     "dfgan": {

@@ -72,8 +72,10 @@ def test_dfgan_uses_caption_and_noise_and_its_discriminator_parts_compose():
 def test_dfgan_is_chosen_by_the_config_and_refuses_unconditional():
     assert type(build_generator(ModelConfig(embedding_dim=16, **TINY_DFGAN))).__module__ == "t2i_cli.models.dfgan"
     assert type(build_generator(ModelConfig(ngf=8, ndf=8, embedding_dim=16))).__module__ == "t2i_cli.models.dcgan"
-    with pytest.raises(ValueError, match="caption-conditioned"):
+    with pytest.raises(T2IError, match="fuses the caption into every block"):
         build_models(ModelConfig(conditional=False, **TINY_DFGAN))
+    with pytest.raises(T2IError, match="dcgan options"):
+        ModelConfig(conditioning_augmentation=True, **TINY_DFGAN).validate()
     with pytest.raises(T2IError, match="architecture must be one of"):
         ModelConfig(arch="stylegan").validate()
 

@@ -70,3 +70,11 @@ def test_train_dfgan_bad_inputs_are_one_line(tmp_path, flowers_h5):
     assert_one_line_error(run(*common, "--arch", "dfgan", "--type", "vanilla_gan"), "conditional type")
     assert_one_line_error(run(*common, "--type", "hinge", "--ma-gp", -1), "ma_gp must be >= 0")
     assert_one_line_error(run(*common, "--match-coef", -1), "match_coef must be >= 0")
+
+
+def test_hinge_refuses_the_terms_it_would_ignore(tmp_path, flowers_h5):
+    common = ("train", "--data", flowers_h5, "--out", tmp_path / "r", "--type", "hinge")
+    assert_one_line_error(run(*common, "--l1-coef", 1), "the hinge type does not use l1_coef")
+    assert_one_line_error(run(*common, "--gp", 10), "does not use gradient_penalty")
+    assert_one_line_error(run(*common, "--ca"), "no KL term for conditioning augmentation")
+    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--arch", "dfgan", "--mbd"), "dcgan options")

@@ -58,7 +58,7 @@ def train_cli(
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
-    """Train the conditional GAN (GAN-INT-CLS) on a caption-image HDF5 file."""
+    """Train the conditional GAN (GAN-INT-CLS, or DF-GAN with --arch dfgan) on a caption-image HDF5 file."""
     from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults, from_dict, load_config_file
     from t2i_cli.errors import T2IError
     from t2i_cli.training.run import train

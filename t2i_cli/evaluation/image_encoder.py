@@ -59,6 +59,10 @@ class ImageEncoder(nn.Module):
         return torch.cat([self(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
 
 
+def _default_build(config: ImageEncoderConfig) -> ImageEncoder:
+    return ImageEncoder(config.dim, config.width)
+
+
 def train_image_encoder(
     images: torch.Tensor, embeddings: torch.Tensor, counts: torch.Tensor, config: ImageEncoderConfig,
     *, device: torch.device, progress=None, build: Callable[[ImageEncoderConfig], nn.Module] | None = None,
@@ -69,7 +73,7 @@ def train_image_encoder(
     vectors; default :class:`ImageEncoder`), called once the seed is set."""
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    model = (build or (lambda c: ImageEncoder(c.dim, c.width)))(config).to(device).train()
+    model = (build or _default_build)(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.steps)
     targets = nn.functional.normalize(embeddings.float(), dim=-1)
@@ -97,7 +101,9 @@ def cache_key(data_identity: dict, config: ImageEncoderConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def save_image_encoder(model: ImageEncoder, folder: Path, *, config: ImageEncoderConfig, data_identity: dict) -> Path:
+def save_image_encoder(
+    model: nn.Module, folder: Path, *, config: ImageEncoderConfig, data_identity: dict, kind: str = "t2i-eval-image-encoder"
+) -> Path:
     """Write ``folder`` atomically: weights (safetensors) + ``image_encoder.json``."""
     from safetensors.torch import save_file
 
@@ -109,7 +115,7 @@ def save_image_encoder(model: ImageEncoder, folder: Path, *, config: ImageEncode
     partial.mkdir(parents=True)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(partial / "image_encoder.safetensors"))
-        description = {"kind": "t2i-eval-image-encoder", "format": FORMAT, "config": asdict(config), "data": data_identity}
+        description = {"kind": kind, "format": FORMAT, "config": asdict(config), "data": data_identity}
         (partial / "image_encoder.json").write_text(json.dumps(description, indent=2) + "\n")
         move_folder_into_place(partial, folder)
     except BaseException:
@@ -128,7 +134,7 @@ def load_image_encoder(
     try:
         description = json.loads((folder / "image_encoder.json").read_text())
         config = ImageEncoderConfig(**description["config"])
-        model = (build or (lambda c: ImageEncoder(c.dim, c.width)))(config)
+        model = (build or _default_build)(config)
         model.load_state_dict(load_file(str(folder / "image_encoder.safetensors")))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         raise T2IError(f"{folder} is not a readable evaluation image encoder (t2i eval-encoder train writes one)") from None

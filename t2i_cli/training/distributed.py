@@ -45,6 +45,15 @@ class ProcessGroup:
 
         return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
+    def maximum(self, value: float, device: torch.device) -> float:
+        """The largest ``value`` over ranks (itself in one process): decisions every rank must
+        take alike, such as whether the time limit is reached, are taken on it."""
+        if not self.distributed:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return float(tensor.item())
+
     def share_parameters(self, module: torch.nn.Module) -> None:
         """Start every rank from rank 0's parameters, for a module synchronised by
         :meth:`average_gradients` instead of DDP (which does this itself)."""
@@ -56,9 +65,10 @@ class ProcessGroup:
         """All-reduce the gradients of ``module`` to their mean over ranks, after ``backward``.
 
         Used instead of DDP for a discriminator whose loss takes a gradient penalty (a double
-        backward, which DDP's reducer does not support) or calls it more than once per backward
-        (mismatched pairs scored from reused features): here the gradients are just summed once
-        the whole backward is done, whatever it went through (StyleGAN2-ADA trains this way).
+        backward, which DDP's reducer does not support) and is computed through its parts
+        (``image_features``/``score``, which bypass ``DDP.forward``, so DDP would never arm its
+        reducer): here the gradients are just averaged once the whole backward is done, whatever
+        it went through (StyleGAN2-ADA trains this way).
         """
         if not self.distributed:
             return

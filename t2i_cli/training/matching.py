@@ -9,9 +9,10 @@ which a discriminator's single score gives only indirectly.
 
 Kept apart from what measures the result:
 - it is *not* the encoder behind R-precision (``evaluation/image_encoder.py``): another
-  architecture (3x3 convolutions, GroupNorm, SiLU, average-pool downsampling, twice the width)
-  from another seed, so R-precision does not score G against the very model G was trained to
-  please;
+  architecture (3x3 convolutions, GroupNorm, SiLU, average-pool downsampling) from another seed,
+  so R-precision does not score G against the very model G was trained to please. Both are
+  still trained the same way on the same captions, so R-precision stays correlated with this
+  signal: read it beside FID and colour faithfulness, which share nothing with it;
 - nothing here touches the Inception network behind FID and KID.
 
 The encoder is trained once per (data, settings), cached beside the evaluation encoders, and
@@ -21,7 +22,9 @@ copied into the run folder (``RUN/match-encoder``) so that ``--resume`` never de
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,13 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from t2i_cli.errors import T2IError
 from t2i_cli.evaluation.image_encoder import ImageEncoderConfig, cache_key, load_image_encoder, save_image_encoder, train_image_encoder
 
 log = logging.getLogger(__name__)
 
 RUN_FOLDER = "match-encoder"
-# Distinct from the evaluation encoder's seed 0 and width 32.
-MATCH_ENCODER = ImageEncoderConfig(dim=0, width=64, steps=1500, batch_size=128, lr=1e-3, temperature=0.07, seed=1)
+# Another seed than the evaluation encoder's 0; width 32 keeps its one-off training to minutes on a CPU.
+MATCH_ENCODER = ImageEncoderConfig(dim=0, width=32, steps=1500, batch_size=128, lr=1e-3, temperature=0.07, seed=1)
 KIND = "t2i-match-encoder"
 
 
@@ -60,36 +64,44 @@ class MatchEncoder(nn.Module):
         """Images in [-1, 1] (G's output range) -> unit vectors ``(B, dim)``."""
         return F.normalize(self.project(self.features(images).mean((2, 3))), dim=-1)
 
-    @torch.inference_mode()
-    def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        self.eval()
-        device = next(self.parameters()).device
-        return torch.cat([self(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
-
 
 def _build(config: ImageEncoderConfig) -> MatchEncoder:
     return MatchEncoder(config.dim, config.width)
 
 
-def match_encoder_for_run(run_dir: Path, data: Path, image_size: int, *, device: torch.device, progress=None) -> MatchEncoder:
+def match_encoder_for_run(
+    run_dir: Path, data: Path, image_size: int, *, device: torch.device, progress=None, make: bool = True
+) -> MatchEncoder:
     """The run's frozen match encoder: from ``RUN/match-encoder``, else the cache, else trained
-    on the train split of ``data`` (and cached); copied into the run either way."""
+    on the train split of ``data`` (and cached); copied into the run either way.
+
+    ``make=False`` (the other ranks of a torchrun job) waits for rank 0 to put it in the run
+    folder, polling the file system rather than in a collective, whose timeout its training could
+    outlast; if rank 0 fails, torchrun stops this process too.
+    """
     from t2i_cli.evaluation.evaluate import cache_dir, load_split
 
     folder = Path(run_dir) / RUN_FOLDER
+    while not make and not (folder / "image_encoder.json").is_file():
+        time.sleep(2)
     if not (folder / "image_encoder.json").is_file():
         train = load_split(data, "train", image_size)
         config = replace(MATCH_ENCODER, dim=int(train.embeddings.shape[-1]))
         cached = cache_dir() / "match-encoders" / cache_key({**train.identity, "kind": KIND}, config)
         if not (cached / "image_encoder.json").is_file():
             log.info("training the caption-matching image encoder on %d train images (once; cached in %s)", len(train.images), cached)
+            started = time.perf_counter()
             model = train_image_encoder(train.images, train.embeddings, train.counts, config, device=device, progress=progress, build=_build)
             cached.parent.mkdir(parents=True, exist_ok=True)
-            save_image_encoder(model, cached, config=config, data_identity=train.identity)
+            save_image_encoder(model, cached, config=config, data_identity=train.identity, kind=KIND)
+            log.info("trained the caption-matching encoder in %.0f s (not counted in the run's training time)", time.perf_counter() - started)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        partial = folder.with_name(f".{folder.name}.partial")
+        partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(cached, partial)
         partial.rename(folder)
-    model, _ = load_image_encoder(folder, device=device, build=_build)
+    try:
+        model, _ = load_image_encoder(folder, device=device, build=_build)
+    except T2IError:
+        raise T2IError(f"the run's caption-matching encoder {folder} is unreadable; delete that folder to train it again") from None
     return model.eval().requires_grad_(False)

@@ -47,6 +47,11 @@ def pick_sample_captions(path: Path, split: str, rows: int = SAMPLE_ROWS) -> Sam
     return SampleSet(captions, embeddings)
 
 
+def _out_of_time(run_dir: Path, seconds: float) -> T2IError:
+    minutes = seconds / 60
+    return T2IError(f"{run_dir} already trained {minutes:.1f} minutes, its time limit; pass --time-limit M with M > {minutes:.1f} to go on")
+
+
 def train(
     config: TrainConfig,
     model_config: ModelConfig,
@@ -70,13 +75,15 @@ def train(
         model_config = info.model
         if config.epochs <= info.epoch:
             raise T2IError(f"{run_dir} already finished epoch {info.epoch}; pass --epochs N with N > {info.epoch} to go on")
+        if config.time_limit > 0 and info.train_seconds >= config.time_limit * 60:
+            raise _out_of_time(run_dir, info.train_seconds)
     elif (run_dir / "latest").exists():
         raise T2IError(f"{run_dir} already holds a training run; use --resume {run_dir} or another --out")
     config.validate()
-    if config.hinge and not config.conditional:
-        raise T2IError("the hinge type is matching-aware: it needs captions (use vanilla_gan for an unconditional GAN)")
-    if model_config.arch == "dfgan" and not config.conditional:
-        raise T2IError("the dfgan architecture fuses the caption into every block: train it with a conditional type")
+    # The model as it will be built, checked before any data is read.
+    dataclasses.replace(model_config, conditional=config.conditional).validate()
+    if config.hinge and model_config.conditioning_augmentation:
+        raise T2IError("the hinge type has no KL term for conditioning augmentation; drop --ca or use --type gan")
     if not config.data:
         raise T2IError("no data file: pass --data FILE.h5 (made by t2i data convert)")
 
@@ -131,11 +138,8 @@ def train(
     if config.match_coef > 0:
         from t2i_cli.training.matching import match_encoder_for_run
 
-        if group.is_main:  # rank 0 trains (or finds) it; the others then read the run's copy
-            matcher = match_encoder_for_run(run_dir, Path(config.data), model_config.image_size, device=device)
-        group.barrier()
-        if not group.is_main:
-            matcher = match_encoder_for_run(run_dir, Path(config.data), model_config.image_size, device=device)
+        # Rank 0 trains (or finds) it; the others wait for its copy in the run folder.
+        matcher = match_encoder_for_run(run_dir, Path(config.data), model_config.image_size, device=device, make=group.is_main)
         torch.manual_seed(config.seed)  # training the encoder drew from the global generator
     generator, discriminator = build_models(model_config)
     # Only rank 0 writes logs, samples and checkpoints.
@@ -157,9 +161,8 @@ def train(
     )
     if resume:
         trainer.resume(run_dir)
-        if trainer.out_of_time():
-            minutes = trainer.state.train_seconds / 60
-            raise T2IError(f"{run_dir} already trained {minutes:.1f} minutes, its time limit; pass --time-limit M with M > {minutes:.1f} to go on")
+        if trainer.out_of_time():  # the checkpoint's own record rounds the seconds; the state does not
+            raise _out_of_time(run_dir, trainer.state.train_seconds)
     else:
         trainer.load_pretrained(config.pretrained_generator, config.pretrained_discriminator)
     log.info(

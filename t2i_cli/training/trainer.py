@@ -141,8 +141,10 @@ class Trainer:
         discriminator = discriminator.to(device, memory_format=memory_format)
         self.G_ema = copy.deepcopy(generator).eval().requires_grad_(False)
         # The modules the step calls: DDP-wrapped across processes, compiled on request. The hinge
-        # type's D takes a double backward (the penalty) and is called twice per backward, which
-        # DDP cannot follow: it stays unwrapped and its gradients are averaged after backward.
+        # type's D takes a double backward (the penalty) and is run through its parts (features,
+        # then scores with own and mismatched captions), neither of which DDP can follow: it stays
+        # unwrapped and its gradients are averaged after backward. (With --compile only D's
+        # forward() is compiled; its parts run eagerly.)
         self.G = group.wrap(generator, device)
         if config.hinge:
             group.share_parameters(discriminator)
@@ -448,7 +450,8 @@ class Trainer:
         self._check_finite()
         if pending:
             self._emit(pending, images / (time.perf_counter() - started))
-        self.state.train_seconds += time.perf_counter() - started
+        # Every rank adds the slowest rank's time, so all take the time-limit decision alike.
+        self.state.train_seconds += self.group.maximum(time.perf_counter() - started, self.device)
         self.state.epoch += 1
         last = self.state.epoch == cfg.epochs or self.out_of_time()
         sample = None
