@@ -91,7 +91,13 @@ def test_hinge_losses_on_hand_made_scores():
     assert loss.item() == pytest.approx(1.0)
     assert stats["d_real"].item() == pytest.approx(0.25) and stats["d_mismatched"].item() == pytest.approx(1.0)
     assert losses.hinge_discriminator_loss(real, fake)[0].item() == pytest.approx(0.75)
-    assert losses.hinge_discriminator_loss(real, fake, torch.zeros(0))[0].item() == pytest.approx(0.75)
+    # Masked pairs leave the mean; with none left the mismatched term is 0 and the weights stay.
+    masked, stats = losses.hinge_discriminator_loss(real, fake, mismatched, mismatched_mask=torch.tensor([False, True]))
+    assert stats["d_mismatched"].item() == 0.0 and masked.item() == pytest.approx(0.25 + 0.5 * 0.5)
+    masked, stats = losses.hinge_discriminator_loss(real, fake, mismatched, mismatched_mask=torch.tensor([True, False]))
+    assert stats["d_mismatched"].item() == pytest.approx(2.0) and masked.item() == pytest.approx(0.25 + 0.5 * 2.5)
+    none = losses.hinge_discriminator_loss(real, fake, mismatched, mismatched_mask=torch.zeros(2, dtype=torch.bool))[0]
+    assert none.item() == pytest.approx(0.5)
     assert losses.hinge_generator_loss(torch.tensor([1.0, 3.0]))[0].item() == pytest.approx(-2.0)
 
 
@@ -109,6 +115,15 @@ def test_matching_aware_gradient_penalty_on_a_linear_critic():
     assert losses.matching_aware_gradient_penalty(
         (images * w).flatten(1).sum(1) + captions @ v, images, captions, power=2.0
     )[0].item() == pytest.approx(8.0)
+
+
+def test_matching_aware_gradient_penalty_has_a_finite_gradient_at_a_flat_critic():
+    images, captions = torch.randn(2, 3, requires_grad=True), torch.randn(2, 1, requires_grad=True)
+    weight = torch.zeros(4, requires_grad=True)  # a critic with zero slope everywhere
+    scores = torch.cat([images, captions], 1) @ weight
+    penalty, _ = losses.matching_aware_gradient_penalty(scores, images, captions)
+    (grad,) = torch.autograd.grad(penalty, weight)
+    assert penalty.item() == 0.0 and torch.isfinite(grad).all()
 
 
 def test_matching_aware_gradient_penalty_trains_the_critic():
@@ -146,6 +161,13 @@ def test_translation_shifts_whole_images_with_zero_fill():
         # Zeros exactly where the source is out of view.
         dy, dx = offsets[0].tolist()
         assert int(kept[0].sum()) == (16 - abs(dy)) * (16 - abs(dx))
+
+
+def test_translation_keeps_the_memory_layout():
+    images = torch.randn(2, 3, 16, 16)
+    assert translate(images).is_contiguous()
+    nhwc = images.contiguous(memory_format=torch.channels_last)
+    assert translate(nhwc).is_contiguous(memory_format=torch.channels_last)
 
 
 def test_cutout_zeroes_one_box_of_half_the_side_at_most():

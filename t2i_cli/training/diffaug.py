@@ -9,8 +9,9 @@ the very colours the captions name.
   side in each direction; uncovered pixels become 0 (mid-grey in the [-1, 1] range).
 - ``cutout``: a square of ``ratio`` (1/2) of the side, centred anywhere in the image, set to 0.
 
-Draws come from ``generator`` (on the images' device) or torch's global generator, which the
-trainer seeds per epoch, so a resumed run augments exactly as an uninterrupted one.
+Draws come from ``generator`` (on the images' device) or torch's global generator, whose state
+a resumed run restores (and which the trainer re-seeds per epoch with in-memory batches), so a
+resumed run augments exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ def translate(images: torch.Tensor, *, ratio: float = TRANSLATION_RATIO, generat
     rows = (torch.arange(h, device=dev)[None, :, None] - dy + 1).clamp(0, h + 1)  # (B, H, 1)
     cols = (torch.arange(w, device=dev)[None, None, :] - dx + 1).clamp(0, w + 1)  # (B, 1, W)
     batch = torch.arange(b, device=dev)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    shifted = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # NHWC strides
+    # Back to the input's layout, so D's convolutions see the layout the trainer chose.
+    channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+    return shifted.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def cutout(images: torch.Tensor, *, ratio: float = CUTOUT_RATIO, generator: torch.Generator | None = None) -> torch.Tensor:

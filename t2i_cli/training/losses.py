@@ -121,20 +121,27 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def hinge_discriminator_loss(
-    real: torch.Tensor, fake: torch.Tensor, mismatched: torch.Tensor | None = None
+    real: torch.Tensor, fake: torch.Tensor, mismatched: torch.Tensor | None = None, *, mismatched_mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, Stats]:
     """DF-GAN's matching-aware hinge loss for D.
 
     ``real``: D(real image, its caption), pushed above +1; ``fake``: D(G(z, caption), caption) and
     ``mismatched``: D(real image, a caption of another image), both pushed below -1.
     Loss = relu(1 - real) + (relu(1 + fake) + relu(1 + mismatched)) / 2, each a batch mean;
-    without mismatched pairs, relu(1 - real) + relu(1 + fake).
+    without mismatched pairs, relu(1 - real) + relu(1 + fake). ``mismatched_mask`` (B,) bool keeps
+    only the pairs that really mismatch (the mean is over those; 0 if there are none), so the
+    batch keeps its shape and the weights stay fixed.
     """
     loss_real, loss_fake = F.relu(1 - real).mean(), F.relu(1 + fake).mean()
     stats = {"d_real": loss_real.detach(), "d_fake": loss_fake.detach()}
-    if mismatched is None or mismatched.numel() == 0:
+    if mismatched is None:
         return loss_real + loss_fake, stats
-    loss_mismatched = F.relu(1 + mismatched).mean()
+    hinge = F.relu(1 + mismatched)
+    if mismatched_mask is None:
+        loss_mismatched = hinge.mean()
+    else:
+        weights = mismatched_mask.to(hinge.dtype)
+        loss_mismatched = (hinge * weights).sum() / weights.sum().clamp(min=1)
     stats["d_mismatched"] = loss_mismatched.detach()
     return loss_real + 0.5 * (loss_fake + loss_mismatched), stats
 
@@ -156,10 +163,10 @@ def matching_aware_gradient_penalty(
     can be backpropagated into D.
     """
     grad_images, grad_embeddings = torch.autograd.grad(scores.float().sum(), (images, embeddings), create_graph=True)
-    squares = grad_images.float().flatten(1).pow(2).sum(1) + grad_embeddings.float().flatten(1).pow(2).sum(1)
-    norms = squares.sqrt()  # (B,)
-    penalty = norms.pow(power).mean()
-    return penalty, {"ma_gp": penalty.detach(), "grad_norm": norms.mean().detach()}
+    squares = grad_images.float().flatten(1).pow(2).sum(1) + grad_embeddings.float().flatten(1).pow(2).sum(1)  # (B,)
+    # ||g||^p as (||g||^2)^(p/2): a sqrt would give a NaN gradient where a norm is exactly 0.
+    penalty = squares.pow(power / 2).mean()
+    return penalty, {"ma_gp": penalty.detach(), "grad_norm": squares.detach().sqrt().mean()}
 
 
 def caption_matching_loss(

@@ -350,8 +350,12 @@ class Trainer:
             real_features = D.image_features(real_in)
             real_scores = D.score(real_features, caption_in)
             fake_scores, _ = D(self._augment(fake.detach()), embedding)
-            mismatched_scores = D.score(real_features.roll(1, 0)[mismatched], caption_in[mismatched].detach())
-        d_loss, stats = losses.hinge_discriminator_loss(real_scores.float(), fake_scores.float(), mismatched_scores.float())
+            # Every rolled pair is scored and the same-class ones are masked out of the mean: a
+            # boolean index would cost a device sync and a batch of varying shape each step.
+            mismatched_scores = D.score(real_features.roll(1, 0), caption_in.detach())
+        d_loss, stats = losses.hinge_discriminator_loss(
+            real_scores.float(), fake_scores.float(), mismatched_scores.float(), mismatched_mask=mismatched
+        )
         if penalised:
             penalty, gp_stats = losses.matching_aware_gradient_penalty(real_scores, real_in, caption_in, power=cfg.ma_gp_power)
             d_loss = d_loss + cfg.ma_gp * cfg.gp_every * penalty
