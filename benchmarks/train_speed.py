@@ -74,7 +74,7 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict) -> d
     if model["width"]:
         model_preset.update(ngf=model["width"], ndf=model["width"])
     # As t2i train builds it: per-sample norms in D wherever a per-sample penalty is taken.
-    d_norm = "layer" if (config.hinge and config.ma_gp > 0) else "batch"
+    d_norm = "layer" if config.per_sample_penalty else "batch"
     model_config = ModelConfig(
         arch=model["arch"], d_norm=d_norm, embedding_dim=int(sample["embedding"].shape[-1]), **model_preset
     )

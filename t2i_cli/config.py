@@ -111,6 +111,12 @@ class TrainConfig:
         return self.gan_type == "hinge"
 
     @property
+    def per_sample_penalty(self) -> bool:
+        """Whether D's loss takes a per-sample gradient penalty (WGAN-GP or MA-GP), which needs a D
+        without batch coupling (``d_norm = "layer"``)."""
+        return (self.wasserstein and self.gradient_penalty > 0) or (self.hinge and self.ma_gp > 0)
+
+    @property
     def discriminator_lr(self) -> float:
         return self.lr_d or self.lr
 

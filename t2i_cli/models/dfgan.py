@@ -95,9 +95,7 @@ class UpBlock(nn.Module):
 class Generator(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        config.validate()
-        if not config.conditional:
-            raise ValueError("the DF-GAN generator is caption-conditioned; use the dcgan architecture for an unconditional GAN")
+        config.validate()  # refuses an unconditional dfgan
         self.config = config
         widths = [m * config.ngf for m in _multipliers(config.image_size)]
         condition_dim = config.noise_dim + config.embedding_dim
@@ -140,9 +138,7 @@ class DownBlock(nn.Module):
 class Discriminator(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        config.validate()
-        if not config.conditional:
-            raise ValueError("the DF-GAN discriminator is caption-conditioned; use the dcgan architecture for an unconditional GAN")
+        config.validate()  # refuses an unconditional dfgan
         self.config = config
         widths = [m * config.ndf for m in reversed(_multipliers(config.image_size))]  # [1, 2, 4, 8, 8] x ndf
         self.stem = nn.Conv2d(3, widths[0], 3, 1, 1)

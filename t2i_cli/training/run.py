@@ -109,8 +109,7 @@ def train(
         )
     if not resume:
         model_config = dataclasses.replace(model_config, embedding_dim=embedding_dim, conditional=config.conditional)
-        per_sample_penalty = (config.wasserstein and config.gradient_penalty > 0) or (config.hinge and config.ma_gp > 0)
-        if per_sample_penalty:
+        if config.per_sample_penalty:
             model_config = dataclasses.replace(model_config, d_norm="layer")  # a per-sample penalty needs per-sample norms
     elif model_config.embedding_dim != embedding_dim:
         raise T2IError(f"the run expects {model_config.embedding_dim}-d embeddings, {config.data} has {embedding_dim}-d")

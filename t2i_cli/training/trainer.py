@@ -289,12 +289,7 @@ class Trainer:
             g_loss, g_stats = adversarial(fake_scores.float())
             stats.update(g_stats)
             if cfg.conditional and cfg.interpolate:
-                mixed = losses.interpolated_embeddings(embedding, cfg.int_beta)
-                int_noise = torch.randn_like(noise)
-                int_fake, _ = self.G(int_noise, mixed)
-                int_loss, _ = adversarial(self.D(augment(int_fake), mixed)[0].float())
-                g_loss = g_loss + int_loss
-                stats["g_int"] = int_loss.detach()
+                g_loss = g_loss + self._interpolation_term(self.D, noise, embedding, adversarial, stats)
             if cfg.l2_coef > 0:
                 fm, fm_stats = losses.feature_matching(real_features.float(), fake_features.float())
                 g_loss = g_loss + cfg.l2_coef * fm
@@ -310,6 +305,18 @@ class Trainer:
             g_loss = g_loss + self._matching_term(fake, embedding, batch, stats)
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
+        return self._finish_generator_step(g_loss, stats)
+
+    def _interpolation_term(self, D, noise: torch.Tensor, embedding: torch.Tensor, adversarial, stats: dict) -> torch.Tensor:
+        """GAN-INT: G's adversarial loss on captions interpolated between pairs of the batch, with fresh noise."""
+        mixed = losses.interpolated_embeddings(embedding, self.config.int_beta)
+        int_fake, _ = self.G(torch.randn_like(noise), mixed)
+        int_loss, _ = adversarial(D(self._augment(int_fake), mixed)[0].float())
+        stats["g_int"] = int_loss.detach()
+        return int_loss
+
+    def _finish_generator_step(self, g_loss: torch.Tensor, stats: dict) -> dict[str, torch.Tensor]:
+        """After G's backward: its optimizer step, the EMA, the logged loss, the NaN watch, the count."""
         self.opt_G.step()
         self._update_ema()
         stats["g_loss"] = g_loss.detach()
@@ -377,22 +384,13 @@ class Trainer:
                 g_loss, g_stats = losses.hinge_generator_loss(D(self._augment(fake), embedding)[0].float())
                 stats.update(g_stats)
                 if cfg.interpolate:
-                    mixed = losses.interpolated_embeddings(embedding, cfg.int_beta)
-                    int_fake, _ = self.G(torch.randn_like(noise), mixed)
-                    int_loss, _ = losses.hinge_generator_loss(D(self._augment(int_fake), mixed)[0].float())
-                    g_loss = g_loss + int_loss
-                    stats["g_int"] = int_loss.detach()
+                    g_loss = g_loss + self._interpolation_term(D, noise, embedding, losses.hinge_generator_loss, stats)
                 g_loss = g_loss + self._matching_term(fake, embedding, batch, stats)
             self.opt_G.zero_grad(set_to_none=True)
             g_loss.backward()
         finally:
             D.requires_grad_(True)
-        self.opt_G.step()
-        self._update_ema()
-        stats["g_loss"] = g_loss.detach()
-        self._diverged |= ~torch.isfinite(g_loss.detach())
-        self.state.generator_steps += 1
-        return stats
+        return self._finish_generator_step(g_loss, stats)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
