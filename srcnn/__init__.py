@@ -1,11 +1,27 @@
 """srcnn: a self-contained SRCNN super-resolution library (Dong et al.); never imports t2i_cli.
 
 - :class:`Upscaler` -- enlarge PIL images or tensors x2/x3/x4 (bicubic where no weights exist)
-- :func:`train_srcnn`, :func:`evaluate` -- train on image folders, compare with bicubic
+- :func:`srcnn.train.train_srcnn`, :func:`srcnn.evaluate.evaluate` -- train on image folders, compare with bicubic
+
+Names are imported on first use, so ``from srcnn.errors import SRError`` costs no torch import.
 """
 
-from srcnn.errors import SRError
-from srcnn.model import SCALES, SRCNN, SRConfig
-from srcnn.upscale import Upscaler, load_model, save_weights, weights_file
+import importlib
 
-__all__ = ["SCALES", "SRCNN", "SRConfig", "SRError", "Upscaler", "load_model", "save_weights", "weights_file"]
+_EXPORTS = {
+    "SRError": "srcnn.errors",
+    "SCALES": "srcnn.model",
+    "SRCNN": "srcnn.model",
+    "SRConfig": "srcnn.model",
+    "Upscaler": "srcnn.upscale",
+    "load_model": "srcnn.upscale",
+    "save_weights": "srcnn.upscale",
+    "weights_file": "srcnn.upscale",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'srcnn' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

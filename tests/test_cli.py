@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -30,6 +32,22 @@ def test_help_lists_the_commands():
     assert all(cmd in result.output for cmd in ("convert", "info", "embed"))
     no_args = run()
     assert "Usage" in no_args.output
+
+
+def test_help_and_data_info_do_not_import_torch(flowers_h5):
+    """Seconds of torch import would be felt on every --help: a fresh interpreter must not load it."""
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from t2i_cli.cli import app\n"
+        "for args in (['--help'], ['train', '--help'], ['data', 'info', sys.argv[1]]):\n"
+        "    result = CliRunner().invoke(app, args)\n"
+        "    assert result.exit_code == 0, result.output\n"
+        "print(sorted(name for name in ('torch', 'transformers') if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(flowers_h5)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_convert_info_embed_through_the_cli(tmp_path, tiny_bert_dir):
