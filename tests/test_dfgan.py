@@ -52,6 +52,23 @@ def test_dfgan_shapes(size):
     assert scores.shape == (3,) and features.shape == (3, 8 * 4, 4, 4)
 
 
+def test_an_untrained_discriminator_already_sees_detail_finer_than_its_pooling():
+    """Fine texture with the same local means must move D's features from the first step, or G
+    is only ever asked for blocks of the right average colour (the blocky samples of gamma = 0)."""
+    torch.manual_seed(0)
+    _, D = build_models(ModelConfig(embedding_dim=16, **TINY_DFGAN))
+    flat = torch.rand(2, 3, 64, 64) * 2 - 1
+    checker = (torch.arange(64)[:, None] + torch.arange(64)[None, :]) % 2 * 2 - 1  # zero mean over any 2x2
+    textured = flat + 0.5 * checker
+    with torch.no_grad():
+        base, moved = D.image_features(flat), D.image_features(textured)
+        change = (moved - base).norm() / base.norm()
+        for block in D.blocks:
+            block.gamma.zero_()  # every block its shortcut: a linear map of pooled averages
+        change_without_residuals = (D.image_features(textured) - D.image_features(flat)).norm() / D.image_features(flat).norm()
+    assert change > 0.02 and change > 10 * change_without_residuals, (change, change_without_residuals)
+
+
 def test_dfgan_uses_caption_and_noise_and_its_discriminator_parts_compose():
     G, D = build_models(ModelConfig(embedding_dim=16, **TINY_DFGAN))
     # Move the affine heads off their identity start, as training does.

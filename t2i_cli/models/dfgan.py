@@ -7,7 +7,8 @@ small MLPs, then LeakyReLU), around a 3x3 convolution each, with a residual shor
 condition is the caption embedding concatenated with z, as in the paper's released code: the
 noise then also modulates every block, which keeps samples of one caption apart.
 
-D: a 3x3 stem, then residual down-blocks to a (8 * ndf, 4, 4) map; the "one-way output" head
+D: a 3x3 stem, then residual down-blocks (their residual branch on from the start, see
+:class:`DownBlock`) to a (8 * ndf, 4, 4) map; the "one-way output" head
 replicates the caption embedding over that map, concatenates it with the features and scores
 the pair with two convolutions (one score, no separate unconditional output).
 
@@ -117,8 +118,14 @@ class Generator(nn.Module):
 
 
 class DownBlock(nn.Module):
-    """shortcut(x) + gamma * residual(x), halving the side; gamma starts at 0 (the block starts as
-    its shortcut, which keeps an untrained D smooth)."""
+    """shortcut(x) + gamma * residual(x), halving the side.
+
+    gamma starts at 1, not at the paper code's 0. At 0 every block starts as its shortcut (a 1x1
+    convolution and an average pool), so D starts as a linear function of 16x16 averages of the
+    image; in CPU-length runs gamma had only grown to 0.03-0.08 after 25 epochs, and G learnt to
+    paint 8-16 px blocks of the right colours. Started at 1, D sees detail from the first step:
+    valid FID 265 instead of 377 after 10 epochs at width 16 with DiffAugment (weights/README.md).
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -129,7 +136,7 @@ class DownBlock(nn.Module):
             nn.LeakyReLU(0.2, inplace=True),
         )
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
-        self.gamma = nn.Parameter(torch.zeros(()))
+        self.gamma = nn.Parameter(torch.ones(()))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(self.shortcut(features), 2) + self.gamma * self.residual(features)
