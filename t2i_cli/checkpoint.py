@@ -16,7 +16,6 @@ a crash mid-save never leaves a half-written checkpoint where a good one was.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from t2i_cli import __version__
+from t2i_cli.atomic import atomic_folder, write_text
 from t2i_cli.config import ModelConfig, TrainConfig, from_dict, to_dict
 from t2i_cli.errors import T2IError
 from t2i_cli.text.encoder import EncoderIdentity
@@ -82,18 +82,14 @@ def write_checkpoint(
     """Write a checkpoint folder atomically. ``training`` holds the resume state:
     ``{"generator": sd, "discriminator": sd, "state": dict for torch.save}``."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_folder(folder) as partial:  # re-saving an epoch after a resume swaps the old one out
         weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in generator_weights.items()}
-        save_file(weights, tmp / GENERATOR_FILE)
+        save_file(weights, partial / GENERATOR_FILE)
         if training is not None:
-            (tmp / TRAINING_DIR).mkdir()
-            save_file(training["generator"], tmp / TRAINING_DIR / "generator.safetensors")
-            save_file(training["discriminator"], tmp / TRAINING_DIR / "discriminator.safetensors")
-            torch.save(training["state"], tmp / TRAINING_DIR / "state.pt")
+            (partial / TRAINING_DIR).mkdir()
+            save_file(training["generator"], partial / TRAINING_DIR / "generator.safetensors")
+            save_file(training["discriminator"], partial / TRAINING_DIR / "discriminator.safetensors")
+            torch.save(training["state"], partial / TRAINING_DIR / "state.pt")
         config = {
             "kind": KIND,
             "format": FORMAT,
@@ -105,24 +101,8 @@ def write_checkpoint(
             "train": to_dict(train) if train is not None else None,
             "encoder": json.loads(encoder.to_json()) if encoder is not None else None,
         }
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        move_folder_into_place(tmp, folder)  # re-saving an epoch after a resume swaps the old one out
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return folder
-
-
-def move_folder_into_place(complete: Path, folder: Path) -> None:
-    """Rename the finished ``complete`` folder to ``folder``; an existing ``folder`` is moved aside
-    first and deleted only once the new one is in place."""
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        os.rename(folder, old)
-        os.rename(complete, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(complete, folder)
 
 
 def mark_latest(run_dir: Path, checkpoint: Path, *, keep_every: int = 0) -> None:
@@ -130,9 +110,7 @@ def mark_latest(run_dir: Path, checkpoint: Path, *, keep_every: int = 0) -> None
     the newest ``KEEP_CHECKPOINTS`` stay, and with ``keep_every`` > 0 so does every checkpoint of
     an epoch divisible by it (for choosing a model by a later evaluation)."""
     run_dir = Path(run_dir)
-    tmp = run_dir / f".{LATEST_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(str(Path(checkpoint).relative_to(run_dir)) + "\n")
-    os.replace(tmp, run_dir / LATEST_FILE)
+    write_text(run_dir / LATEST_FILE, str(Path(checkpoint).relative_to(run_dir)) + "\n")
     saved = sorted((run_dir / "checkpoints").glob("epoch-*"))
     for stale in saved[:-KEEP_CHECKPOINTS]:
         epoch = stale.name.removeprefix("epoch-")

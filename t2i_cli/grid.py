@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from t2i_cli.atomic import atomic_file
 
 PAD = 2
 
@@ -41,11 +42,6 @@ def captioned_grid(rows: list[tuple[str, list[Image.Image]]], *, caption_width: 
 def save_png(image: Image.Image, path: str | Path) -> Path:
     """Write a PNG via a temp file beside it, so a failed write never replaces a good file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as partial:
+        image.save(partial, format="PNG")
     return path

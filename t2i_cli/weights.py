@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from t2i_cli.atomic import write_text
 from t2i_cli.errors import T2IError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -52,7 +52,5 @@ def record(file: Path, *, what: str, data: str, command: str, metrics: dict | No
         "metrics": metrics or {},
     }
     manifest["files"][relative] = entry
-    tmp = Path(weights_dir) / f".{MANIFEST}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, Path(weights_dir) / MANIFEST)
+    write_text(Path(weights_dir) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return entry

@@ -26,6 +26,7 @@ def evaluate_cli(
     """FID and KID against the split's real images (beside the real-vs-real floor), R-precision, colour match and diversity."""
     from t2i_cli.devices import resolve_device
     from t2i_cli.evaluation.evaluate import evaluate
+    from t2i_cli.atomic import write_text
     from t2i_cli.grid import save_png
     from t2i_cli.pipeline import default_checkpoint
 
@@ -58,9 +59,7 @@ def evaluate_cli(
     if out is not None:
         sheet_path = save_png(sheet, out.with_suffix(".png"))
         report["sheet"] = str(sheet_path)
-        partial = out.with_name(f".{out.name}.partial")
-        partial.write_text(json.dumps(report, indent=2) + "\n")
-        partial.replace(out)
+        write_text(out, json.dumps(report, indent=2) + "\n")
         typer.echo(f"wrote {out} and {sheet_path}")
 
 

@@ -29,6 +29,7 @@ from typing import Iterator
 
 import numpy as np
 
+from t2i_cli.atomic import partial_path
 from t2i_cli.errors import T2IError
 from t2i_cli.text.encoder import EncoderIdentity
 
@@ -236,7 +237,7 @@ class CaptionImageWriter:
         self._sizes: set[tuple[int, int]] = set()
         self.counts = {split: 0 for split in SPLITS}
         self.caption_count = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
+        self._tmp = partial_path(self.path)
         self._h5 = None
 
     def __enter__(self) -> "CaptionImageWriter":

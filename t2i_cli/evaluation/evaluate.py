@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from t2i_cli.atomic import atomic_file
 from t2i_cli.data.dataset import CaptionImageDataset
 from t2i_cli.data.h5 import CaptionImageFile
 from t2i_cli.errors import T2IError
@@ -123,9 +124,8 @@ def _real_features(split: SplitImages, inception: InceptionFeatures, progress) -
         return np.load(path)
     features = inception(split.images, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}.npy")
-    np.save(partial, features)
-    partial.replace(path)
+    with atomic_file(path) as partial, open(partial, "wb") as stream:
+        np.save(stream, features)  # to a stream: given a path, np.save would append .npy
     return features
 
 

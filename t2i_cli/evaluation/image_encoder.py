@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,6 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from t2i_cli.atomic import atomic_folder
 from t2i_cli.errors import T2IError
 
 FORMAT = 1
@@ -107,20 +106,11 @@ def save_image_encoder(
     """Write ``folder`` atomically: weights (safetensors) + ``image_encoder.json``."""
     from safetensors.torch import save_file
 
-    from t2i_cli.checkpoint import move_folder_into_place
-
     folder = Path(folder)
-    partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with atomic_folder(folder) as partial:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(partial / "image_encoder.safetensors"))
         description = {"kind": kind, "format": FORMAT, "config": asdict(config), "data": data_identity}
         (partial / "image_encoder.json").write_text(json.dumps(description, indent=2) + "\n")
-        move_folder_into_place(partial, folder)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return folder
 
 

@@ -22,7 +22,6 @@ copied into the run folder (``RUN/match-encoder``) so that ``--resume`` never de
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from dataclasses import replace
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from t2i_cli.atomic import atomic_folder
 from t2i_cli.errors import T2IError
 from t2i_cli.evaluation.image_encoder import ImageEncoderConfig, cache_key, load_image_encoder, save_image_encoder, train_image_encoder
 
@@ -95,11 +95,8 @@ def match_encoder_for_run(
             cached.parent.mkdir(parents=True, exist_ok=True)
             save_image_encoder(model, cached, config=config, data_identity=train.identity, kind=KIND)
             log.info("trained the caption-matching encoder in %.0f s (not counted in the run's training time)", time.perf_counter() - started)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(cached, partial)
-        partial.rename(folder)
+        with atomic_folder(folder) as partial:
+            shutil.copytree(cached, partial, dirs_exist_ok=True)
     try:
         model, _ = load_image_encoder(folder, device=device, build=_build)
     except T2IError:
