@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from t2i_cli.commands.ganbert import H5Selection
+from t2i_cli.data.ganbert_split import H5Selection
 from t2i_cli.data.h5 import CaptionImageFile
 
 LOGIT_SCALE = 20.0  # unit-norm embeddings: scaled so that a small linear layer can be confident

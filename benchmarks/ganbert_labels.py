@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from ganbert.train import GanBertConfig, train_ganbert
-from t2i_cli.commands.ganbert import H5Selection
+from ganbert.model import GanBertConfig
+from ganbert.train import train_ganbert
+from t2i_cli.data.ganbert_split import H5Selection
 
 
 def main() -> None:

@@ -23,9 +23,9 @@ _EXPORTS = {
     "classification_metrics": "ganbert.metrics",
     "Discriminator": "ganbert.model",
     "Generator": "ganbert.model",
-    "GanBertConfig": "ganbert.train",
-    "GanBertModel": "ganbert.train",
-    "read_description": "ganbert.train",
+    "GanBertConfig": "ganbert.model",
+    "GanBertModel": "ganbert.model",
+    "read_description": "ganbert.model",
     "replication_factor": "ganbert.train",
     "train_ganbert": "ganbert.train",
 }

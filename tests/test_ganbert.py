@@ -14,7 +14,8 @@ from ganbert.data import TextExample, choose_labelled, read_tsv
 from ganbert.errors import GanBertError
 from ganbert.losses import discriminator_unsupervised_loss, generator_loss, supervised_loss
 from ganbert.metrics import classification_metrics
-from ganbert.train import GanBertConfig, GanBertModel, replication_factor, train_ganbert
+from ganbert.model import GanBertConfig, GanBertModel
+from ganbert.train import replication_factor, train_ganbert
 from t2i_cli.cli import app
 from test_cli import assert_one_line_error
 

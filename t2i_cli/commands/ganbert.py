@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path
+from t2i_cli.data.ganbert_split import H5Selection, captions_and_classes
 from t2i_cli.errors import T2IError
 
 log = logging.getLogger(__name__)
@@ -26,61 +26,6 @@ ganbert_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the GAN
 TRAIN_EXAMPLE = "Example: t2i ganbert train runs/ganbert-2pct --data flowers.h5 --labelled-fraction 0.02"
 EVAL_EXAMPLE = "Example: t2i ganbert eval runs/ganbert-2pct --data flowers.h5"
 HELD_OUT = "heldout"
-
-
-@dataclass
-class H5Selection:
-    """Which captions of an HDF5 train split are labelled, unlabelled and held out."""
-
-    labelled_fraction: float
-    holdout_fraction: float
-    seed: int
-
-    def partition(self, classes: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
-        """(labelled, unlabelled, held-out) image names, each sorted, of a split whose images have
-        the ``classes`` given (image name -> class)."""
-        from ganbert.data import choose_labelled, is_held_out
-
-        held = {n for n in classes if is_held_out(n, self.holdout_fraction, self.seed)}
-        if not held or len(held) == len(classes):
-            raise T2IError(f"holding out {self.holdout_fraction:.0%} of {len(classes)} images leaves one side empty")
-        kept = sorted(set(classes) - held)
-        groups: dict[str, list[str]] = {}
-        for name in kept:
-            groups.setdefault(classes[name], []).append(name)
-        labelled = choose_labelled(groups, self.labelled_fraction, self.seed)
-        return [n for n in kept if n in labelled], [n for n in kept if n not in labelled], sorted(held)
-
-    def split(self, path: Path):
-        """(training examples, held-out examples, label table) from ``path``'s train split."""
-        from ganbert.data import TextExample
-
-        captions, classes = _train_split(path)
-        labelled, unlabelled, held = self.partition(classes)
-        chosen = set(labelled)
-        training = [
-            TextExample(text, classes[name] if name in chosen else None)
-            for name in sorted(labelled + unlabelled) for text in captions[name]
-        ]
-        evaluation = [TextExample(text, classes[name]) for name in held for text in captions[name]]
-        return training, evaluation, sorted(set(classes.values()))
-
-    def held_out(self, path: Path):
-        return self.split(path)[1]
-
-
-def _train_split(path: Path, split: str = "train") -> tuple[dict[str, list[str]], dict[str, str]]:
-    from t2i_cli.data.h5 import CaptionImageFile
-
-    with CaptionImageFile(path) as data:
-        names = data.names(split)
-        captions = {n: data.captions(split, n) for n in names}
-        classes = {n: data.class_name(split, n) for n in names}
-    if not names:
-        raise T2IError(f"the {split} split of {path} is empty")
-    if any(c is None for c in classes.values()):
-        raise T2IError(f"{path} records no classes for its {split} images, so it has no labels for GAN-BERT")
-    return captions, classes
 
 
 @ganbert_app.command("train", epilog=TRAIN_EXAMPLE)
@@ -107,7 +52,8 @@ def ganbert_train_cli(
 ) -> None:
     """Fine-tune a BERT-family caption encoder with GAN-BERT (or the supervised baseline)."""
     from ganbert.data import label_table, read_tsv
-    from ganbert.train import GanBertConfig, train_ganbert
+    from ganbert.model import GanBertConfig
+    from ganbert.train import train_ganbert
     from t2i_cli.devices import resolve_device
     from t2i_cli.progress import progress_bar
 
@@ -177,7 +123,7 @@ def ganbert_eval_cli(
 ) -> None:
     """Accuracy and macro-F1 of a GAN-BERT checkpoint on a labelled split."""
     from ganbert.data import TextExample, read_tsv
-    from ganbert.train import GanBertModel, read_description
+    from ganbert.model import GanBertModel, read_description
     from t2i_cli.devices import resolve_device
 
     if (data is None) == (tsv is None):
@@ -192,7 +138,7 @@ def ganbert_eval_cli(
         selection = H5Selection(recorded["labelled_fraction"], recorded["holdout"], recorded["split_seed"])
         examples, name = selection.held_out(data), f"{data} ({HELD_OUT}: {recorded['holdout']:.0%} of train, seed {recorded['split_seed']})"
     else:
-        captions, classes = _train_split(data, split)
+        captions, classes = captions_and_classes(data, split)
         examples, name = [TextExample(t, classes[n]) for n in sorted(captions) for t in captions[n]], f"{data} ({split})"
     model = GanBertModel.load(checkpoint, device=resolve_device(device))
     metrics = model.evaluate(examples)

@@ -229,7 +229,7 @@ def _load_local_folder(argument: str, device: str) -> TextEncoder:
 
 
 def _load_ganbert(argument: str, device: str) -> TextEncoder:
-    from ganbert.train import read_description
+    from ganbert.model import read_description
 
     if not argument:
         raise T2IError("encoder spec 'ganbert:' needs a checkpoint folder: ganbert:PATH")
