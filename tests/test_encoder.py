@@ -61,6 +61,15 @@ def test_unknown_spec_and_bad_folders(tmp_path):
         load_text_encoder(f"hf:{tmp_path}")
 
 
+def test_a_folder_gan_bert_could_not_fine_tune_is_no_caption_encoder(tmp_path):
+    """Caption encoders load non-native models through GAN-BERT's loader: one rule for both."""
+    from transformers import GPT2Config, GPT2Model
+
+    GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=100, eos_token_id=0, bos_token_id=0)).save_pretrained(tmp_path)
+    with pytest.raises(T2IError, match="holds a 'gpt2' model, not a BERT-family encoder"):
+        load_text_encoder(f"hf:{tmp_path}", device="cpu")
+
+
 def test_local_folder_encoder_has_its_own_identity(tiny_bert_dir, minilm):
     tiny = load_text_encoder(f"hf:{tiny_bert_dir}", device="cpu")
     assert tiny.dim == 32

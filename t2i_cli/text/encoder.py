@@ -129,16 +129,12 @@ class MeanPoolingEncoder(TextEncoder):
         )
 
     def _load_with_transformers(self, model_dir: Path):
-        import transformers
-        from transformers import AutoModel, AutoTokenizer
+        # GAN-BERT's loader: the same BERT-family rule, offline and quiet, so every folder that
+        # GAN-BERT can fine-tune is a caption encoder afterwards, and nothing else is.
+        from ganbert.backbone import load_backbone
 
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        model = AutoModel.from_pretrained(model_dir, local_files_only=True)
-        hidden = getattr(model.config, "hidden_size", None)
-        if hidden is None:
-            raise T2IError(f"{model_dir} holds no BERT-family encoder (its config has no hidden_size)")
+        tokenizer, model = load_backbone(model_dir)
+        hidden = model.config.hidden_size
         self._tokenize = lambda texts: dict(
             tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         )
@@ -146,6 +142,8 @@ class MeanPoolingEncoder(TextEncoder):
         return _LastHiddenState(model), hidden
 
     def encode(self, captions: Sequence[str], *, batch_size: int = 128) -> "torch.Tensor":
+        from ganbert.backbone import mean_pool
+
         torch = self._torch
         captions = list(captions)
         for caption in captions:
@@ -159,8 +157,7 @@ class MeanPoolingEncoder(TextEncoder):
                 idx = order[start : start + batch_size]
                 batch = {k: v.to(self.device) for k, v in self._tokenize([captions[i] for i in idx]).items()}
                 hidden = self._model(batch["input_ids"], batch["attention_mask"])  # (b, T, H)
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (b, T, 1)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (b, H)
+                pooled = mean_pool(hidden, batch["attention_mask"])  # GAN-BERT's very representation
                 pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
                 out[torch.tensor(idx)] = pooled.cpu()
         return out
