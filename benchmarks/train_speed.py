@@ -49,6 +49,7 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict) -> d
     from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults
     from t2i_cli.data.batches import InMemoryBatches
     from t2i_cli.data.dataset import CaptionImageDataset
+    from t2i_cli.data.split import InMemorySplit
     from t2i_cli.devices import resolve_device
     from t2i_cli.models import build_models
     from t2i_cli.training.run import pick_sample_captions
@@ -64,11 +65,12 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict) -> d
         device=device, **preset,
     )
     device_ = resolve_device(device)
-    dataset = CaptionImageDataset(data, "train", image_size=64, augment=True, preload=in_memory)
     if in_memory:
-        loader = InMemoryBatches(dataset, batch_size=batch_size, device=device_, seed=0)
+        source = InMemorySplit.load(data, "train", image_size=64, augment=True)
+        loader = InMemoryBatches(source, batch_size=batch_size, device=device_, seed=0)
     else:
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0)
+        source = CaptionImageDataset(data, "train", image_size=64, augment=True)
+        loader = torch.utils.data.DataLoader(source, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0)
     sample = next(iter(loader))
     model_preset, _ = arch_defaults(model["arch"])
     if model["width"]:
@@ -82,7 +84,7 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict) -> d
     trainer = Trainer(
         generator=generator, discriminator=discriminator, loader=loader, loader_generator=torch.Generator(),
         config=config, model_config=model_config, run_dir=Path("/nonexistent"), device=device_, encoder=None,
-        samples=pick_sample_captions(data, "train"),
+        samples=pick_sample_captions(source),
     )
     trainer.G.train(), trainer.D.train()
     batches = iter(loader)

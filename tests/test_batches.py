@@ -3,11 +3,11 @@
 import torch
 
 from t2i_cli.data.batches import InMemoryBatches
-from t2i_cli.data.dataset import CaptionImageDataset
+from t2i_cli.data.split import InMemorySplit
 
 
 def batches(flowers_h5, **kwargs):
-    dataset = CaptionImageDataset(flowers_h5, "train", image_size=64, augment=True, preload=True)
+    dataset = InMemorySplit.load(flowers_h5, "train", image_size=64, augment=True)
     settings = dict(batch_size=2, device=torch.device("cpu"), seed=3)
     settings.update(kwargs)
     return dataset, InMemoryBatches(dataset, **settings)
@@ -18,7 +18,7 @@ def test_batches_hold_crops_of_the_images_captions_and_wrong_classes(flowers_h5)
     for batch in loader:
         assert batch["image"].dtype == torch.uint8 and batch["image"].shape == (2, 3, 64, 64)
         for row, index in enumerate(batch["index"].tolist()):
-            stored = dataset._images[index]  # 76 px: the crop (maybe flipped) must lie inside it
+            stored = dataset.images[index]  # 76 px: the crop (maybe flipped) must lie inside it
             crop = batch["image"][row]
             windows = stored.unfold(1, 64, 1).unfold(2, 64, 1)  # (3, 13, 13, 64, 64)
             found = any(
@@ -26,7 +26,7 @@ def test_batches_hold_crops_of_the_images_captions_and_wrong_classes(flowers_h5)
                 for i in range(windows.shape[1]) for j in range(windows.shape[2])
             )
             assert found
-            embeddings = torch.from_numpy(dataset._embeddings[index])
+            embeddings = dataset.embeddings[index, : dataset.counts[index]]
             assert any(torch.allclose(batch["embedding"][row], e) for e in embeddings)
             assert batch["class_index"][row] == dataset.class_indices[index]
     # Wrong images come from another class: check through the class of a stored image equal to each.
@@ -35,7 +35,7 @@ def test_batches_hold_crops_of_the_images_captions_and_wrong_classes(flowers_h5)
         own = int(batch["class_index"][row])
         stored_classes = {
             int(dataset.class_indices[i]) for i in range(len(dataset))
-            if any(torch.equal(w, batch["wrong_image"][row]) for w in _crops(dataset._images[i]))
+            if any(torch.equal(w, batch["wrong_image"][row]) for w in _crops(dataset.images[i]))
         }
         assert stored_classes and own not in stored_classes
 

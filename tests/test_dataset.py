@@ -50,7 +50,7 @@ def test_wrong_image_pixels_match_the_drawn_index(flowers_h5):
     data = CaptionImageDataset(flowers_h5, "train", preload=True)
     torch.manual_seed(3)
     item = data[0]
-    matches = [j for j in range(len(data)) if torch.equal(data._images[j], item["wrong_image"])]
+    matches = [j for j in range(len(data)) if torch.equal(data.memory.images[j], item["wrong_image"])]
     assert matches and all(data.class_indices[j] != data.class_indices[0] for j in matches)
 
 
@@ -92,8 +92,8 @@ def test_preload_gives_the_same_items_as_lazy_reads(flowers_h5):
 
 def test_augmentation_crops_and_flips(flowers_h5):
     data = CaptionImageDataset(flowers_h5, "train", augment=True, preload=True)
-    assert data.stored_size == 76 and data._images.shape[-1] == 76
-    stored = data._images[0]
+    assert data.stored_size == 76 and data.memory.images.shape[-1] == 76
+    stored = data.memory.images[0]
     windows = {
         (top, left): stored[:, top : top + 64, left : left + 64] for top in range(13) for left in range(13)
     }

@@ -79,12 +79,12 @@ def eval_encoder_train_cli(
 ) -> None:
     """Train the image encoder of R-precision against the caption embeddings of the train split."""
     from t2i_cli.devices import resolve_device
-    from t2i_cli.evaluation.evaluate import load_split
+    from t2i_cli.data.split import InMemorySplit
     from t2i_cli.evaluation.image_encoder import ImageEncoderConfig, save_image_encoder, train_image_encoder
     from t2i_cli.progress import progress_bar
 
     check_output_path(out, as_folder=True)
-    train = load_split(data, "train", image_size)
+    train = InMemorySplit.load(data, "train", image_size=image_size)
     config = ImageEncoderConfig(dim=int(train.embeddings.shape[-1]), steps=steps, seed=seed)
     with progress_bar("image encoder", total=steps, enabled=not quiet) as advance:
         model = train_image_encoder(train.images, train.embeddings, train.counts, config, device=resolve_device(device), progress=advance)

@@ -2,9 +2,9 @@
 
 The per-sample :class:`~t2i_cli.data.dataset.CaptionImageDataset` costs Python work per image
 (a caption pick, a wrong-image draw, a crop and a flip, then collation). Here the split's decoded
-uint8 images and padded caption embeddings are two tensors on the training device, and a batch is
-a handful of tensor operations over index vectors: no workers, no per-step host-to-device copy of
-pixels, nothing that waits on the host.
+uint8 images and padded caption embeddings (:class:`~t2i_cli.data.split.InMemorySplit`) are two
+tensors on the training device, and a batch is the split module's draws over index vectors: no
+workers, no per-step host-to-device copy of pixels, nothing that waits on the host.
 
 Randomness is re-derived at every epoch from (seed, epoch, rank): the shuffle from (seed, epoch),
 shared by all ranks, which each take their own slice of it; the caption picks, wrong images,
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from t2i_cli.data.dataset import CaptionImageDataset
+from t2i_cli.data.split import InMemorySplit, crop_and_flip, draw_captions
 from t2i_cli.errors import T2IError
 
 
@@ -41,7 +41,7 @@ class InMemoryBatches:
 
     def __init__(
         self,
-        dataset: CaptionImageDataset,
+        split: InMemorySplit,
         *,
         batch_size: int,
         device: torch.device,
@@ -49,21 +49,15 @@ class InMemoryBatches:
         rank: int = 0,
         world_size: int = 1,
     ):
-        if dataset._images is None:
-            raise T2IError("in-memory batches need a preloaded data set (preload=True)")
         self.batch_size, self.device = batch_size, device
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
-        self.augment, self.image_size = dataset.augment, dataset.image_size
-        self.images = dataset._images.to(device)  # (N, 3, S', S') uint8
-        embeddings, counts = dataset.padded_embeddings()
-        self.embeddings, self.counts = embeddings.to(device), counts.to(device)  # (N, C, D), (N,)
-        self.labels = torch.from_numpy(dataset.class_indices).to(device)
-        self.classless = bool((self.labels < 0).all())
-        self.by_class = torch.from_numpy(dataset._by_class).to(device)
-        self.class_start = torch.tensor([dataset._class_start.get(int(c), 0) for c in dataset.class_indices], device=device)
-        self.class_size = torch.tensor([dataset._class_size.get(int(c), 0) for c in dataset.class_indices], device=device)
-        self.count = len(counts)
+        self.augment, self.image_size = split.augment, split.image_size
+        self.images = split.images.to(device)  # (N, 3, S', S') uint8
+        self.embeddings, self.counts = split.embeddings.to(device), split.counts.to(device)  # (N, C, D), (N,)
+        self.labels = torch.from_numpy(split.class_indices).to(device)
+        self.wrong = split.wrong_images().to(device)
+        self.count = len(split)
         if self.count // world_size < batch_size:
             raise T2IError(f"{self.count} images over {world_size} process(es) give fewer than one batch of {batch_size}")
 
@@ -83,10 +77,10 @@ class InMemoryBatches:
 
     def _batch(self, index: torch.Tensor, draws: torch.Generator) -> dict:
         b = index.shape[0]
-        uniform = torch.rand(3, b, generator=draws).to(self.device)  # caption pick, wrong draw, flip
-        pick = (uniform[0] * self.counts[index]).long()
-        embedding = self.embeddings[index, pick]
-        wrong = self._wrong(index, uniform[1])
+        # Caption pick, wrong draw, and a third row no draw uses: kept so that seeded runs replay exactly.
+        uniform = torch.rand(3, b, generator=draws).to(self.device)
+        embedding = self.embeddings[index, draw_captions(self.counts[index], uniform[0])]
+        wrong = self.wrong.draw(index, uniform[1])
         crops = torch.randint(0, self.images.shape[-1] - self.image_size + 1, (2, 2, b), generator=draws).to(self.device)
         flips = torch.rand(2, b, generator=draws).to(self.device) < 0.5
         return {
@@ -97,25 +91,6 @@ class InMemoryBatches:
             "index": index,
         }
 
-    def _wrong(self, index: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
-        """An image of another class per row: a draw from the class-sorted order skipping the row's
-        own class block (or any other image when the file has no classes)."""
-        if self.classless:
-            draw = (uniform * (self.count - 1)).long()
-            return draw + (draw >= index).long()
-        size, start = self.class_size[index], self.class_start[index]
-        draw = (uniform * (self.count - size)).long()
-        draw = draw + size * (draw >= start).long()
-        return self.by_class[draw]
-
     def _crop(self, index: torch.Tensor, offsets: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-        """Random ``image_size`` crops (and horizontal flips) of the stored images, by gathering."""
         images = self.images[index]
-        if not self.augment:
-            return images
-        steps = torch.arange(self.image_size, device=self.device)
-        rows = offsets[0, :, None] + steps  # (B, S)
-        cols = offsets[1, :, None] + torch.where(flip[:, None], steps.flip(0), steps)
-        batch = torch.arange(images.shape[0], device=self.device)[:, None, None, None]
-        channels = torch.arange(images.shape[1], device=self.device)[None, :, None, None]
-        return images[batch, channels, rows[:, None, :, None], cols[:, None, None, :]]
+        return crop_and_flip(images, self.image_size, offsets, flip) if self.augment else images

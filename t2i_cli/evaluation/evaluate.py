@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,8 @@ import torch
 from PIL import Image
 
 from t2i_cli.atomic import atomic_file
-from t2i_cli.data.dataset import CaptionImageDataset
 from t2i_cli.data.h5 import CaptionImageFile
+from t2i_cli.data.split import InMemorySplit
 from t2i_cli.errors import T2IError
 from t2i_cli.evaluation.colour import colour_match, dominant_colours, petal_colours
 from t2i_cli.evaluation.image_encoder import (
@@ -73,39 +72,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("T2I_CACHE_DIR") or Path.home() / ".cache" / "t2i")
 
 
-@dataclass
-class SplitImages:
-    images: torch.Tensor  # uint8 (N, 3, S, S)
-    embeddings: torch.Tensor  # float32 (N, C, D), padded
-    counts: torch.Tensor  # (N,) real captions per image
-    captions: list[list[str]]
-    identity: dict  # what the split is, for caches: encoder, image size, sha256 of names + JPEG bytes
-    class_indices: np.ndarray | None = None  # (N,) int, -1 where the file has no classes
-
-
-def load_split(path: Path, split: str, image_size: int) -> SplitImages:
-    dataset = CaptionImageDataset(path, split, image_size=image_size, augment=False, preload=True)
-    embeddings, counts = dataset.padded_embeddings()
-    digest = hashlib.sha256()
-    with CaptionImageFile(path) as data:
-        for name in dataset.names:
-            digest.update(name.encode())
-            digest.update(data.jpeg(split, name))
-        encoder = data.encoder
-    identity = {
-        "encoder": json.loads(encoder.to_json()) if encoder else None,
-        "split": split, "image_size": image_size, "images": len(counts), "sha256": digest.hexdigest()[:20],
-    }
-    return SplitImages(dataset._images, embeddings, counts, dataset._captions, identity, dataset.class_indices)
-
-
 def eval_image_encoder(data: Path, *, image_size: int, device: torch.device, config: ImageEncoderConfig | None = None,
                        folder: Path | None = None, progress=None):
     """The R-precision image encoder for ``data``: loaded from ``folder`` or the cache, else trained
     on the train split (and cached). Returns ``(model, description)``."""
     if folder is not None:
         return load_image_encoder(folder, device=device)
-    train = load_split(data, "train", image_size)
+    train = InMemorySplit.load(data, "train", image_size=image_size)
     config = config or ImageEncoderConfig(dim=int(train.embeddings.shape[-1]))
     cached = cache_dir() / "eval-image-encoders" / cache_key(train.identity, config)
     if (cached / "image_encoder.json").is_file():
@@ -117,7 +90,7 @@ def eval_image_encoder(data: Path, *, image_size: int, device: torch.device, con
     return load_image_encoder(cached, device=device)
 
 
-def _real_features(split: SplitImages, inception: InceptionFeatures, progress) -> np.ndarray:
+def _real_features(split: InMemorySplit, inception: InceptionFeatures, progress) -> np.ndarray:
     key = hashlib.sha256(json.dumps([split.identity, PREPROCESSING], sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir() / "inception-features" / f"{key}.npy"
     if path.is_file():
@@ -182,7 +155,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
                 f"{data} is embedded with {file.encoder}, but {checkpoint} was trained with {info.encoder}; "
                 f"re-embed a copy with that encoder (t2i data embed)"
             )
-    real = load_split(data, split, info.model.image_size)
+    real = InMemorySplit.load(data, split, image_size=info.model.image_size)
     count = len(real.images)
     if count < 4:
         raise T2IError(f"the {split} split of {data} has {count} images; evaluation needs at least 4")

@@ -79,13 +79,14 @@ def match_encoder_for_run(
     folder, polling the file system rather than in a collective, whose timeout its training could
     outlast; if rank 0 fails, torchrun stops this process too.
     """
-    from t2i_cli.evaluation.evaluate import cache_dir, load_split
+    from t2i_cli.data.split import InMemorySplit
+    from t2i_cli.evaluation.evaluate import cache_dir
 
     folder = Path(run_dir) / RUN_FOLDER
     while not make and not (folder / "image_encoder.json").is_file():
         time.sleep(2)
     if not (folder / "image_encoder.json").is_file():
-        train = load_split(data, "train", image_size)
+        train = InMemorySplit.load(data, "train", image_size=image_size)
         config = replace(MATCH_ENCODER, dim=int(train.embeddings.shape[-1]))
         cached = cache_dir() / "match-encoders" / cache_key({**train.identity, "kind": KIND}, config)
         if not (cached / "image_encoder.json").is_file():

@@ -13,6 +13,7 @@ from t2i_cli.config import ModelConfig, TrainConfig
 from t2i_cli.data.batches import InMemoryBatches
 from t2i_cli.data.dataset import CaptionImageDataset
 from t2i_cli.data.h5 import CaptionImageFile
+from t2i_cli.data.split import InMemorySplit, sample_rows
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import T2IError
 from t2i_cli.models import build_models
@@ -30,26 +31,33 @@ RESUMABLE_OVERRIDES = (
 )
 
 
-def pick_sample_captions(path: Path, split: str, rows: int = SAMPLE_ROWS) -> SampleSet:
+def pick_sample_captions(source: InMemorySplit | CaptionImageDataset, rows: int = SAMPLE_ROWS) -> SampleSet:
     """The first caption of one image from each of ``rows`` classes spread over the split."""
-    with CaptionImageFile(path) as data:
-        names = data.names(split)
-        by_class: dict[str | None, str] = {}
-        for name in names:
-            by_class.setdefault(data.class_name(split, name), name)
-        chosen = list(by_class.values())
-        if len(chosen) < rows:  # few classes: fill with other images in file order
-            chosen += [n for n in names if n not in set(chosen)][: rows - len(chosen)]
-        stride = max(1, len(chosen) // rows)
-        chosen = chosen[::stride][:rows]
-        captions = [data.captions(split, n)[0] for n in chosen]
-        embeddings = torch.stack([torch.from_numpy(data.embeddings(split, n)[0]) for n in chosen])
+    chosen = sample_rows(source.class_indices, rows)
+    if isinstance(source, InMemorySplit):
+        return SampleSet([source.captions[i][0] for i in chosen], source.embeddings[chosen, 0].clone())
+    with CaptionImageFile(source.path) as data:
+        names = [source.names[i] for i in chosen]
+        captions = [data.captions(source.split, n)[0] for n in names]
+        embeddings = torch.stack([torch.from_numpy(data.embeddings(source.split, n)[0]) for n in names])
     return SampleSet(captions, embeddings)
 
 
 def _out_of_time(run_dir: Path, seconds: float) -> T2IError:
     minutes = seconds / 60
     return T2IError(f"{run_dir} already trained {minutes:.1f} minutes, its time limit; pass --time-limit M with M > {minutes:.1f} to go on")
+
+
+def check_run_data(config: TrainConfig, model_config: ModelConfig, encoder, embedding_dim: int | None, *, resume: bool) -> None:
+    """What the data file must offer this run: a recorded encoder for a conditional generator (free
+    text could never be encoded otherwise), and, on resume, the run's embedding size."""
+    if config.conditional and encoder is None:
+        raise T2IError(
+            f"{config.data} does not record its caption encoder, so free text could never be encoded "
+            f"for this generator; re-embed it first: t2i data embed {config.data}"
+        )
+    if resume and model_config.embedding_dim != embedding_dim:
+        raise T2IError(f"the run expects {model_config.embedding_dim}-d embeddings, {config.data} has {embedding_dim}-d")
 
 
 def train(
@@ -95,36 +103,32 @@ def train(
     if group.distributed and not (config.preload and config.workers == 0):
         raise T2IError("multi-process training shards the in-memory batches: keep --preload and --workers 0")
     torch.manual_seed(config.seed)
-    dataset = CaptionImageDataset(
-        config.data, config.split, image_size=model_config.image_size, augment=config.augment, preload=config.preload
-    )
-    embedding_dim = None
-    with CaptionImageFile(config.data) as data:
-        encoder = data.encoder
-        embedding_dim = data.embedding_dim
-    if config.conditional and encoder is None:
-        raise T2IError(
-            f"{config.data} does not record its caption encoder, so free text could never be encoded "
-            f"for this generator; re-embed it first: t2i data embed {config.data}"
+    in_memory = config.preload and config.workers == 0
+    with CaptionImageFile(config.data) as data:  # the one read of the file (a streamed split reads on)
+        encoder, embedding_dim = data.encoder, data.embedding_dim
+        check_run_data(config, model_config, encoder, embedding_dim, resume=resume)
+        if in_memory:
+            source = InMemorySplit.read(data, config.split, image_size=model_config.image_size, augment=config.augment)
+    if not in_memory:
+        source = CaptionImageDataset(
+            config.data, config.split, image_size=model_config.image_size, augment=config.augment, preload=config.preload
         )
     if not resume:
         model_config = dataclasses.replace(model_config, embedding_dim=embedding_dim, conditional=config.conditional)
         if config.per_sample_penalty:
             model_config = dataclasses.replace(model_config, d_norm="layer")  # a per-sample penalty needs per-sample norms
-    elif model_config.embedding_dim != embedding_dim:
-        raise T2IError(f"the run expects {model_config.embedding_dim}-d embeddings, {config.data} has {embedding_dim}-d")
-    if len(dataset) < config.batch_size:
-        raise T2IError(f"the {config.split} split has {len(dataset)} images, fewer than one batch of {config.batch_size}")
+    if len(source) < config.batch_size:
+        raise T2IError(f"the {config.split} split has {len(source)} images, fewer than one batch of {config.batch_size}")
 
     loader_generator = torch.Generator().manual_seed(config.seed)
-    if config.preload and config.workers == 0:
+    if in_memory:
         loader = InMemoryBatches(
-            dataset, batch_size=config.batch_size, device=device, seed=config.seed,
+            source, batch_size=config.batch_size, device=device, seed=config.seed,
             rank=group.rank, world_size=group.world_size,
         )
     else:  # streaming from the file, decoded per sample in worker processes
         loader = torch.utils.data.DataLoader(
-            dataset,
+            source,
             batch_size=config.batch_size,
             shuffle=True,
             drop_last=True,  # BatchNorm needs more than one sample, and equal batches keep steps comparable
@@ -153,7 +157,7 @@ def train(
         run_dir=run_dir,
         device=device,
         encoder=encoder if config.conditional else None,
-        samples=pick_sample_captions(Path(config.data), config.split),
+        samples=pick_sample_captions(source),
         callbacks=callbacks,
         group=group,
         matcher=matcher,
@@ -166,7 +170,7 @@ def train(
         trainer.load_pretrained(config.pretrained_generator, config.pretrained_discriminator)
     log.info(
         "training %s on %s (%s, %d images, %d steps/epoch) into %s",
-        config.gan_type, device, config.data, len(dataset), len(loader), run_dir,
+        config.gan_type, device, config.data, len(source), len(loader), run_dir,
     )
     try:
         trainer.fit()
