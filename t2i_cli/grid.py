@@ -13,9 +13,14 @@ from t2i_cli.atomic import atomic_file
 PAD = 2
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` generator output in [-1, 1] -> uint8 pixels, rounded."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """``(B, 3, H, W)`` in [-1, 1] -> B RGB images."""
-    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    """``(B, 3, H, W)`` uint8 pixels, or generator output in [-1, 1] -> B RGB images."""
+    pixels = images if images.dtype == torch.uint8 else to_uint8(images)
     return [Image.fromarray(p.permute(1, 2, 0).cpu().numpy()) for p in pixels]
 
 

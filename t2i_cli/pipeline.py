@@ -19,8 +19,8 @@ from PIL import Image
 from t2i_cli.checkpoint import CheckpointInfo, load_weights, read_checkpoint
 from t2i_cli.config import ModelConfig
 from t2i_cli.devices import resolve_device
-from t2i_cli.errors import T2IError
-from t2i_cli.grid import captioned_grid, to_pil
+from t2i_cli.errors import RequestError, T2IError
+from t2i_cli.grid import captioned_grid, to_pil, to_uint8
 from t2i_cli.models import build_generator
 from t2i_cli.weights import WEIGHTS_DIR
 from t2i_cli.text.encoder import MINILM_NAME, EncoderIdentity, TextEncoder, load_text_encoder
@@ -60,15 +60,46 @@ class GenerationResult:
         return captioned_grid(rows)
 
 
+SR_METHODS = ("srcnn", "bicubic")
+UPSCALE_FACTORS = (1, 2, 3, 4)
+
+
 def validate_captions(captions: list[str]) -> list[str]:
+    """The captions with their whitespace collapsed; refuses none at all and empty ones."""
     if not captions:
-        raise T2IError("no caption given")
+        raise RequestError("captions", "no caption given")
     cleaned = []
     for number, caption in enumerate(captions, start=1):
         if not isinstance(caption, str) or not caption.strip():
-            raise T2IError(f"caption {number} is empty; write what the image should show")
+            raise RequestError("captions", f"caption {number} is empty; write what the image should show")
         cleaned.append(" ".join(caption.split()))
     return cleaned
+
+
+def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int = 0, upscale: int = 1,
+                  sr_method: str = "srcnn") -> list[str]:
+    """Everything about a generation request that can be checked before a model is loaded;
+    returns the cleaned captions. Front ends call it first, so bad input costs no loading time."""
+    captions = validate_captions([captions] if isinstance(captions, str) else list(captions))
+    if num_images < 1:
+        raise RequestError("num_images", f"the number of images per caption must be at least 1, got {num_images}")
+    if len(captions) * num_images > MAX_IMAGES:
+        raise RequestError("num_images", f"{len(captions) * num_images} images asked for; at most {MAX_IMAGES} at once")
+    check_seed(seed)
+    if upscale not in UPSCALE_FACTORS:
+        raise RequestError("upscale", f"the upscale factor must be 1, 2, 3 or 4, got {upscale}")
+    if sr_method not in SR_METHODS:
+        raise RequestError("sr_method", f"the upscaling method must be {' or '.join(SR_METHODS)}, got {sr_method!r}")
+    return captions
+
+
+def check_interpolation(first: str, second: str, *, steps: int = 8, seed: int = 0) -> tuple[str, str]:
+    """:func:`check_request` for an interpolation; returns the two cleaned captions."""
+    first, second = validate_captions([first, second])
+    if steps < 2:
+        raise RequestError("steps", f"an interpolation needs at least 2 steps, got {steps}")
+    check_seed(seed)
+    return first, second
 
 
 class T2IPipeline:
@@ -115,18 +146,8 @@ class T2IPipeline:
         encoder = self.encoder.identity if self.encoder is not None else "none (unconditional)"
         return f"generator {self.source} ({self.model_config.arch}, {self.model_config.image_size} px), encoder {encoder}, on {self.device}"
 
-    def _noise(self, seeds: list[int]) -> torch.Tensor:
-        return seeded_noise(self.model_config.noise_dim, seeds)
-
-    @torch.inference_mode()
-    def _generate(self, embeddings: torch.Tensor | None, noise: torch.Tensor, batch_size: int) -> list[Image.Image]:
-        images: list[Image.Image] = []
-        for start in range(0, noise.shape[0], batch_size):
-            z = noise[start : start + batch_size].to(self.device)
-            e = None if embeddings is None else embeddings[start : start + batch_size].to(self.device)
-            batch, _ = self.generator(z, e)
-            images += to_pil(batch)
-        return images
+    def _generate(self, embeddings: torch.Tensor | None, seeds: list[int], batch_size: int) -> list[Image.Image]:
+        return to_pil(draw_images(self.generator, embeddings, seeds, device=self.device, batch_size=batch_size))
 
     def embed(self, captions: list[str]) -> torch.Tensor | None:
         if self.encoder is None:
@@ -157,20 +178,13 @@ class T2IPipeline:
         sr_method: str = "srcnn",
         batch_size: int = 64,
     ) -> GenerationResult:
-        captions = validate_captions([captions] if isinstance(captions, str) else list(captions))
-        if num_images < 1:
-            raise T2IError(f"number of images must be at least 1, got {num_images}")
-        if len(captions) * num_images > MAX_IMAGES:
-            raise T2IError(f"{len(captions) * num_images} images asked for; at most {MAX_IMAGES} at once")
-        check_seed(seed)
-        if upscale not in (1, 2, 3, 4):
-            raise T2IError(f"upscale factor must be 1, 2, 3 or 4, got {upscale}")
+        captions = check_request(captions, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method)
         upscaler = self.upscaler(upscale, sr_method) if upscale > 1 else None
         seeds = [seed + j for _ in captions for j in range(num_images)]
         embeddings = self.embed(captions)
         if embeddings is not None:
             embeddings = embeddings.repeat_interleave(num_images, dim=0)  # (C * N, D)
-        images = self._generate(embeddings, self._noise(seeds), batch_size)
+        images = self._generate(embeddings, seeds, batch_size)
         result = GenerationResult(images, [c for c in captions for _ in range(num_images)], seeds, num_images)
         if upscaler is not None:
             result.upscaled = upscaler.upscale_images(images)
@@ -181,16 +195,27 @@ class T2IPipeline:
         """Images along the straight line between two captions' embeddings, with one noise."""
         if self.encoder is None:
             raise T2IError("this generator is unconditional: there is no caption to interpolate")
-        first, second = validate_captions([first, second])
-        if steps < 2:
-            raise T2IError(f"--steps must be at least 2, got {steps}")
-        check_seed(seed)
+        first, second = check_interpolation(first, second, steps=steps, seed=seed)
         ends = self.embed([first, second])  # (2, D)
         weights = torch.linspace(0, 1, steps)[:, None]
         embeddings = (1 - weights) * ends[0] + weights * ends[1]  # (steps, D)
-        images = self._generate(embeddings, self._noise([seed] * steps), batch_size=steps)
+        images = self._generate(embeddings, [seed] * steps, batch_size=steps)
         label = f"{first}  ->  {second}"
         return GenerationResult(images, [label] * steps, [seed] * steps, steps)
+
+
+@torch.inference_mode()
+def draw_images(generator: torch.nn.Module, embeddings: torch.Tensor | None, seeds: list[int], *,
+                device: torch.device, batch_size: int = 64) -> torch.Tensor:
+    """uint8 ``(N, 3, S, S)`` images on the CPU, image i from the noise of ``seeds[i]`` and row i of
+    ``embeddings`` (None for an unconditional generator), ``batch_size`` at a time."""
+    noise = seeded_noise(generator.config.noise_dim, seeds)
+    out = []
+    for start in range(0, len(seeds), batch_size):
+        rows = slice(start, start + batch_size)
+        batch, _ = generator(noise[rows].to(device), None if embeddings is None else embeddings[rows].to(device))
+        out.append(to_uint8(batch).cpu())
+    return torch.cat(out)
 
 
 def seeded_noise(noise_dim: int, seeds: list[int]) -> torch.Tensor:
@@ -208,8 +233,9 @@ def load_generator(path: str | Path) -> tuple[torch.nn.Module, CheckpointInfo]:
 
 
 def check_seed(seed: int) -> None:
-    if seed < 0 or seed >= 2**63 - MAX_IMAGES:
-        raise T2IError(f"seed must be a non-negative integer below 2^63, got {seed}")
+    # Image j of a request uses seed + j: the last of MAX_IMAGES must still fit a 64-bit seed.
+    if seed < 0 or seed > 2**63 - 1 - MAX_IMAGES:
+        raise RequestError("seed", f"the seed must be a whole number from 0 to 2^63 - {MAX_IMAGES + 1}, got {seed}")
 
 
 def _encoder_for(identity: EncoderIdentity | None, *, spec: str | None, device: str, checkpoint: Path) -> TextEncoder:

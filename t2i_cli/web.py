@@ -16,7 +16,7 @@ from PIL import Image
 
 from srcnn.errors import SRError
 from t2i_cli.errors import T2IError
-from t2i_cli.pipeline import T2IPipeline
+from t2i_cli.pipeline import T2IPipeline, check_interpolation, check_request
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ class DemoBackend:
             raise gr.Error(f"Ask for between 1 and {MAX_IMAGES} images, not {num_images}.")
         used_seed = self._seed(seed, random_seed)
         try:
-            with self.lock:
+            check_request(caption, num_images=num_images, seed=used_seed, upscale=int(upscale), sr_method=sr_method)
+            with self.lock:  # only a request the pipeline accepts waits for the models
                 result = self.pipeline(caption, num_images=num_images, seed=used_seed,
                                        upscale=int(upscale), sr_method=sr_method)
         except (T2IError, SRError) as exc:
@@ -91,6 +92,7 @@ class DemoBackend:
             raise gr.Error(f"Use between 2 and 16 steps, not {steps}.")
         used_seed = self._seed(seed, random_seed)
         try:
+            check_interpolation(first, second, steps=steps, seed=used_seed)
             with self.lock:
                 result = self.pipeline.interpolate(first, second, steps=steps, seed=used_seed)
         except (T2IError, SRError) as exc:

@@ -96,12 +96,15 @@ def test_generate_bad_inputs_are_one_line(tmp_path, tiny_run):
     c = ["-c", tiny_run]
     assert_one_line_error(run("generate", "  ", *c), "caption 1 is empty")
     assert_one_line_error(run("generate", *c), "no caption given")
-    assert_one_line_error(run("generate", "x", "-n", 0, *c), "-n must be at least 1")
-    assert_one_line_error(run("generate", "x", "--seed", -1, *c), "seed must be a non-negative")
+    assert_one_line_error(run("generate", "x", "-n", 0, *c), "-n: the number of images per caption must be at least 1, got 0")
+    assert_one_line_error(run("generate", "x", "--seed", -1, *c), "--seed: the seed must be a whole number from 0 to 2^63 - 1025, got -1")
     assert_one_line_error(run("generate", "x", "--out", tmp_path / "missing" / "a.png", *c), "does not exist")
     assert_one_line_error(run("generate", "x", "-c", tmp_path / "nothing"), "does not exist")
     assert_one_line_error(run("generate", "x", "--captions-file", tmp_path / "none.txt", *c), "does not exist")
-    assert_one_line_error(run("interpolate", "a", "b", "--steps", 1, *c), "at least 2")
+    assert_one_line_error(run("generate", "x", "--sr-method", "lanczos", *c), "--sr-method: the upscaling method must be srcnn or bicubic")
+    # Checked before anything is loaded: the request's fault is named, not the missing checkpoint.
+    assert_one_line_error(run("generate", "x", "-n", 0, "-c", tmp_path / "nothing"), "-n: the number of images")
+    assert_one_line_error(run("interpolate", "a", "b", "--steps", 1, *c), "--steps: an interpolation needs at least 2 steps, got 1")
     assert_one_line_error(run("interpolate", "a", "b", "--out", tmp_path / "x.jpg", *c), ".png")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import Annotated, Optional
@@ -31,6 +32,22 @@ def safe_stem(caption: str, limit: int = 40) -> str:
     return stem or "caption"
 
 
+# The pipeline names the argument a refused request got wrong; the CLI names its flag.
+FLAGS = {"num_images": "-n", "seed": "--seed", "upscale": "--upscale", "sr_method": "--sr-method", "steps": "--steps"}
+
+
+@contextlib.contextmanager
+def flag_named_errors():
+    """Re-raise the pipeline's :class:`RequestError` with the flag that sets the argument in front."""
+    from t2i_cli.errors import RequestError, T2IError
+
+    try:
+        yield
+    except RequestError as exc:
+        flag = FLAGS.get(exc.parameter)
+        raise T2IError(f"{flag}: {exc}" if flag else str(exc)) from None
+
+
 def _is_file_target(out: Path) -> bool:
     return out.suffix.lower() == ".png"
 
@@ -50,7 +67,7 @@ def generate_cli(
     """Generate images from captions with a trained generator, optionally upscaled."""
     from t2i_cli.errors import T2IError
     from t2i_cli.grid import save_png
-    from t2i_cli.pipeline import T2IPipeline, check_seed, validate_captions
+    from t2i_cli.pipeline import T2IPipeline, check_request
 
     texts = list(captions or [])
     if captions_file is not None:
@@ -60,14 +77,8 @@ def generate_cli(
             raise T2IError(f"captions file {captions_file} does not exist") from None
         except UnicodeDecodeError:
             raise T2IError(f"captions file {captions_file} is not UTF-8 text") from None
-    validate_captions(texts)
-    if num_images < 1:
-        raise T2IError(f"-n must be at least 1, got {num_images}")
-    check_seed(seed)
-    if upscale not in (1, 2, 3, 4):
-        raise T2IError(f"--upscale must be 1, 2, 3 or 4, got {upscale}")
-    if sr_method not in ("srcnn", "bicubic"):
-        raise T2IError(f"--sr-method must be srcnn or bicubic, got {sr_method!r}")
+    with flag_named_errors():
+        texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method)
     as_file = _is_file_target(out)
     check_output_path(out, as_folder=not as_file)
 
@@ -99,12 +110,10 @@ def interpolate_cli(
     """Walk the caption-embedding space from one caption to another with the noise held fixed."""
     from t2i_cli.errors import T2IError
     from t2i_cli.grid import save_png
-    from t2i_cli.pipeline import T2IPipeline, check_seed, validate_captions
+    from t2i_cli.pipeline import T2IPipeline, check_interpolation
 
-    validate_captions([first, second])
-    if steps < 2:
-        raise T2IError(f"--steps must be at least 2, got {steps}")
-    check_seed(seed)
+    with flag_named_errors():
+        first, second = check_interpolation(first, second, steps=steps, seed=seed)
     if not _is_file_target(out):
         raise T2IError(f"--out must name a .png file, got {out}")
     check_output_path(out, as_folder=False)

@@ -57,6 +57,7 @@ from t2i_cli.evaluation.metrics import (
     r_precision,
 )
 from t2i_cli.grid import captioned_grid, to_pil
+from t2i_cli.pipeline import draw_images, load_generator
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +103,9 @@ def _real_features(split: InMemorySplit, inception: InceptionFeatures, progress)
     return features
 
 
-@torch.inference_mode()
-def _generate(generator, embeddings: torch.Tensor, seed: int, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    from t2i_cli.pipeline import seeded_noise
-
-    out = []
-    for start in range(0, len(embeddings), batch_size):
-        count = min(batch_size, len(embeddings) - start)
-        noise = seeded_noise(generator.config.noise_dim, list(range(seed + start, seed + start + count)))
-        images, _ = generator(noise.to(device), embeddings[start : start + count].to(device))
-        out.append(((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
-    return torch.cat(out)
+def _generate(generator, embeddings: torch.Tensor, seed: int, device: torch.device) -> torch.Tensor:
+    """uint8 images, row i from noise seed ``seed + i``: the pipeline's own drawing."""
+    return draw_images(generator, embeddings, list(range(seed, seed + len(embeddings))), device=device, batch_size=256)
 
 
 def caption_diversity(generator, embeddings: torch.Tensor, features, *, seed: int, device: torch.device,
@@ -143,8 +136,6 @@ def _class_groups(class_indices: np.ndarray | None, size: int, rng: np.random.Ge
 def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device: torch.device,
              image_encoder: Path | None = None, progress=None) -> tuple[dict, Image.Image]:
     """Run the protocol; returns the JSON-ready report and the sample sheet."""
-    from t2i_cli.pipeline import load_generator
-
     started = time.perf_counter()
     generator, info = load_generator(checkpoint)
     if not info.model.conditional:
@@ -240,7 +231,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
     rows = []
     for i in order[:SHEET_ROWS]:
         samples = _generate(generator, caption_embeddings[i : i + 1].repeat(SHEET_SAMPLES, 1), seed, device)
-        rows.append((captions[i], to_pil(real.images[i : i + 1].float() / 127.5 - 1) + to_pil(samples.float() / 127.5 - 1)))
+        rows.append((captions[i], to_pil(real.images[i : i + 1]) + to_pil(samples)))
     return report, captioned_grid(rows)
 
 
