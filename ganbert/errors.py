@@ -1,5 +1,12 @@
 """The ganbert library's user-facing error: one line that a caller can show as it is."""
 
+from __future__ import annotations
+
 
 class GanBertError(ValueError):
-    """Bad input to GAN-BERT (a data file, a label set, a backbone folder, a checkpoint)."""
+    """Bad input to GAN-BERT (a data file, a label set, a backbone folder, a checkpoint); ``parameter``
+    names the argument at fault where one is, for a caller to point at its own control for it."""
+
+    def __init__(self, message: str, *, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter

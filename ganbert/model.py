@@ -203,7 +203,7 @@ class GanBertModel:
 
         folder = Path(folder)
         if folder.exists() and not overwrite:
-            raise GanBertError(f"{folder} already exists; pass --force to replace it")
+            raise GanBertError(f"{folder} already exists, and replacing it was not asked for", parameter="overwrite")
         if not folder.parent.is_dir():
             raise GanBertError(f"folder {folder.parent} does not exist")
         partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")

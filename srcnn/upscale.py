@@ -93,7 +93,7 @@ class Upscaler:
         if method not in ("srcnn", "bicubic"):
             raise SRError(f"SR method must be srcnn or bicubic, got {method!r}")
         if method == "srcnn" and scale not in SCALES:
-            raise SRError(f"SRCNN upscales x2, x3 or x4, not x{scale}; use --sr-method bicubic for other factors")
+            raise SRError(f"SRCNN upscales x2, x3 or x4, not x{scale}; the bicubic method takes other factors", parameter="sr_method")
         if method == "bicubic" or scale == 1:
             return cls(scale, None, device=device)
         path = Path(weights) if weights is not None else weights_file(weights_dir, scale) if weights_dir else None

@@ -2,7 +2,8 @@
 
 User errors (:class:`T2IError`, and :class:`srcnn.SRError` / :class:`ganbert.GanBertError` from the
 libraries) and environment errors (``OSError``: a full disk, a denied permission) end as one
-``Error: ...`` line and exit status 1; anything else is a bug and keeps its traceback.
+``Error: ...`` line and exit status 1; anything else is a bug and keeps its traceback. The libraries
+speak of their own arguments; where an error names one, the line ends with the flag that sets it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,23 @@ from t2i_cli.commands.train import export_cli, train_cli
 from t2i_cli.errors import T2IError
 
 
+# A library argument (an error's ``parameter``) -> the flag that sets it in every command that has it.
+FLAGS = {
+    "num_images": "-n", "seed": "--seed", "upscale": "--upscale", "sr_method": "--sr-method", "steps": "--steps",
+    "checkpoint": "--checkpoint", "encoder": "--encoder", "overwrite": "--force", "time_limit": "--time-limit",
+    "epochs": "--epochs", "resume": "--resume", "out": "--out", "data": "--data", "gan_type": "--type",
+    "conditioning_augmentation": "--ca", "gradient_penalty": "--gp", "preload": "--preload", "workers": "--workers",
+    "image_size": "--image-size", "strict": "--strict",
+}
+
+
+def with_flags(message: str, parameter: str | tuple[str, ...] | None) -> str:
+    """``message`` plus the flags of the arguments it is about: ``... (--time-limit)``."""
+    names = (parameter,) if isinstance(parameter, str) else (parameter or ())
+    flags = [FLAGS[name] for name in names if name in FLAGS]
+    return f"{message} ({' / '.join(flags)})" if flags else message
+
+
 class _OneLineErrors(TyperGroup):
     """Sub-commands run inside this group's ``invoke``, so catching here covers every command."""
 
@@ -34,7 +52,7 @@ class _OneLineErrors(TyperGroup):
         try:
             return super().invoke(ctx)
         except (T2IError, SRError, GanBertError) as exc:
-            message = str(exc)
+            message = with_flags(str(exc), getattr(exc, "parameter", None))
         except OSError as exc:
             message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
         typer.echo(f"Error: {message}", err=True)

@@ -134,14 +134,14 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.gan_type not in GAN_TYPES:
-            raise T2IError(f"--type must be one of {', '.join(GAN_TYPES)}, got {self.gan_type!r}")
+            raise T2IError(f"the GAN type must be one of {', '.join(GAN_TYPES)}, got {self.gan_type!r}", parameter="gan_type")
         if self.hinge:
             # The hinge step has its own D terms (mismatched pairs, MA-GP) and G terms (adversarial,
             # INT, caption matching); these belong to the gan/wgan steps and would be ignored.
             unused = [name for name, on in (("l1_coef", self.l1_coef > 0), ("l2_coef", self.l2_coef > 0),
                                             ("gradient_penalty", self.gradient_penalty > 0)) if on]
             if unused:
-                raise T2IError(f"the hinge type does not use {', '.join(unused)}; drop it or use --type gan/wgan")
+                raise T2IError(f"the hinge type does not use {', '.join(unused)}; drop it or use the gan or wgan type", parameter="gan_type")
         if self.epochs < 1 or self.batch_size < 2:
             raise T2IError("epochs must be >= 1 and batch size >= 2")
         if self.lr <= 0 or self.lr_d < 0:

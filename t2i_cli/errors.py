@@ -1,19 +1,25 @@
 """The one exception type that reaches users as a single line.
 
 Library code raises :class:`T2IError` for anything a user can fix (a missing folder, a file of the
-wrong layout, an encoder mismatch). The CLI turns it into ``error: <message>`` and a non-zero exit;
-every other exception is a bug and keeps its traceback.
+wrong layout, an encoder mismatch), saying what is wrong in the library's own terms. Where one
+argument is at fault, ``parameter`` names it (as the Python API spells it), and each front end
+points at its own control for it: the CLI appends the flag (``cli.FLAGS``) to ``Error: <message>``
+and exits non-zero. Every other exception is a bug and keeps its traceback.
 """
+
+from __future__ import annotations
 
 
 class T2IError(Exception):
     """A problem with the user's input or environment, explained in one line."""
 
-
-class RequestError(T2IError):
-    """A generation request the pipeline refuses; ``parameter`` names the argument at fault, so a
-    front end can point at its own control for it (a CLI flag, a form field)."""
-
-    def __init__(self, parameter: str, message: str):
+    def __init__(self, message: str, *, parameter: str | tuple[str, ...] | None = None):
         super().__init__(message)
         self.parameter = parameter
+
+
+class RequestError(T2IError):
+    """A generation request the pipeline refuses, before any model runs."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message, parameter=parameter)

@@ -132,8 +132,8 @@ class T2IPipeline:
             path = default_checkpoint()
             if not Path(path).exists():
                 raise T2IError(
-                    f"no generator weights at {path}: train one with `t2i train` and pass "
-                    f"--checkpoint RUN_FOLDER (or set T2I_CHECKPOINT)"
+                    f"no generator weights at {path}: train one (t2i train) and load its run folder, or set T2I_CHECKPOINT",
+                    parameter="checkpoint",
                 )
         generator, info = load_generator(path)
         torch_device = resolve_device(device)
@@ -244,8 +244,8 @@ def _encoder_for(identity: EncoderIdentity | None, *, spec: str | None, device: 
     if spec is None:
         if identity.name != MINILM_NAME:
             raise T2IError(
-                f"checkpoint {checkpoint} was trained with encoder {identity}; "
-                f"pass --encoder with where to find it (e.g. hf:PATH)"
+                f"checkpoint {checkpoint} was trained with encoder {identity}; say where to find it (hf:PATH or ganbert:PATH)",
+                parameter="encoder",
             )
         spec = "minilm"
     encoder = load_text_encoder(spec, device=device)

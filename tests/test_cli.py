@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import OXFORD_MINI
-from t2i_cli.cli import app
+from t2i_cli.cli import app, with_flags
 
 runner = CliRunner()
 
@@ -65,6 +65,14 @@ def test_convert_info_embed_through_the_cli(tmp_path, tiny_bert_dir):
     result = run("data", "embed", out, "--encoder", f"hf:{tiny_bert_dir}", "--quiet")
     assert result.exit_code == 0, result.output
     assert json.loads(run("data", "info", out, "--json").output)["encoder"]["dim"] == 32
+    # The library says what is wrong; the CLI adds the flag that changes it.
+    assert_one_line_error(run("data", "convert", OXFORD_MINI, out, "--quiet"), "already exists, and replacing it was not asked for (--force)")
+
+
+def test_library_errors_get_the_flags_of_their_arguments():
+    assert with_flags("too few", "num_images") == "too few (-n)"
+    assert with_flags("taken", ("resume", "out")) == "taken (--resume / --out)"
+    assert with_flags("plain", None) == with_flags("plain", "no_such_argument") == "plain"
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -96,15 +96,15 @@ def test_generate_bad_inputs_are_one_line(tmp_path, tiny_run):
     c = ["-c", tiny_run]
     assert_one_line_error(run("generate", "  ", *c), "caption 1 is empty")
     assert_one_line_error(run("generate", *c), "no caption given")
-    assert_one_line_error(run("generate", "x", "-n", 0, *c), "-n: the number of images per caption must be at least 1, got 0")
-    assert_one_line_error(run("generate", "x", "--seed", -1, *c), "--seed: the seed must be a whole number from 0 to 2^63 - 1025, got -1")
+    assert_one_line_error(run("generate", "x", "-n", 0, *c), "the number of images per caption must be at least 1, got 0 (-n)")
+    assert_one_line_error(run("generate", "x", "--seed", -1, *c), "the seed must be a whole number from 0 to 2^63 - 1025, got -1 (--seed)")
     assert_one_line_error(run("generate", "x", "--out", tmp_path / "missing" / "a.png", *c), "does not exist")
     assert_one_line_error(run("generate", "x", "-c", tmp_path / "nothing"), "does not exist")
     assert_one_line_error(run("generate", "x", "--captions-file", tmp_path / "none.txt", *c), "does not exist")
-    assert_one_line_error(run("generate", "x", "--sr-method", "lanczos", *c), "--sr-method: the upscaling method must be srcnn or bicubic")
+    assert_one_line_error(run("generate", "x", "--sr-method", "lanczos", *c), "the upscaling method must be srcnn or bicubic, got 'lanczos' (--sr-method)")
     # Checked before anything is loaded: the request's fault is named, not the missing checkpoint.
-    assert_one_line_error(run("generate", "x", "-n", 0, "-c", tmp_path / "nothing"), "-n: the number of images")
-    assert_one_line_error(run("interpolate", "a", "b", "--steps", 1, *c), "--steps: an interpolation needs at least 2 steps, got 1")
+    assert_one_line_error(run("generate", "x", "-n", 0, "-c", tmp_path / "nothing"), "the number of images per caption must be at least 1, got 0 (-n)")
+    assert_one_line_error(run("interpolate", "a", "b", "--steps", 1, *c), "an interpolation needs at least 2 steps, got 1 (--steps)")
     assert_one_line_error(run("interpolate", "a", "b", "--out", tmp_path / "x.jpg", *c), ".png")
 
 
@@ -125,7 +125,7 @@ def test_corrupt_foreign_and_mismatched_checkpoints(broken_copy, tmp_path):
     assert_one_line_error(run("generate", "x", "-c", broken_copy), "encoder mismatch")
     mismatched["encoder"]["name"] = "my-bert"
     (broken_copy / "config.json").write_text(json.dumps(mismatched))
-    assert_one_line_error(run("generate", "x", "-c", broken_copy), "pass --encoder")
+    assert_one_line_error(run("generate", "x", "-c", broken_copy), "say where to find it (hf:PATH or ganbert:PATH) (--encoder)")
     (broken_copy / "config.json").write_text(json.dumps({**config, "kind": "diffusers-unet"}))
     assert_one_line_error(run("generate", "x", "-c", broken_copy), "not a t2i generator checkpoint")
     (broken_copy / "config.json").write_text("{half")

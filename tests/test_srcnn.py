@@ -142,5 +142,5 @@ def test_generate_upscales_through_the_pipeline(tmp_path, tiny_run):
     pipe = T2IPipeline.from_pretrained(tiny_run, device="cpu")
     result = pipe(["pink petals"], num_images=2, seed=1, upscale=3, sr_method="bicubic")
     assert [i.size for i in result.images] == [(64, 64)] * 2 and [i.size for i in result.final] == [(192, 192)] * 2
-    assert_one_line_error(run("generate", "x", "-c", tiny_run, "--upscale", 5), "--upscale: the upscale factor must be 1, 2, 3 or 4, got 5")
+    assert_one_line_error(run("generate", "x", "-c", tiny_run, "--upscale", 5), "the upscale factor must be 1, 2, 3 or 4, got 5 (--upscale)")
     assert_one_line_error(run("generate", "x", "-c", tiny_run, "--sr-method", "magic"), "--sr-method")

@@ -36,7 +36,7 @@ def test_train_bad_inputs_are_one_line(tmp_path, flowers_h5):
     assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--config", bad), "cannot read config file")
     assert_one_line_error(run("train", "--out", tmp_path / "r"), "no data file")
     assert_one_line_error(run("train", "--data", flowers_h5), "pass --out")
-    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--type", "dcgan"), "--type must be one of")
+    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--type", "dcgan"), "the GAN type must be one of gan, wgan, hinge, vanilla_gan, vanilla_wgan, got 'dcgan' (--type)")
     assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--batch-size", 64), "fewer than one batch")
     assert_one_line_error(run("train", "--data", tmp_path / "none.h5", "--out", tmp_path / "r"), "does not exist")
     assert_one_line_error(run("train", "--resume", tmp_path / "nothing"), "does not exist")

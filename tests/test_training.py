@@ -174,7 +174,7 @@ def test_a_time_limit_ends_the_run_at_an_epoch_end_and_resume_can_extend_it(tmp_
     info = checkpoint.read_checkpoint(run)
     assert info.epoch == 1  # the last epoch is saved although save_every is not reached
     assert json.loads((info.path / "config.json").read_text())["train_seconds"] >= 0
-    with pytest.raises(T2IError, match="its time limit; pass --time-limit"):
+    with pytest.raises(T2IError, match="its time limit; give a longer limit to go on"):
         train(tiny_train_config(flowers_h5), ModelConfig(), run, resume=True, overrides={}, progress=False)
     resumed = train(tiny_train_config(flowers_h5), ModelConfig(), run, resume=True, overrides={"time_limit": 0.0}, progress=False)
     assert resumed.state.epoch == 5 and resumed.state.train_seconds > trainer.state.train_seconds

@@ -52,7 +52,7 @@ def convert_cli(
     from t2i_cli.text.encoder import load_text_encoder
 
     if output.exists() and not force:  # before the encoder's seconds of loading; the writer checks again
-        raise T2IError(f"{output} already exists; pass --force to replace it")
+        raise T2IError(f"{output} already exists, and replacing it was not asked for", parameter="overwrite")
     text_encoder = load_text_encoder(encoder, device=device)
     report = convert(
         source,

@@ -61,7 +61,7 @@ def ganbert_train_cli(
         raise T2IError("give exactly one of --data FILE.h5 or --tsv FILE.tsv")
     check_output_path(out, as_folder=True)
     if out.exists() and not force:
-        raise T2IError(f"{out} already exists; pass --force to replace it")
+        raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")
     config = GanBertConfig(
         mode="baseline" if baseline else "ganbert", steps=steps, batch_size=batch_size,
         learning_rate=lr, max_length=max_length, seed=seed, batching=batching,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
 from typing import Annotated, Optional
@@ -30,22 +29,6 @@ def safe_stem(caption: str, limit: int = 40) -> str:
     words = re.findall(r"[a-z0-9]+", caption.lower())
     stem = "-".join(words)[:limit].rstrip("-")
     return stem or "caption"
-
-
-# The pipeline names the argument a refused request got wrong; the CLI names its flag.
-FLAGS = {"num_images": "-n", "seed": "--seed", "upscale": "--upscale", "sr_method": "--sr-method", "steps": "--steps"}
-
-
-@contextlib.contextmanager
-def flag_named_errors():
-    """Re-raise the pipeline's :class:`RequestError` with the flag that sets the argument in front."""
-    from t2i_cli.errors import RequestError, T2IError
-
-    try:
-        yield
-    except RequestError as exc:
-        flag = FLAGS.get(exc.parameter)
-        raise T2IError(f"{flag}: {exc}" if flag else str(exc)) from None
 
 
 def _is_file_target(out: Path) -> bool:
@@ -77,8 +60,7 @@ def generate_cli(
             raise T2IError(f"captions file {captions_file} does not exist") from None
         except UnicodeDecodeError:
             raise T2IError(f"captions file {captions_file} is not UTF-8 text") from None
-    with flag_named_errors():
-        texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method)
+    texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method)
     as_file = _is_file_target(out)
     check_output_path(out, as_folder=not as_file)
 
@@ -112,8 +94,7 @@ def interpolate_cli(
     from t2i_cli.grid import save_png
     from t2i_cli.pipeline import T2IPipeline, check_interpolation
 
-    with flag_named_errors():
-        first, second = check_interpolation(first, second, steps=steps, seed=seed)
+    first, second = check_interpolation(first, second, steps=steps, seed=seed)
     if not _is_file_target(out):
         raise T2IError(f"--out must name a .png file, got {out}")
     check_output_path(out, as_folder=False)

@@ -118,7 +118,7 @@ def export_cli(
 
     info = read_checkpoint(checkpoint)
     if out.exists() and not force:
-        raise T2IError(f"{out} already exists; pass --force to replace it")
+        raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")
     write_checkpoint(
         out, generator_weights=load_file(str(info.path / GENERATOR_FILE)), model=info.model, train=info.train,
         encoder=info.encoder, epoch=info.epoch, step=info.step, half=half,

@@ -88,7 +88,7 @@ def convert(
     if not source.is_dir():
         raise T2IError(f"source folder {source} does not exist")
     if image_size is not None and image_size < 8:
-        raise T2IError(f"--image-size must be at least 8 pixels, got {image_size}")
+        raise T2IError(f"the image size must be at least 8 pixels, got {image_size}", parameter="image_size")
     if layout == "auto":
         layout = detect_layout(source)
     if layout == "reed":
@@ -146,7 +146,7 @@ def _load_item(item: SourceItem, *, image_size: int | None, report: ConvertRepor
     else:
         return Example(name=item.name, jpeg=jpeg, captions=captions, class_name=item.class_name, size=size)
     if strict:
-        raise T2IError(f"{reason}: {detail} (without --strict it would be skipped)")
+        raise T2IError(f"{reason}: {detail} (strict mode stops here; without it the item would be skipped)", parameter="strict")
     report.skip(reason, detail)
     return None
 

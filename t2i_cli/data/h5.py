@@ -184,7 +184,7 @@ class CaptionImageFile:
         if self.encoder is None:
             raise T2IError(
                 f"{self.path} does not record which encoder made its embeddings (reference layout); "
-                f"re-embed it first: t2i data embed {self.path} --encoder ..."
+                f"re-embed it with the encoder in use first (t2i data embed)"
             )
         if self.encoder != expected:
             raise T2IError(
@@ -228,7 +228,7 @@ class CaptionImageWriter:
         if self.path.is_dir():
             raise T2IError(f"output {self.path} is a folder; give a file name such as data.h5")
         if self.path.exists() and not overwrite:
-            raise T2IError(f"{self.path} already exists; pass --force to replace it")
+            raise T2IError(f"{self.path} already exists, and replacing it was not asked for", parameter="overwrite")
         self.encoder = encoder
         self.embedding_dtype = np.dtype(embedding_dtype)
         self.image_size = image_size

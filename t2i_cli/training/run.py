@@ -45,7 +45,7 @@ def pick_sample_captions(source: InMemorySplit | CaptionImageDataset, rows: int 
 
 def _out_of_time(run_dir: Path, seconds: float) -> T2IError:
     minutes = seconds / 60
-    return T2IError(f"{run_dir} already trained {minutes:.1f} minutes, its time limit; pass --time-limit M with M > {minutes:.1f} to go on")
+    return T2IError(f"{run_dir} already trained {minutes:.1f} minutes, its time limit; give a longer limit to go on", parameter="time_limit")
 
 
 def check_run_data(config: TrainConfig, model_config: ModelConfig, encoder, embedding_dim: int | None, *, resume: bool) -> None:
@@ -78,30 +78,33 @@ def train(
         changes = {k: v for k, v in (overrides or {}).items() if k in RESUMABLE_OVERRIDES}
         ignored = sorted(set(overrides or {}) - set(changes))
         if ignored:
-            raise T2IError(f"--resume keeps the run's settings; these cannot change: {', '.join(ignored)}")
+            raise T2IError(f"a resumed run keeps its settings; these cannot change: {', '.join(ignored)}")
         config = dataclasses.replace(info.train, **changes)
         model_config = info.model
         if config.epochs <= info.epoch:
-            raise T2IError(f"{run_dir} already finished epoch {info.epoch}; pass --epochs N with N > {info.epoch} to go on")
+            raise T2IError(f"{run_dir} already finished epoch {info.epoch}; give more epochs than {info.epoch} to go on", parameter="epochs")
         if config.time_limit > 0 and info.train_seconds >= config.time_limit * 60:
             raise _out_of_time(run_dir, info.train_seconds)
     elif (run_dir / "latest").exists():
-        raise T2IError(f"{run_dir} already holds a training run; use --resume {run_dir} or another --out")
+        raise T2IError(f"{run_dir} already holds a training run; resume it or train into another folder", parameter=("resume", "out"))
     config.validate()
     # The model as it will be built, checked before any data is read.
     dataclasses.replace(model_config, conditional=config.conditional).validate()
     if config.hinge and model_config.conditioning_augmentation:
-        raise T2IError("the hinge type has no KL term for conditioning augmentation; drop --ca or use --type gan")
+        raise T2IError("the hinge type has no KL term for conditioning augmentation; train without it or with the gan type",
+                       parameter=("conditioning_augmentation", "gan_type"))
     if not config.data:
-        raise T2IError("no data file: pass --data FILE.h5 (made by t2i data convert)")
+        raise T2IError("no data file given: an HDF5 file made by t2i data convert", parameter="data")
 
     requested = resolve_device(config.device)
     group = join_process_group(requested.type)
     device = group.device(requested)
     if group.distributed and config.gradient_penalty > 0:
-        raise T2IError("--gp needs double backward, which DistributedDataParallel does not support; train WGAN-GP in one process")
+        raise T2IError("WGAN-GP needs double backward, which DistributedDataParallel does not support; train it in one process",
+                       parameter="gradient_penalty")
     if group.distributed and not (config.preload and config.workers == 0):
-        raise T2IError("multi-process training shards the in-memory batches: keep --preload and --workers 0")
+        raise T2IError("multi-process training shards the in-memory batches: keep the split preloaded, with no loader workers",
+                       parameter=("preload", "workers"))
     torch.manual_seed(config.seed)
     in_memory = config.preload and config.workers == 0
     with CaptionImageFile(config.data) as data:  # the one read of the file (a streamed split reads on)

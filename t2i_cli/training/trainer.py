@@ -409,7 +409,7 @@ class Trainer:
             raise TrainingDiverged(
                 f"a loss became NaN or infinite in epoch {self.state.epoch + 1}; training stopped. "
                 f"The last good checkpoint in {self.run_dir} is intact: resume from it with a lower "
-                f"--lr, or change the loss weights"
+                f"learning rate, or change the loss weights"
             )
 
     def _set_learning_rate(self) -> None:
