@@ -48,6 +48,7 @@ class CheckpointInfo:
     epoch: int
     step: int
     train_seconds: float = 0.0  # training time so far (0 in checkpoints older than the record)
+    data: dict | None = None  # what it was trained on (t2i_cli.data.split.data_record); None in older checkpoints
 
     @property
     def has_training_state(self) -> bool:
@@ -78,6 +79,7 @@ def write_checkpoint(
     training: dict | None = None,
     half: bool = False,
     train_seconds: float | None = None,
+    data: dict | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically. ``training`` holds the resume state:
     ``{"generator": sd, "discriminator": sd, "state": dict for torch.save}``."""
@@ -100,9 +102,37 @@ def write_checkpoint(
             "model": to_dict(model),
             "train": to_dict(train) if train is not None else None,
             "encoder": json.loads(encoder.to_json()) if encoder is not None else None,
+            **({"data": data} if data is not None else {}),
         }
         (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return folder
+
+
+def export_checkpoint(checkpoint: Path, out: Path, *, half: bool = True, overwrite: bool = False) -> CheckpointInfo:
+    """Write ``checkpoint``'s EMA generator to ``out`` for generation only (what ``weights/`` ships):
+    config + weights, no training state. The training config names its data file by name alone,
+    beside a record of the data by content (:func:`~t2i_cli.data.split.data_record`), taken from
+    the checkpoint or, for older ones, from the data file if it is still where training read it."""
+    import dataclasses
+
+    info = read_checkpoint(checkpoint)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")
+    train, data = info.train, info.data
+    if train is not None and train.data:
+        if data is None and Path(train.data).is_file():
+            from t2i_cli.data.h5 import CaptionImageFile
+            from t2i_cli.data.split import data_record
+
+            with CaptionImageFile(train.data) as file:
+                data = data_record(file, train.split)
+        train = dataclasses.replace(train, data=Path(train.data).name)
+    write_checkpoint(
+        out, generator_weights=load_file(str(info.path / GENERATOR_FILE)), model=info.model, train=train,
+        encoder=info.encoder, epoch=info.epoch, step=info.step, half=half, data=data,
+    )
+    return info
 
 
 def mark_latest(run_dir: Path, checkpoint: Path, *, keep_every: int = 0) -> None:
@@ -152,7 +182,7 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
         encoder = EncoderIdentity.from_json(json.dumps(config["encoder"])) if config.get("encoder") else None
         return CheckpointInfo(
             folder, model, train, encoder, int(config.get("epoch", 0)), int(config.get("step", 0)),
-            float(config.get("train_seconds", 0.0)),
+            float(config.get("train_seconds", 0.0)), config.get("data"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise T2IError(f"checkpoint {folder} has a malformed {CONFIG_FILE}: {exc}") from None

@@ -3,6 +3,7 @@
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,5 +157,12 @@ def test_export_writes_a_generation_only_half_precision_checkpoint(tmp_path, tin
     b = exported(["red petals", "white petals"], num_images=2, seed=4).images
     difference = max(np.abs(np.asarray(x, dtype=int) - np.asarray(y, dtype=int)).mean() for x, y in zip(a, b))
     assert difference < 1.0  # fp16 weights: under one grey level on average
+    # What it was trained on, by name and content: no path of the machine it was trained on.
+    run_config = json.loads((tiny_run / (tiny_run / "latest").read_text().strip() / "config.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert Path(run_config["train"]["data"]).is_absolute() and config["train"]["data"] == "flowers.h5"
+    assert config["data"] == run_config["data"]
+    assert config["data"]["file"] == "flowers.h5" and config["data"]["split"] == "train" and config["data"]["images"] == 9
+    assert len(config["data"]["sha256"]) == 20 and config["data"]["encoder"]["dim"] == 384
     assert_one_line_error(run("export", tiny_run, out), "already exists")
     assert_one_line_error(run("export", tmp_path / "none", tmp_path / "o"), "does not exist")

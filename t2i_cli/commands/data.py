@@ -26,7 +26,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Build, inspect and re-embed c
 
 @data_app.command(
     "convert",
-    epilog="Example: t2i data convert ../shared/data/oxford102-64 flowers.h5",
+    epilog="Example: t2i data convert oxford102-64/ flowers.h5   (the Reed et al. release: jpg/, text_c10/, *classes.txt)",
 )
 def convert_cli(
     source: Annotated[Path, typer.Argument(help="Folder: the Reed et al. release layout, or images with same-name .txt captions.")],

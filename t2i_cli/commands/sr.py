@@ -25,7 +25,7 @@ def weights_dir() -> Path:
     return WEIGHTS_DIR
 
 
-@sr_app.command("train", epilog="Example: t2i sr train --scale 2 --data ../shared/data/sr/T91 --data ../shared/data/flower_photos --out weights/srcnn_x2.safetensors")
+@sr_app.command("train", epilog="Example: t2i sr train --scale 2 --data T91/ --data flower_photos/ --out srcnn_x2.safetensors")
 def sr_train_cli(
     scale: ScaleOption,
     data: Annotated[list[Path], typer.Option("--data", help="Image folder (repeat for several).")],

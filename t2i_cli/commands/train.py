@@ -111,17 +111,8 @@ def export_cli(
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (only once the new one is complete).")] = False,
 ) -> None:
     """Export a checkpoint's EMA generator for generation only (what weights/ ships)."""
-    from safetensors.torch import load_file
+    from t2i_cli.checkpoint import GENERATOR_FILE, export_checkpoint
 
-    from t2i_cli.checkpoint import GENERATOR_FILE, read_checkpoint, write_checkpoint
-    from t2i_cli.errors import T2IError
-
-    info = read_checkpoint(checkpoint)
-    if out.exists() and not force:
-        raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")
-    write_checkpoint(
-        out, generator_weights=load_file(str(info.path / GENERATOR_FILE)), model=info.model, train=info.train,
-        encoder=info.encoder, epoch=info.epoch, step=info.step, half=half,
-    )
+    info = export_checkpoint(checkpoint, out, half=half, overwrite=force)
     size = (out / GENERATOR_FILE).stat().st_size / 1e6
     typer.echo(f"wrote {out} (epoch {info.epoch}, {'float16' if half else 'float32'}, {size:.1f} MB)")

@@ -49,6 +49,23 @@ def decode_square(jpeg: bytes, size: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
 
 
+def data_record(data: CaptionImageFile, split: str, digest: str | None = None) -> dict:
+    """What a model was trained on, by name and content rather than by a machine's path: the
+    file's name, the split, its image count, its caption encoder and a sha256 over its image
+    names and JPEG bytes (``digest``, computed here if not given)."""
+    names = data.names(split)
+    if digest is None:
+        hasher = hashlib.sha256()
+        for name in names:
+            hasher.update(name.encode())
+            hasher.update(data.jpeg(split, name))
+        digest = hasher.hexdigest()[:20]
+    return {
+        "file": Path(data.path).name, "split": split, "images": len(names), "sha256": digest,
+        "encoder": json.loads(data.encoder.to_json()) if data.encoder else None,
+    }
+
+
 # --- the draws ------------------------------------------------------------------------------
 
 
@@ -127,6 +144,7 @@ class InMemorySplit:
     encoder: EncoderIdentity | None
     image_size: int
     identity: dict  # what the split is, for caches: encoder, image size, sha256 of names + JPEG bytes
+    record: dict  # what a model trained on it records (data_record): file name, split, images, sha256, encoder
 
     @classmethod
     def load(cls, path: str | Path, split: str, *, image_size: int, augment: bool = False,
@@ -169,6 +187,7 @@ class InMemorySplit:
             embeddings=torch.from_numpy(table), counts=torch.tensor(counts, dtype=torch.long), captions=captions,
             classes=list(data.classes), class_indices=np.array(class_indices, dtype=np.int64),
             encoder=data.encoder, image_size=image_size, identity=identity,
+            record=data_record(data, split, identity["sha256"]),
         )
 
     def __len__(self) -> int:

@@ -13,7 +13,7 @@ from t2i_cli.config import ModelConfig, TrainConfig
 from t2i_cli.data.batches import InMemoryBatches
 from t2i_cli.data.dataset import CaptionImageDataset
 from t2i_cli.data.h5 import CaptionImageFile
-from t2i_cli.data.split import InMemorySplit, sample_rows
+from t2i_cli.data.split import InMemorySplit, data_record, sample_rows
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import T2IError
 from t2i_cli.models import build_models
@@ -112,6 +112,9 @@ def train(
         check_run_data(config, model_config, encoder, embedding_dim, resume=resume)
         if in_memory:
             source = InMemorySplit.read(data, config.split, image_size=model_config.image_size, augment=config.augment)
+            record = source.record
+        else:
+            record = data_record(data, config.split)
     if not in_memory:
         source = CaptionImageDataset(
             config.data, config.split, image_size=model_config.image_size, augment=config.augment, preload=config.preload
@@ -164,6 +167,7 @@ def train(
         callbacks=callbacks,
         group=group,
         matcher=matcher,
+        data_record=record,
     )
     if resume:
         trainer.resume(run_dir)

@@ -130,8 +130,10 @@ class Trainer:
         callbacks: list[Callback] = (),
         group: ProcessGroup = ProcessGroup(),
         matcher: torch.nn.Module | None = None,
+        data_record: dict | None = None,
     ):
         self.config, self.model_config = config, model_config
+        self.data_record = data_record  # written into every checkpoint: what this run trains on
         self.device = device
         self.group = group
         self.amp_dtype = _amp_dtype(config, device)
@@ -521,6 +523,7 @@ class Trainer:
             epoch=self.state.epoch,
             step=self.state.step,
             train_seconds=self.state.train_seconds,
+            data=self.data_record,
             training={"generator": unwrapped_state(self.G), "discriminator": unwrapped_state(self.D), "state": state},
         )
         mark_latest(self.run_dir, folder, keep_every=self.config.keep_every)
