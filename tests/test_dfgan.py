@@ -239,6 +239,7 @@ def test_dfgan_with_diffaug_trains_and_generates_without_flags(tmp_path, flowers
     assert len(pipe.interpolate("pink petals", "white petals", steps=3).images) == 3
 
 
+@pytest.mark.slow
 def test_dfgan_resume_is_bit_exact_with_lazy_penalty_and_diffaug(tmp_path, flowers_h5):
     settings = dict(diffaug="translation,cutout", gp_every=2)
     model = ModelConfig(**TINY_DFGAN)
@@ -253,6 +254,7 @@ def test_dfgan_resume_is_bit_exact_with_lazy_penalty_and_diffaug(tmp_path, flowe
     assert ["ma_gp" in r for r in rows] == [True, False] * 3  # the lazy penalty on every 2nd step
 
 
+@pytest.mark.slow
 def test_diffaug_leaves_a_dcgan_run_unchanged_when_off_and_changes_it_when_on(tmp_path, flowers_h5):
     from conftest import TINY_MODEL
 
@@ -264,6 +266,7 @@ def test_diffaug_leaves_a_dcgan_run_unchanged_when_off_and_changes_it_when_on(tm
     assert not all(torch.equal(x, y) for x, y in zip(plain.D.state_dict().values(), augmented.D.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_hinge_with_the_dcgan_architecture_uses_per_sample_norms(tmp_path, flowers_h5):
     from conftest import TINY_MODEL
 

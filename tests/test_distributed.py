@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 
 from t2i_cli.checkpoint import read_checkpoint
 
+pytestmark = pytest.mark.slow  # torchrun starts two interpreters per test
+
 WORKER = Path(__file__).parent / "distributed_worker.py"
 ROOT = Path(__file__).parent.parent
 

@@ -109,6 +109,7 @@ def image_encoder(tmp_path_factory, flowers_h5):
     return folder
 
 
+@pytest.mark.slow
 def test_evaluate_end_to_end_on_the_fixture_set(tmp_path, tiny_run, flowers_h5, image_encoder, monkeypatch):
     monkeypatch.setenv("T2I_CACHE_DIR", str(tmp_path / "cache"))
     # Few diversity images (2 captions x 2 seeds), and groups of 2 so the 3-image classes count.
@@ -139,6 +140,7 @@ def test_evaluate_end_to_end_on_the_fixture_set(tmp_path, tiny_run, flowers_h5, 
     assert again.exit_code == 0 and json.loads(out.read_text())["fid"] == report["fid"]
 
 
+@pytest.mark.slow
 def test_evaluate_bad_inputs_are_one_line(tmp_path, tiny_run, flowers_h5, tiny_bert_dir, image_encoder, monkeypatch):
     monkeypatch.setenv("T2I_CACHE_DIR", str(tmp_path / "cache"))
     other = tmp_path / "other.h5"

@@ -109,6 +109,7 @@ def test_generator_step_leaves_the_discriminator_and_backbone_untouched(tiny_ber
     assert any(not torch.equal(a, p) for a, p in zip(generator_before, model.generator.parameters()))
 
 
+@pytest.mark.slow
 def test_training_lowers_the_supervised_loss_and_is_deterministic(tiny_bert_dir):
     history = []
     model = train_ganbert(
@@ -181,6 +182,7 @@ def test_checkpoint_round_trip_and_encoder_spec(tmp_path, tiny_bert_dir):
     assert encoder.identity == load_text_encoder(f"ganbert:{folder}", device="cpu").identity
 
 
+@pytest.mark.slow
 def test_ganbert_cli_train_eval_and_errors(tmp_path, tiny_bert_dir, flowers_h5):
     out = tmp_path / "gb"
     common = ("--backbone", tiny_bert_dir, "--steps", 4, "--batch-size", 8, "--device", "cpu", "--quiet")
@@ -214,6 +216,7 @@ def test_ganbert_cli_train_eval_and_errors(tmp_path, tiny_bert_dir, flowers_h5):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_a_ganbert_encoder_conditions_the_gan_and_is_recorded(tmp_path, tiny_bert_dir, flowers_h5):
     """Re-embed the data with a GAN-BERT backbone, train on it, generate with it; MiniLM is refused."""
     ckpt = train_ganbert(toy_examples(), tiny_config(steps=2), backbone_dir=tiny_bert_dir).save(tmp_path / "gb")

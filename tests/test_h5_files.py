@@ -41,6 +41,7 @@ def reference_rows(count=6):
     ]
 
 
+@pytest.mark.slow
 def test_round_trip_keeps_every_caption_image_and_split(flowers_h5, minilm):
     with CaptionImageFile(flowers_h5) as data:
         assert data.schema_version == SCHEMA_VERSION

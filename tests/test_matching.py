@@ -41,6 +41,7 @@ def tiny_match_encoder(monkeypatch, tmp_path):
     monkeypatch.setenv("T2I_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["dcgan", "dfgan"])
 def test_a_run_with_the_matching_loss_trains_stores_its_encoder_and_resumes(tmp_path, flowers_h5, tiny_match_encoder, arch):
     import shutil

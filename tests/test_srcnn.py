@@ -60,6 +60,7 @@ def test_psnr_and_ssim():
         ssim(a[0], a[0], border=3)
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_loss_and_saves_the_best(trained_x2):
     out, report = trained_x2
     assert report.history[-1]["train_mse"] < report.history[0]["train_mse"]

@@ -1,5 +1,6 @@
 """`t2i train` through the CLI: a config file, flags over it, resume, bad input."""
 
+import pytest
 import json
 
 from typer.testing import CliRunner
@@ -15,6 +16,7 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_train_with_config_file_then_resume(tmp_path, flowers_h5):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps({"model": {"ngf": 8, "ndf": 8}, "train": {"batch_size": 4, "epochs": 5, "lr": 1e-3}}))
@@ -43,6 +45,7 @@ def test_train_bad_inputs_are_one_line(tmp_path, flowers_h5):
     assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--split", "valid", "--batch-size", 2), "one class only")
 
 
+@pytest.mark.slow
 def test_train_dfgan_takes_its_recipe_and_flags_override_it(tmp_path, flowers_h5):
     out = tmp_path / "run"
     result = run(

@@ -62,6 +62,7 @@ def test_generator_and_discriminator_both_learn(tmp_path, flowers_h5):
     assert trainer.state.generator_steps == 2
 
 
+@pytest.mark.slow
 def test_wgan_warm_up_schedule(tmp_path, flowers_h5):
     trainer = train(tiny_train_config(flowers_h5, epochs=1, gan_type="wgan"), ModelConfig(**TINY_MODEL), tmp_path / "r", progress=False)
     trainer.state.generator_steps, trainer.state.critic_steps = 0, 0
@@ -71,6 +72,7 @@ def test_wgan_warm_up_schedule(tmp_path, flowers_h5):
     assert [trainer._generator_due() for _ in range(5)] == [False] * 4 + [True]  # then diter = 5
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, flowers_h5):
     model = ModelConfig(**TINY_MODEL)
     straight = train(tiny_train_config(flowers_h5, epochs=3), model, tmp_path / "straight", progress=False)
@@ -122,6 +124,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, flo
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001"]
 
 
+@pytest.mark.slow
 def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path, flowers_h5, monkeypatch):
     run = tmp_path / "run"
     trainer = train(tiny_train_config(flowers_h5, epochs=1), ModelConfig(**TINY_MODEL), run, progress=False)
@@ -167,6 +170,7 @@ def test_tensorboard_gets_scalars_and_sample_grids(tiny_run):
     assert len(events.Scalars("d_loss")) == 4  # 2 epochs x 2 steps, logged every step
 
 
+@pytest.mark.slow
 def test_a_time_limit_ends_the_run_at_an_epoch_end_and_resume_can_extend_it(tmp_path, flowers_h5):
     run = tmp_path / "run"
     trainer = train(tiny_train_config(flowers_h5, epochs=5, time_limit=1e-6), ModelConfig(**TINY_MODEL), run, progress=False)
@@ -180,6 +184,7 @@ def test_a_time_limit_ends_the_run_at_an_epoch_end_and_resume_can_extend_it(tmp_
     assert resumed.state.epoch == 5 and resumed.state.train_seconds > trainer.state.train_seconds
 
 
+@pytest.mark.slow
 def test_keep_every_keeps_those_epochs_beside_the_last_three(tmp_path, flowers_h5):
     run = tmp_path / "run"
     train(tiny_train_config(flowers_h5, epochs=6, keep_every=2), ModelConfig(**TINY_MODEL), run, progress=False)

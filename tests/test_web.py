@@ -65,6 +65,7 @@ def test_interpolate_endpoint(client):
     assert len(strip) == 4 and Image.open(strip[0]["image"]).size == (64, 64)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian package chromium); .ci/run installs it")
 def test_a_real_browser_generates_and_renders_images(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")

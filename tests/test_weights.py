@@ -1,5 +1,6 @@
 """Every shipped weights file is listed in the manifest with its true hash and a reproducing command."""
 
+import pytest
 import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
@@ -37,6 +38,7 @@ def pink_share(image) -> float:
     return float(((red > green + 25) & (blue > green - 10)).mean())
 
 
+@pytest.mark.slow
 def test_shipped_generator_draws_mostly_pink_256px_flowers_for_pink_petals(tmp_path):
     """The README's first command, on the shipped weights: a 256 x 256 image, mostly pink, and a
     caption of another colour is not (so the model follows the caption, not one favourite colour).
