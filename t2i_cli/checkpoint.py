@@ -162,7 +162,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
         if (target / CONFIG_FILE).is_file():
             return target
         raise T2IError(f"run {path} names checkpoint {target}, which is missing")
+    if is_unsaved_run(path):
+        raise T2IError(f"{path} is a training run stopped before its first checkpoint: nothing to load or resume; "
+                       f"delete it and train again")
     raise T2IError(f"{path} is neither a t2i checkpoint (no {CONFIG_FILE}) nor a training run (no {LATEST_FILE})")
+
+
+def is_unsaved_run(path: Path) -> bool:
+    """A folder a run started writing (its log, samples or checkpoint folder) without ever
+    completing a checkpoint: ``latest`` is written only after one is whole."""
+    path = Path(path)
+    return not (path / LATEST_FILE).exists() and any((path / name).exists() for name in ("metrics.jsonl", "samples", "checkpoints"))
 
 
 def read_checkpoint(path: str | Path) -> CheckpointInfo:

@@ -1,6 +1,9 @@
 """Training: every variant steps, resume is exact, checkpoints are atomic, NaN stops cleanly."""
 
 import json
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -92,6 +95,31 @@ def test_resume_refuses_changed_settings_and_finished_runs(tmp_path, tiny_run, f
         train(tiny_train_config(flowers_h5), ModelConfig(), tiny_run, resume=True, overrides={}, progress=False)
     with pytest.raises(T2IError, match="already holds a training run"):
         train(tiny_train_config(flowers_h5), ModelConfig(**TINY_MODEL), tiny_run, progress=False)
+
+
+def test_resume_cleans_what_a_killed_run_left(tmp_path, tiny_run, flowers_h5):
+    """Partials of a dead writer go; the log loses the interrupted epoch's lines, so each step is logged once."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (run / "checkpoints" / f".epoch-0003.partial-{dead}").mkdir()
+    (run / "samples" / f".epoch-0003.png.partial-{dead}").write_bytes(b"half a png")
+    with open(run / "metrics.jsonl", "a") as log:
+        log.write(json.dumps({"epoch": 3, "step": 10**6}) + "\n" + '{"epoch": 3, "st')  # the killed epoch, cut mid-line
+    train(tiny_train_config(flowers_h5), ModelConfig(), run, resume=True, overrides={"epochs": 3}, progress=False)
+    assert not list(run.rglob("*.partial-*"))
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) and max(steps) < 10**6
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_named_as_such(tmp_path, flowers_h5):
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "step": 1}\n')
+    with pytest.raises(T2IError, match="stopped before its first checkpoint: nothing to load or resume"):
+        train(tiny_train_config(flowers_h5), ModelConfig(), run, resume=True, overrides={}, progress=False)
+    with pytest.raises(T2IError, match="holds a run stopped before its first checkpoint; delete it"):
+        train(tiny_train_config(flowers_h5), ModelConfig(**TINY_MODEL), run, progress=False)
 
 
 def test_checkpoint_round_trip_gives_identical_images(tiny_run, flowers_h5):

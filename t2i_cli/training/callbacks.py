@@ -6,16 +6,23 @@ import json
 import logging
 from pathlib import Path
 
+from t2i_cli.atomic import write_text
 from t2i_cli.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 
 class MetricsFile:
-    """Appends every logged metrics dict to ``RUN/metrics.jsonl``."""
+    """Appends every logged metrics dict to ``RUN/metrics.jsonl``. A resumed run first drops the
+    lines logged after the checkpoint it resumes (an interrupted epoch's), so every step is in
+    the file once."""
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.path = trainer.run_dir / "metrics.jsonl"
+        if trainer.state.step > 0 and self.path.is_file():
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+                    if _logged_step(line) is not None and _logged_step(line) <= trainer.state.step]
+            write_text(self.path, "".join(kept))
 
     def on_log(self, trainer: Trainer, metrics: dict) -> None:
         with open(self.path, "a") as handle:
@@ -104,3 +111,11 @@ class RichProgress:
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.bar.stop()
+
+
+def _logged_step(line: str) -> int | None:
+    """The step a metrics line was logged at; None for a line cut short by a kill."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from t2i_cli.checkpoint import read_checkpoint
+from t2i_cli.atomic import remove_stale_partials
+from t2i_cli.checkpoint import is_unsaved_run, read_checkpoint
 from t2i_cli.config import ModelConfig, TrainConfig
 from t2i_cli.data.batches import InMemoryBatches
 from t2i_cli.data.dataset import CaptionImageDataset
@@ -87,6 +88,8 @@ def train(
             raise _out_of_time(run_dir, info.train_seconds)
     elif (run_dir / "latest").exists():
         raise T2IError(f"{run_dir} already holds a training run; resume it or train into another folder", parameter=("resume", "out"))
+    elif is_unsaved_run(run_dir):
+        raise T2IError(f"{run_dir} holds a run stopped before its first checkpoint; delete it or train into another folder", parameter="out")
     config.validate()
     # The model as it will be built, checked before any data is read.
     dataclasses.replace(model_config, conditional=config.conditional).validate()
@@ -175,6 +178,10 @@ def train(
             raise _out_of_time(run_dir, trainer.state.train_seconds)
     else:
         trainer.load_pretrained(config.pretrained_generator, config.pretrained_discriminator)
+    if group.is_main:  # what a killed run left half-written: never complete, never read
+        leftovers = [p for folder in (run_dir, run_dir / "checkpoints", run_dir / "samples") for p in remove_stale_partials(folder)]
+        if leftovers:
+            log.info("removed %d partial file(s) an interrupted run left in %s", len(leftovers), run_dir)
     log.info(
         "training %s on %s (%s, %d images, %d steps/epoch) into %s",
         config.gan_type, device, config.data, len(source), len(loader), run_dir,
