@@ -1,11 +1,12 @@
-"""Self-describing generator checkpoints: safetensors weights + a JSON config, nothing pickled.
+"""Self-describing generator checkpoints: safetensors weights + a JSON config.
 
 A checkpoint is a folder::
 
     config.json               kind, format, t2i version, model + training config, encoder identity
     generator.safetensors     the weights to sample with (the EMA copy of G)
     training/                 only in a training run's checkpoints, for --resume:
-        generator.safetensors, discriminator.safetensors, state.pt (optimizers, epoch, RNG)
+        generator.safetensors, discriminator.safetensors, state.pt (optimizers, epoch, RNG:
+        a torch.save file, loaded with weights_only=True, so tensors and containers only, no code)
 
 A training run keeps its checkpoints under ``RUN/checkpoints/epoch-NNNN`` and names the newest in
 ``RUN/latest``; loading accepts either a checkpoint folder or a run folder. Every checkpoint is

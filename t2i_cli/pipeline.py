@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -135,11 +136,16 @@ class T2IPipeline:
                     f"no generator weights at {path}: train one (t2i train) and load its run folder, or set T2I_CHECKPOINT",
                     parameter="checkpoint",
                 )
+        started = time.perf_counter()
         generator, info = load_generator(path)
+        log.debug("generator %s: %s, epoch %d, loaded in %.2f s", info.path, info.model, info.epoch, time.perf_counter() - started)
         torch_device = resolve_device(device)
         text_encoder = None
         if info.model.conditional:
+            started = time.perf_counter()
             text_encoder = _encoder_for(info.encoder, spec=encoder, device=device, checkpoint=info.path)
+            log.debug("caption encoder %s (%s backend) loaded in %.2f s", text_encoder.identity,
+                      getattr(text_encoder, "backend", "?"), time.perf_counter() - started)
         return cls(generator=generator, encoder=text_encoder, model_config=info.model, device=torch_device, source=info.path)
 
     def describe(self) -> str:

@@ -102,4 +102,16 @@ def test_skipped_items_are_reported(tmp_path):
     (source / "jpg" / "image_05087.jpg").write_bytes(b"broken")
     result = run("data", "convert", source, tmp_path / "o.h5", "--quiet")
     assert result.exit_code == 0
-    assert "skipped 1 items" in result.output and "image_05087.jpg" in result.output
+    assert "skipped 1 item:" in result.output and "image_05087.jpg" in result.output
+    assert "not an image format PIL can read" in result.output and "BytesIO" not in result.output
+    assert_one_line_error(run("data", "convert", source / "testclasses.txt", tmp_path / "p.h5"),
+                          "testclasses.txt is a file; give the folder that holds the images and captions")
+
+
+def test_verbose_shows_what_was_loaded(tiny_run):
+    quiet = run("generate", "pink petals", "-c", tiny_run, "--out", tiny_run.parent / "quiet.png")
+    verbose = run("-v", "generate", "pink petals", "-c", tiny_run, "--out", tiny_run.parent / "verbose.png")
+    assert quiet.exit_code == verbose.exit_code == 0
+    assert "DEBUG" not in quiet.output and "caption encoder" in verbose.output and "loaded in" in verbose.output
+    one = run("generate", "pink petals", "-c", tiny_run, "--out", tiny_run.parent / "one")
+    assert one.exit_code == 0 and "wrote 1 image to" in one.output

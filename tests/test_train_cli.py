@@ -1,8 +1,9 @@
 """`t2i train` through the CLI: a config file, flags over it, resume, bad input."""
 
-import pytest
 import json
 
+import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from t2i_cli.checkpoint import read_checkpoint
@@ -64,6 +65,19 @@ def test_train_dfgan_takes_its_recipe_and_flags_override_it(tmp_path, flowers_h5
     assert run("export", out, exported).exit_code == 0
     generated = run("generate", "pink petals", "-c", exported, "-n", 2, "--out", tmp_path / "pink.png")
     assert generated.exit_code == 0, generated.output
+
+
+def test_a_corrupt_image_in_the_data_file_is_named(tmp_path, flowers_h5):
+    import h5py
+
+    data = tmp_path / "corrupt.h5"
+    data.write_bytes(flowers_h5.read_bytes())
+    with h5py.File(data, "r+") as f:
+        name = sorted(f["train"])[2]
+        del f["train"][name]["img"]
+        f["train"][name].create_dataset("img", data=np.frombuffer(b"not a jpeg at all", dtype=np.uint8))
+    assert_one_line_error(run("train", "--data", data, "--out", tmp_path / "r", "--epochs", 1, "-q"),
+                          f"{data}: train/{name} does not decode: not an image format PIL can read")
 
 
 def test_train_dfgan_bad_inputs_are_one_line(tmp_path, flowers_h5):

@@ -1,7 +1,7 @@
 """Every shipped weights file is listed in the manifest with its true hash and a reproducing command."""
 
-import pytest
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 

@@ -17,6 +17,7 @@ from t2i_cli.commands.options import (
     EmbeddingDtypeOption,
     EncoderOption,
     QuietOption,
+    counted,
 )
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def convert_cli(
         f"{text_encoder.identity}, {size_mb:.1f} MB in {report.seconds:.1f} s"
     )
     if report.skipped:
-        log.warning("skipped %d items: %s", sum(report.skipped.values()), skip_summary(report))
+        log.warning("skipped %s: %s", counted(sum(report.skipped.values()), "item"), skip_summary(report))
 
 
 @data_app.command("info", epilog="Example: t2i data info flowers.h5")

@@ -22,11 +22,12 @@ def evaluate_cli(
     seed: Annotated[int, typer.Option(min=0, help="Seed of caption picks, halves and noise.")] = 0,
     image_encoder: Annotated[Optional[Path], typer.Option(help="An image encoder from t2i eval-encoder train (default: trained once and cached).")] = None,
     device: DeviceOption = "auto",
+    quiet: QuietOption = False,
 ) -> None:
     """FID and KID against the split's real images (beside the real-vs-real floor), R-precision, colour match and diversity."""
+    from t2i_cli.atomic import write_text
     from t2i_cli.devices import resolve_device
     from t2i_cli.evaluation.evaluate import evaluate
-    from t2i_cli.atomic import write_text
     from t2i_cli.grid import save_png
     from t2i_cli.pipeline import default_checkpoint
 
@@ -34,6 +35,7 @@ def evaluate_cli(
         check_output_path(out, as_folder=False)
     report, sheet = evaluate(
         checkpoint or default_checkpoint(), data, split, seed=seed, device=resolve_device(device), image_encoder=image_encoder,
+        show_progress=not quiet,
     )
     kid, kid_floor = report["kid"], report["kid_floor"]
     typer.echo(f"{report['checkpoint']} on {data} ({split}, {report['images']} images, halves of {report['half_size']}):")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.options import DeviceOption, check_output_path
+from t2i_cli.commands.options import DeviceOption, check_output_path, counted
 
 GENERATE_EXAMPLE = 'Example: t2i generate "this flower has pink petals" -n 8 --seed 1 --out pink.png'
 INTERPOLATE_EXAMPLE = 'Example: t2i interpolate "red petals" "white petals" --steps 8 --out red-to-white.png'
@@ -70,13 +70,13 @@ def generate_cli(
     if as_file:
         picture = images[0] if len(images) == 1 else result.grid()
         save_png(picture, out)
-        typer.echo(f"wrote {out} ({len(images)} image{'s' * (len(images) > 1)}, {picture.width}x{picture.height})")
+        typer.echo(f"wrote {out} ({counted(len(images), 'image')}, {picture.width}x{picture.height})")
         return
     out.mkdir(exist_ok=True)
     per_caption = result.per_caption
     for index, (image, caption, image_seed) in enumerate(zip(images, result.captions, result.seeds)):
         save_png(image, out / f"{index // per_caption:03d}-{safe_stem(caption)}-seed{image_seed}.png")
-    typer.echo(f"wrote {len(images)} images to {out}/")
+    typer.echo(f"wrote {counted(len(images), 'image')} to {out}/")
 
 
 def interpolate_cli(

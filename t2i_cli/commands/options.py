@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import os
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -36,6 +35,11 @@ EmbeddingDtypeOption = Annotated[
         help="Storage type of embeddings: float16 (half the size; cosine error ~1e-4) or float32.",
     ),
 ]
+
+def counted(count: int, noun: str) -> str:
+    """``1 image``, ``2 images``: a count with its noun in the right number."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
 
 def check_output_path(out: Path, *, as_folder: bool) -> None:
     """Fail before any work when ``out`` cannot be written: its folder missing or read-only.

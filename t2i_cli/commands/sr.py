@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path
+from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path, counted
 
 sr_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the SRCNN upscaler.")
 
@@ -167,4 +167,4 @@ def upscale_cli(
     out.mkdir(exist_ok=True)
     for path, image in zip(inputs, results):
         save_png(image, out / f"{path.stem}_x{scale}.png")
-    typer.echo(f"wrote {len(results)} images to {out}/ ({upscaler.describe()})")
+    typer.echo(f"wrote {counted(len(results), 'image')} to {out}/ ({upscaler.describe()})")

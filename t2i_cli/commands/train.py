@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.options import DeviceOption, QuietOption
+from t2i_cli.commands.options import DeviceOption, QuietOption, counted
 
 EXAMPLE = "Example: t2i train --data flowers.h5 --out runs/flowers --arch dfgan --diffaug translation,cutout --epochs 200"
 
@@ -99,7 +99,7 @@ def train_cli(
         model_config = from_dict(ModelConfig, {**model_preset, **model_section}, source=str(config_file))
         trainer = train(train_config, model_config, out, progress=not quiet)
     typer.echo(
-        f"trained {trainer.state.epoch} epochs ({trainer.state.step} steps, {trainer.state.train_seconds / 60:.1f} minutes); "
+        f"trained {counted(trainer.state.epoch, 'epoch')} ({counted(trainer.state.step, 'step')}, {trainer.state.train_seconds / 60:.1f} minutes); "
         f"checkpoint: {trainer.run_dir / (trainer.run_dir / 'latest').read_text().strip()}"
     )
 

@@ -13,6 +13,7 @@ from t2i_cli.data.h5 import CaptionImageFile, CaptionImageWriter, Example
 from t2i_cli.data.images import BadImage, prepare_jpeg
 from t2i_cli.data.sources import (
     CaptionFileError,
+    check_source_folder,
     SourceItem,
     detect_layout,
     open_image_folder,
@@ -85,8 +86,7 @@ def convert(
     """
     started = time.perf_counter()
     source = Path(source)
-    if not source.is_dir():
-        raise T2IError(f"source folder {source} does not exist")
+    check_source_folder(source)
     if image_size is not None and image_size < 8:
         raise T2IError(f"the image size must be at least 8 pixels, got {image_size}", parameter="image_size")
     if layout == "auto":

@@ -104,7 +104,8 @@ class CaptionImageDataset(torch.utils.data.Dataset):
     def _stored_image(self, index: int) -> torch.Tensor:
         if self.memory is not None:
             return self.memory.images[index]
-        return decode_square(self._data().jpeg(self.split, self.names[index]), self.stored_size)
+        name = self.names[index]
+        return decode_square(self._data().jpeg(self.split, name), self.stored_size, where=f"{self.path}: {self.split}/{name}")
 
     def _augmented(self, image: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         if not self.augment:

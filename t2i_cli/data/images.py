@@ -6,14 +6,21 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 JPEG_QUALITY = 95
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
 
 class BadImage(Exception):
-    """An image file that cannot be used; the converter skips and counts it."""
+    """An image that cannot be used; the converter skips and counts it, a reader names it."""
+
+
+def _reason(exc: BaseException) -> str:
+    """PIL's complaint without the in-memory buffer it read from (``<_io.BytesIO object at 0x...>``)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format PIL can read"
+    return str(exc).strip() or type(exc).__name__
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -59,10 +66,13 @@ def prepare_jpeg(path: Path, *, image_size: int | None = None) -> tuple[bytes, t
             rgb.save(buffer, format="JPEG", quality=JPEG_QUALITY)
             return buffer.getvalue(), rgb.size
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise BadImage(f"{path.name}: {exc}") from None
+        raise BadImage(f"{path.name}: {_reason(exc)}") from None
 
 
 def decode_rgb(jpeg: bytes) -> np.ndarray:
-    """JPEG (or any PIL-readable) bytes -> ``(H, W, 3)`` uint8."""
-    with Image.open(io.BytesIO(jpeg)) as image:
-        return np.asarray(_to_rgb(image))
+    """JPEG (or any PIL-readable) bytes -> ``(H, W, 3)`` uint8; :class:`BadImage` if they do not decode."""
+    try:
+        with Image.open(io.BytesIO(jpeg)) as image:
+            return np.asarray(_to_rgb(image))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise BadImage(_reason(exc)) from None

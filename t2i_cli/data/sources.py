@@ -35,6 +35,14 @@ class CaptionFileError(Exception):
     """A caption file that cannot be used; the converter skips and counts it."""
 
 
+def check_source_folder(root: Path) -> None:
+    """A source must be a folder: a missing path and a file are each said for what they are."""
+    if not root.exists():
+        raise T2IError(f"source folder {root} does not exist")
+    if not root.is_dir():
+        raise T2IError(f"source {root} is a file; give the folder that holds the images and captions")
+
+
 def read_captions(path: Path) -> list[str]:
     """One caption a line, blank lines dropped; raises :class:`CaptionFileError` when unusable."""
     try:
@@ -103,8 +111,7 @@ def open_reed_release(root: Path, *, valid_fraction: float = 0.15, seed: int = 0
         trainvalclasses.txt, testclasses.txt (+ trainclasses.txt, valclasses.txt)
     """
     root = Path(root)
-    if not root.is_dir():
-        raise T2IError(f"source folder {root} does not exist")
+    check_source_folder(root)
     image_dir = next((root / d for d in ("jpg", "images") if (root / d).is_dir()), None)
     if image_dir is None:
         raise T2IError(f"{root} has no jpg/ or images/ folder (expected the Reed et al. layout)")
@@ -171,8 +178,7 @@ def open_image_folder(
     random division of the images by ``valid_fraction`` / ``test_fraction``.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise T2IError(f"source folder {root} does not exist")
+    check_source_folder(root)
     if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
         raise T2IError("valid and test fractions must be >= 0 and leave some images for train")
     table = _read_class_table(Path(class_table)) if class_table is not None else None

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from t2i_cli.data.h5 import CaptionImageFile
-from t2i_cli.data.images import center_square, decode_rgb
+from t2i_cli.data.images import BadImage, center_square, decode_rgb
 from t2i_cli.errors import T2IError
 from t2i_cli.text.encoder import EncoderIdentity
 
@@ -41,9 +41,13 @@ def usable_captions(embeddings: int, captions: int) -> int:
     return min(embeddings, max(captions, 1))
 
 
-def decode_square(jpeg: bytes, size: int) -> torch.Tensor:
-    """JPEG bytes -> uint8 ``(3, size, size)``, centre-cropped and resized if it is not that size."""
-    pixels = decode_rgb(jpeg)
+def decode_square(jpeg: bytes, size: int, *, where: str = "an image") -> torch.Tensor:
+    """JPEG bytes -> uint8 ``(3, size, size)``, centre-cropped and resized if it is not that size;
+    bytes that do not decode are one error naming ``where`` they came from."""
+    try:
+        pixels = decode_rgb(jpeg)
+    except BadImage as exc:
+        raise T2IError(f"{where} does not decode: {exc}") from None
     if pixels.shape[0] != size or pixels.shape[1] != size:
         pixels = np.asarray(center_square(Image.fromarray(pixels), size))
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
@@ -169,7 +173,7 @@ class InMemorySplit:
             jpeg = data.jpeg(split, name)
             digest.update(name.encode())
             digest.update(jpeg)
-            images.append(decode_square(jpeg, side))
+            images.append(decode_square(jpeg, side, where=f"{data.path}: {split}/{name}"))
             embeddings.append(data.embeddings(split, name))
             captions.append(data.captions(split, name))
             class_name = data.class_name(split, name)

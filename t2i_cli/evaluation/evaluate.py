@@ -58,6 +58,7 @@ from t2i_cli.evaluation.metrics import (
 )
 from t2i_cli.grid import captioned_grid, to_pil
 from t2i_cli.pipeline import draw_images, load_generator
+from t2i_cli.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def cache_dir() -> Path:
 
 
 def eval_image_encoder(data: Path, *, image_size: int, device: torch.device, config: ImageEncoderConfig | None = None,
-                       folder: Path | None = None, progress=None):
+                       folder: Path | None = None, show_progress: bool = False):
     """The R-precision image encoder for ``data``: loaded from ``folder`` or the cache, else trained
     on the train split (and cached). Returns ``(model, description)``."""
     if folder is not None:
@@ -85,7 +86,8 @@ def eval_image_encoder(data: Path, *, image_size: int, device: torch.device, con
     if (cached / "image_encoder.json").is_file():
         return load_image_encoder(cached, device=device)
     log.info("training the evaluation image encoder on %d train images (once; cached in %s)", len(train.images), cached)
-    model = train_image_encoder(train.images, train.embeddings, train.counts, config, device=device, progress=progress)
+    with progress_bar("image encoder (once)", total=config.steps, enabled=show_progress) as advance:
+        model = train_image_encoder(train.images, train.embeddings, train.counts, config, device=device, progress=advance)
     cached.parent.mkdir(parents=True, exist_ok=True)
     save_image_encoder(model, cached, config=config, data_identity=train.identity)
     return load_image_encoder(cached, device=device)
@@ -134,7 +136,7 @@ def _class_groups(class_indices: np.ndarray | None, size: int, rng: np.random.Ge
 
 
 def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device: torch.device,
-             image_encoder: Path | None = None, progress=None) -> tuple[dict, Image.Image]:
+             image_encoder: Path | None = None, show_progress: bool = False) -> tuple[dict, Image.Image]:
     """Run the protocol; returns the JSON-ready report and the sample sheet."""
     started = time.perf_counter()
     generator, info = load_generator(checkpoint)
@@ -151,7 +153,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
     if count < 4:
         raise T2IError(f"the {split} split of {data} has {count} images; evaluation needs at least 4")
     # The image encoder first: a wrong one fails before minutes of Inception features.
-    encoder, description = eval_image_encoder(data, image_size=info.model.image_size, device=device, folder=image_encoder, progress=progress)
+    encoder, description = eval_image_encoder(data, image_size=info.model.image_size, device=device, folder=image_encoder, show_progress=show_progress)
     if description.get("data", {}).get("encoder") != real.identity["encoder"]:
         raise T2IError("the evaluation image encoder was trained against another caption encoder's embeddings")
     rng = np.random.default_rng(seed)
@@ -165,8 +167,10 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
     generator.to(device)
     fake = _generate(generator, caption_embeddings, seed, device)
     inception = InceptionFeatures(device)
-    real_features = _real_features(real, inception, progress)
-    fake_features = inception(fake, progress=progress)
+    with progress_bar("Inception, real images", total=count, enabled=show_progress) as advance:
+        real_features = _real_features(real, inception, advance)
+    with progress_bar("Inception, generated", total=count, enabled=show_progress) as advance:
+        fake_features = inception(fake, progress=advance)
 
     # Subsets of half the half (at most 1,000, as Bińkowski et al.): the spread over them then says
     # how much the figure moves with the sample; subsets of all of it would all be the same set.
@@ -196,13 +200,16 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
     # A stream of its own, so that the draws above (and their figures) do not depend on it.
     diversity_rng = np.random.default_rng([seed, 5])
     chosen = np.sort(diversity_rng.choice(count, min(DIVERSITY_CAPTIONS, count), replace=False))
-    diversity = caption_diversity(
-        generator, caption_embeddings[torch.from_numpy(chosen)], lambda images: inception(images, progress=progress),
-        seed=seed, device=device,
-    )
+    with progress_bar("diversity", total=len(chosen) * DIVERSITY_SAMPLES, enabled=show_progress) as advance:
+        diversity = caption_diversity(
+            generator, caption_embeddings[torch.from_numpy(chosen)], lambda images: inception(images, progress=advance),
+            seed=seed, device=device,
+        )
     groups = _class_groups(real.class_indices, DIVERSITY_SAMPLES, diversity_rng)
     diversity_real = mean_pairwise_distance(real_features[groups]) if len(groups) else None
 
+    log.debug("FID %.2f (floor %.2f), KID %.4f, R-precision %.3f (real %.3f), %.0f s so far",
+              fid, fid_floor, kid[0], r_fake, r_real, time.perf_counter() - started)
     report = {
         "checkpoint": str(checkpoint), "epoch": info.epoch, "data": str(data), "split": split, "seed": seed,
         "images": count, "half_size": half,

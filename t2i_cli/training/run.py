@@ -182,6 +182,9 @@ def train(
         leftovers = [p for folder in (run_dir, run_dir / "checkpoints", run_dir / "samples") for p in remove_stale_partials(folder)]
         if leftovers:
             log.info("removed %d partial file(s) an interrupted run left in %s", len(leftovers), run_dir)
+    log.debug("model config: %s", model_config)
+    log.debug("train config: %s", config)
+    log.debug("data: %s", record)
     log.info(
         "training %s on %s (%s, %d images, %d steps/epoch) into %s",
         config.gan_type, device, config.data, len(source), len(loader), run_dir,
