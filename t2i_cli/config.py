@@ -11,6 +11,9 @@ from t2i_cli.errors import T2IError
 GAN_TYPES = ("gan", "wgan", "hinge", "vanilla_gan", "vanilla_wgan")
 ARCHITECTURES = ("dcgan", "dfgan")
 DIFFAUG_POLICIES = ("translation", "cutout")
+# Past these a model no longer fits a machine (a 4096 px DCGAN asks for terabytes): refused up front.
+MAX_IMAGE_SIZE = 512
+MAX_WIDTH = 4096
 
 
 @dataclass
@@ -41,13 +44,13 @@ class ModelConfig:
         if self.arch == "dfgan" and (self.conditioning_augmentation or self.minibatch_discrimination):
             raise T2IError("conditioning augmentation and minibatch discrimination are dcgan options; dfgan has neither")
         size = self.image_size
-        if size < 16 or size & (size - 1):
-            raise T2IError(f"image size must be a power of two >= 16, got {size}")
+        if size < 16 or size > MAX_IMAGE_SIZE or size & (size - 1):
+            raise T2IError(f"image size must be a power of two from 16 to {MAX_IMAGE_SIZE}, got {size}", parameter="image_size")
         if self.d_norm not in ("batch", "layer"):
             raise T2IError(f"d_norm must be batch or layer, got {self.d_norm!r}")
         for name in ("embedding_dim", "projected_dim", "noise_dim", "ngf", "ndf", "fusion_hidden"):
-            if getattr(self, name) < 1:
-                raise T2IError(f"{name} must be positive")
+            if not 1 <= getattr(self, name) <= MAX_WIDTH:
+                raise T2IError(f"{name} must lie in 1..{MAX_WIDTH}, got {getattr(self, name)}")
 
 
 @dataclass
@@ -202,12 +205,22 @@ def to_dict(config) -> dict:
     return asdict(config)
 
 
+# What a JSON value may be for each annotation the configs use (bool is no int here: "ngf": true is a slip).
+_JSON_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "float | None": (int, float, type(None))}
+
+
 def from_dict(cls, data: dict, *, source: str = "config"):
-    """Build ``cls`` from ``data``, refusing unknown keys (a typo must not pass silently)."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    """Build ``cls`` from ``data``, refusing unknown keys (a typo must not pass silently) and values
+    of the wrong type (``"ngf": "sixty"``); ranges are each config's ``validate``."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
     if unknown:
         raise T2IError(f"{source}: unknown {cls.__name__} keys: {', '.join(unknown)}")
+    for key, value in data.items():
+        allowed = _JSON_TYPES[str(known[key].type)]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            raise T2IError(f"{source}: {key} must be {wanted}, got {json.dumps(value)}")
     return cls(**data)
 
 

@@ -199,3 +199,17 @@ def test_describe_reports_what_info_shows(flowers_h5):
     assert info["encoder"]["name"] == "all-MiniLM-L6-v2" and info["encoder"]["dim"] == 384
     assert info["image_size"] == 64 and info["classes"] == 5
     assert [s["split"] for s in info["samples"]] == ["train", "valid", "test"]
+
+
+def test_a_damaged_file_is_one_line_for_info_and_train(tmp_path, flowers_h5):
+    """Bytes overwritten across the file (a bad disk, a cut copy): h5py fails deep inside; the
+    user gets one line naming the file, never a traceback."""
+    from test_cli import assert_one_line_error, run
+
+    data = bytearray(flowers_h5.read_bytes())
+    for offset in range(4096, len(data), 4096):
+        data[offset : offset + 8] = b"\xff" * 8
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(bytes(data))
+    assert_one_line_error(run("data", "info", damaged), f"{damaged} is damaged: cannot read")
+    assert_one_line_error(run("train", "--data", damaged, "--out", tmp_path / "r", "--epochs", 1, "-q"), str(damaged))

@@ -44,6 +44,17 @@ def test_train_bad_inputs_are_one_line(tmp_path, flowers_h5):
     assert_one_line_error(run("train", "--data", tmp_path / "none.h5", "--out", tmp_path / "r"), "does not exist")
     assert_one_line_error(run("train", "--resume", tmp_path / "nothing"), "does not exist")
     assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--split", "valid", "--batch-size", 2), "one class only")
+    # Types and sizes are checked when the config is read, before anything is built.
+    for section, value, message in (
+        ("model", {"ngf": "sixty"}, 'ngf must be int, got "sixty"'),
+        ("model", {"ngf": True}, "ngf must be int, got true"),
+        ("train", {"lr": [1]}, "lr must be int or float, got [1]"),
+        ("model", {"image_size": 65536}, "image size must be a power of two from 16 to 512, got 65536"),
+    ):
+        bad.write_text(json.dumps({section: value}))
+        assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--config", bad), message)
+    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--image-size", 4096),
+                          "image size must be a power of two from 16 to 512, got 4096 (--image-size)")
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ Writes go to a hidden temp file beside the target, renamed over it only when com
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -91,10 +92,23 @@ class CaptionImageFile:
         except OSError:
             raise T2IError(f"{self.path} is not a readable HDF5 file") from None
         try:
-            self._validate()
+            with self._reading("its layout"):
+                self._validate()
         except BaseException:
             self._h5.close()
             raise
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """HDF5 read errors of a damaged file (h5py raises OSError, KeyError, RuntimeError, ...
+        from deep inside) as one line naming the file and what was being read."""
+        try:
+            yield
+        except T2IError:
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise T2IError(f"{self.path} is damaged: cannot read {what} ({detail})") from None
 
     def _validate(self) -> None:
         h5py = _h5py()
@@ -139,24 +153,29 @@ class CaptionImageFile:
     def names(self, split: str) -> list[str]:
         if split not in self.splits:
             raise T2IError(f"{self.path} has no {split!r} split (it has: {', '.join(self.splits)})")
-        return list(self._h5[split].keys())
+        with self._reading(f"the {split} split's names"):
+            return list(self._h5[split].keys())
 
     def class_name(self, split: str, name: str) -> str | None:
-        group = self._h5[split][name]
-        if "class" not in group:
-            return None
-        return _strings(group["class"][()])[0]
+        with self._reading(f"{split}/{name}/class"):
+            group = self._h5[split][name]
+            if "class" not in group:
+                return None
+            return _strings(group["class"][()])[0]
 
     def captions(self, split: str, name: str) -> list[str]:
-        return [c.strip() for c in _strings(self._h5[split][name]["txt"][()])]
+        with self._reading(f"{split}/{name}/txt"):
+            return [c.strip() for c in _strings(self._h5[split][name]["txt"][()])]
 
     def embeddings(self, split: str, name: str) -> np.ndarray:
         """``(N, D)`` float32; a reference file's single ``(D,)`` embedding becomes ``(1, D)``."""
-        values = np.asarray(self._h5[split][name]["embeddings"][()], dtype=np.float32)
+        with self._reading(f"{split}/{name}/embeddings"):
+            values = np.asarray(self._h5[split][name]["embeddings"][()], dtype=np.float32)
         return values.reshape(1, -1) if values.ndim == 1 else values.reshape(values.shape[0], -1)
 
     def jpeg(self, split: str, name: str) -> bytes:
-        value = self._h5[split][name]["img"][()]
+        with self._reading(f"{split}/{name}/img"):
+            value = self._h5[split][name]["img"][()]
         return value.tobytes() if hasattr(value, "tobytes") else bytes(value)
 
     def example(self, split: str, name: str) -> Example:
@@ -175,7 +194,7 @@ class CaptionImageFile:
     @property
     def embedding_dim(self) -> int | None:
         for split in self.splits:
-            for name in self._h5[split]:
+            for name in self.names(split):
                 return int(self.embeddings(split, name).shape[-1])
         return None
 
