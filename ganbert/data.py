@@ -61,20 +61,42 @@ def label_table(examples: Sequence[TextExample]) -> list[str]:
 
 
 def check_labels_known(examples: Sequence[TextExample], labels: Sequence[str]) -> None:
-    """Evaluation data may only use labels the model was trained with."""
+    """Labelled training sentences must use labels of the classifier's table."""
     unknown = sorted({e.label for e in examples if e.label is not None} - set(labels))
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (" …" if len(unknown) > 5 else "")
-        raise GanBertError(f"{len(unknown)} label(s) of the evaluation set were unseen in training: {shown}")
+        raise GanBertError(f"{len(unknown)} label(s) of the labelled sentences are not in the label table: {shown}",
+                           parameter="labels")
 
 
-def scorable_examples(examples: Sequence[TextExample], labels: Sequence[str]) -> list[TextExample]:
-    """The labelled ``examples``, which an evaluation scores; none, or an unknown label, fails."""
+def read_labels(path: str | Path) -> list[str]:
+    """A label table: one label a line (blank lines skipped), in the order given, no repeats."""
+    path = Path(path)
+    try:
+        labels = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise GanBertError(f"label file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GanBertError(f"label file {path} is unreadable: {exc}") from None
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if not labels or repeated:
+        raise GanBertError(f"label file {path} " + ("is empty" if not labels else f"repeats {', '.join(map(repr, repeated))}"))
+    return labels
+
+
+def scorable_examples(examples: Sequence[TextExample]) -> list[TextExample]:
+    """The labelled ``examples``, which an evaluation scores; an evaluation set without any fails."""
     scored = [e for e in examples if e.label is not None]
     if not scored:
         raise GanBertError("the evaluation set has no labelled sentences")
-    check_labels_known(scored, labels)
     return scored
+
+
+def outside_labels(examples: Sequence[TextExample], labels: Sequence[str]) -> list[TextExample]:
+    """The labelled ``examples`` whose label is not in ``labels``: a classifier with that label
+    table can only get them wrong, and an evaluation counts them as its errors."""
+    known = set(labels)
+    return [e for e in examples if e.label is not None and e.label not in known]
 
 
 def is_held_out(key: str, fraction: float, seed: int = 0) -> bool:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ganbert.backbone import DEFAULT_BACKBONE, load_backbone, sentence_features
-from ganbert.data import TextExample, scorable_examples
+from ganbert.data import TextExample, outside_labels, scorable_examples
 from ganbert.errors import GanBertError
 from ganbert.losses import discriminator_unsupervised_loss, generator_loss, supervised_loss
 from ganbert.metrics import classification_metrics
@@ -190,10 +190,15 @@ class GanBertModel:
         return predictions
 
     def evaluate(self, examples: Sequence[TextExample]) -> dict[str, float]:
-        """Accuracy and macro-F1 on the labelled ``examples``."""
-        scored = scorable_examples(examples, self.labels)
+        """Accuracy and macro-F1 on the labelled ``examples``. A sentence whose label is not in the
+        model's table is scored as the paper scores it, an error: each such label is a class of its
+        own that is never predicted (F1 0 in the macro mean); ``outside_labels`` counts them."""
+        scored = scorable_examples(examples)
         index = {label: i for i, label in enumerate(self.labels)}
-        return classification_metrics([index[e.label] for e in scored], self.predict([e.text for e in scored]))
+        for example in outside_labels(scored, self.labels):
+            index.setdefault(example.label, len(index))
+        metrics = classification_metrics([index[e.label] for e in scored], self.predict([e.text for e in scored]))
+        return {**metrics, "outside_labels": len(outside_labels(scored, self.labels))}
 
     # --- checkpoints ----------------------------------------------------------------------------
     def save(self, folder: str | Path, *, metadata: dict | None = None, overwrite: bool = False) -> Path:
@@ -249,6 +254,21 @@ class GanBertModel:
         model.backbone.to(device)
         model.discriminator.to(device)
         return model
+
+
+def update_metadata(folder: str | Path, metadata: dict) -> None:
+    """Merge ``metadata`` into a saved checkpoint's ``ganbert.json`` (replaced in one rename): how
+    a model saved before its evaluation gets the evaluation's figures."""
+    folder = Path(folder)
+    description = read_description(folder)
+    description["metadata"] = {**description.get("metadata", {}), **metadata}
+    partial = folder / f".ganbert.json.partial-{os.getpid()}"
+    try:
+        partial.write_text(json.dumps(description, indent=2) + "\n")
+        os.replace(partial, folder / "ganbert.json")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def read_description(folder: str | Path) -> dict:

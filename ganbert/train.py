@@ -82,7 +82,7 @@ def train_ganbert(
     if evaluate_every:  # fail before the backbone loads, not at the first evaluation
         if evaluation is None:
             raise GanBertError("evaluate_every needs an evaluation set")
-        scorable_examples(evaluation, labels)
+        scorable_examples(evaluation)
     if config.mode == "baseline":
         rows, streams = labelled, [(range(len(labelled)), config.batch_size)]
     elif config.batching == "paired":

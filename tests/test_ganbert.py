@@ -151,8 +151,11 @@ def test_empty_labelled_set_unseen_labels_and_non_bert_backbones(tmp_path, tiny_
     with pytest.raises(GanBertError, match="labelled set is empty"):
         train_ganbert(toy_examples(0, 3), tiny_config(), backbone_dir=tiny_bert_dir)
     model = train_ganbert(toy_examples(), tiny_config(steps=1), backbone_dir=tiny_bert_dir)
-    with pytest.raises(GanBertError, match="unseen in training: 'tulips'"):
-        model.evaluate([TextExample("white petals", "tulips")])
+    # A label the classifier has no unit for is scored as the paper scores it: an error.
+    metrics = model.evaluate([TextExample("white petals", "tulips"), TextExample("red petals", "tulips")])
+    assert metrics["accuracy"] == 0 and metrics["macro_f1"] == 0 and metrics["outside_labels"] == 2
+    with pytest.raises(GanBertError, match=r"3 label\(s\) of the labelled sentences are not in the label table: 'irises', 'roses'"):
+        train_ganbert(toy_examples(), tiny_config(steps=1), backbone_dir=tiny_bert_dir, labels=["lilies"])
     gpt = tmp_path / "gpt"
     gpt.mkdir()
     (gpt / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
@@ -201,8 +204,25 @@ def test_ganbert_cli_train_eval_and_errors(tmp_path, tiny_bert_dir, flowers_h5):
     curve = json.loads((curved / "ganbert.json").read_text())["metadata"]["curve"]
     assert [point["step"] for point in curve] == [3, 4] and curve[-1]["accuracy"] == figures["accuracy"]
 
-    # The valid split holds other classes: one line, not a traceback.
-    assert_one_line_error(run("ganbert", "eval", out, "--data", flowers_h5, "--split", "valid"), "unseen in training")
+    # The valid split holds other classes: scored, every sentence an error, and said so.
+    result = run("ganbert", "eval", out, "--data", flowers_h5, "--split", "valid", "--device", "cpu")
+    assert result.exit_code == 0 and "accuracy 0.0000" in result.output and "outside the model's" in result.output
+    # An evaluation set of classes no labelled sentence shows trains with them in the label set,
+    # saves the model before it scores, and records the score beside it.
+    train_tsv, eval_tsv = tmp_path / "train.tsv", tmp_path / "eval.tsv"
+    train_tsv.write_text("red petals\troses\nwhite petals\tlilies\nyellow petals\t\n")
+    eval_tsv.write_text("a red rose\troses\na blue iris\tirises\n")
+    result = run("ganbert", "train", tmp_path / "few", "--tsv", train_tsv, "--eval-tsv", eval_tsv, *common)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "few" / "ganbert.json").read_text())
+    assert saved["labels"] == ["irises", "lilies", "roses"] and saved["metadata"]["evaluation"]["count"] == 2
+    (tmp_path / "labels.txt").write_text("lilies\n")
+    assert_one_line_error(run("ganbert", "train", tmp_path / "fixed", "--tsv", train_tsv, "--labels", tmp_path / "labels.txt", *common),
+                          "not in the label table: 'roses' (--labels)")
+    eval_tsv.write_text("a red rose\t\n")
+    assert_one_line_error(run("ganbert", "train", tmp_path / "none", "--tsv", train_tsv, "--eval-tsv", eval_tsv, *common),
+                          "the evaluation set has no labelled sentences")
+    assert not (tmp_path / "fixed").exists() and not (tmp_path / "none").exists()
     tsv = tmp_path / "bad.tsv"
     tsv.write_text("red petals\troses\nno label column here\n")
     assert_one_line_error(run("ganbert", "train", tmp_path / "x", "--tsv", tsv, *common), "line 2")

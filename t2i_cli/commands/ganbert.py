@@ -46,13 +46,14 @@ def ganbert_train_cli(
     batching: Annotated[str, typer.Option(help="paired: each step a labelled batch + an unlabelled batch; mixed: the authors' replicated stream.")] = "paired",
     seed: Annotated[int, typer.Option(help="Seed of initialisation, order, noise and dropout.")] = 0,
     eval_every: Annotated[int, typer.Option(min=0, help="Also score the held-out set every N steps (the learning curve, kept in the checkpoint); 0: only at the end.")] = 0,
+    labels_file: Annotated[Optional[Path], typer.Option("--labels", help="The classifier's label set, one label a line (default: the labels of the labelled rows and of the evaluation set).")] = None,
     device: DeviceOption = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (once the new one is complete).")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Fine-tune a BERT-family caption encoder with GAN-BERT (or the supervised baseline)."""
-    from ganbert.data import label_table, read_tsv
-    from ganbert.model import GanBertConfig
+    from ganbert.data import label_table, outside_labels, read_labels, read_tsv, scorable_examples
+    from ganbert.model import GanBertConfig, update_metadata
     from ganbert.train import train_ganbert
     from t2i_cli.devices import resolve_device
     from t2i_cli.progress import progress_bar
@@ -77,8 +78,25 @@ def ganbert_train_cli(
         labels = label_table(examples)  # fails now, not after the backbone loads, when none is labelled
         evaluation = read_tsv(eval_tsv) if eval_tsv is not None else None
         source = {"tsv": str(tsv)}
+    # Everything about the evaluation is settled before the first step: the label set (as in the
+    # paper, every class the task has, labelled examples or not), and what cannot be scored.
+    if evaluation is not None:
+        scorable_examples(evaluation)
+        labels = sorted(set(labels) | {e.label for e in evaluation if e.label is not None})
+    if labels_file is not None:
+        labels = read_labels(labels_file)
+        source["labels"] = str(labels_file)
     if eval_every and evaluation is None:
         raise T2IError("--eval-every needs a set to score: --eval-tsv FILE (with --tsv) or --data")
+    if evaluation is not None:
+        trained = {e.label for e in examples if e.label is not None}
+        untaught = [e for e in evaluation if e.label is not None and e.label not in trained]
+        if untaught:
+            log.info("%d evaluation sentences are of %d label(s) no labelled sentence shows; they count like the rest",
+                     len(untaught), len({e.label for e in untaught}))
+        outside = outside_labels(evaluation, labels)
+        if outside:
+            log.info("%d evaluation sentences have labels outside the label table; they count as errors", len(outside))
     labelled = sum(e.label is not None for e in examples)
     log.info(
         "%s on %d sentences (%d labelled, %d unlabelled), %d labels, %d steps",
@@ -104,12 +122,12 @@ def ganbert_train_cli(
     metadata = {"source": source, "labelled_sentences": labelled, "sentences": len(examples)}
     if curve:
         metadata["curve"] = curve
+    model.save(out, metadata=metadata, overwrite=force)  # first: a failed evaluation must not cost the model
+    typer.echo(f"wrote {out}; use it as a caption encoder with --encoder ganbert:{out}")
     if evaluation is not None:  # the curve's last point already scored the final model
         metrics = {k: v for k, v in curve[-1].items() if k != "step"} if curve else model.evaluate(evaluation)
-        metadata["evaluation"] = {"set": HELD_OUT if data is not None else str(eval_tsv), **metrics}
+        update_metadata(out, {"evaluation": {"set": HELD_OUT if data is not None else str(eval_tsv), **metrics}})
         typer.echo(f"{config.mode}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['count']} held-out sentences")
-    model.save(out, metadata=metadata, overwrite=force)
-    typer.echo(f"wrote {out}; use it as a caption encoder with --encoder ganbert:{out}")
 
 
 @ganbert_app.command("eval", epilog=EVAL_EXAMPLE)
@@ -146,3 +164,5 @@ def ganbert_eval_cli(
         typer.echo(json.dumps({"checkpoint": str(checkpoint), "set": name, "mode": model.config.mode, **metrics}, indent=2))
     else:
         typer.echo(f"{checkpoint} ({model.config.mode}) on {name}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, {metrics['count']} sentences")
+        if metrics["outside_labels"]:
+            typer.echo(f"  {metrics['outside_labels']} of them have labels outside the model's {len(model.labels)}; they count as errors")
