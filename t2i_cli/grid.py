@@ -24,8 +24,12 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(p.permute(1, 2, 0).cpu().numpy()) for p in pixels]
 
 
-def captioned_grid(rows: list[tuple[str, list[Image.Image]]], *, caption_width: int = 240) -> Image.Image:
-    """One row per caption: the caption's text on the left, its images to the right."""
+def captioned_grid(rows: list[tuple[str, list[Image.Image]]], *, caption_width: int = 240,
+                   max_columns: int = 16) -> Image.Image:
+    """One row per caption: the caption's text on the left, its images to the right, wrapped onto
+    more lines past ``max_columns`` images (so a sheet of many images stays a readable shape)."""
+    rows = [(caption if start == 0 else "", images[start : start + max_columns])
+            for caption, images in rows for start in range(0, max(1, len(images)), max_columns)]
     cell = rows[0][1][0].size[0]
     columns = max(len(images) for _, images in rows)
     font = ImageFont.load_default(size=max(10, min(14, cell // 5)))
@@ -44,8 +48,31 @@ def captioned_grid(rows: list[tuple[str, list[Image.Image]]], *, caption_width: 
     return sheet
 
 
+# What an output file's extension asks for.
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
+def image_format(path: str | Path) -> str | None:
+    """The format ``path``'s extension names (PNG, JPEG, WEBP), or None for any other."""
+    return IMAGE_FORMATS.get(Path(path).suffix.lower())
+
+
+def save_image(image: Image.Image, path: str | Path) -> Path:
+    """Write ``image`` in the format its extension names, via a temp file beside it, so a failed
+    write never replaces a good file. JPEG and WebP at quality 95; JPEG drops any alpha."""
+    path = Path(path)
+    kind = image_format(path)
+    if kind is None:
+        raise ValueError(f"{path}: not an image extension ({', '.join(IMAGE_FORMATS)})")
+    if kind == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    with atomic_file(path) as partial:
+        image.save(partial, format=kind, **({"quality": 95} if kind in ("JPEG", "WEBP") else {}))
+    return path
+
+
 def save_png(image: Image.Image, path: str | Path) -> Path:
-    """Write a PNG via a temp file beside it, so a failed write never replaces a good file."""
+    """Write a PNG atomically (see :func:`save_image`)."""
     path = Path(path)
     with atomic_file(path) as partial:
         image.save(partial, format="PNG")

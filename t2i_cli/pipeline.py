@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from PIL import Image
@@ -152,8 +152,8 @@ class T2IPipeline:
         encoder = self.encoder.identity if self.encoder is not None else "none (unconditional)"
         return f"generator {self.source} ({self.model_config.arch}, {self.model_config.image_size} px), encoder {encoder}, on {self.device}"
 
-    def _generate(self, embeddings: torch.Tensor | None, seeds: list[int], batch_size: int) -> list[Image.Image]:
-        return to_pil(draw_images(self.generator, embeddings, seeds, device=self.device, batch_size=batch_size))
+    def _generate(self, embeddings: torch.Tensor | None, seeds: list[int], batch_size: int, progress=None) -> list[Image.Image]:
+        return to_pil(draw_images(self.generator, embeddings, seeds, device=self.device, batch_size=batch_size, progress=progress))
 
     def embed(self, captions: list[str]) -> torch.Tensor | None:
         if self.encoder is None:
@@ -183,14 +183,17 @@ class T2IPipeline:
         upscale: int = 1,
         sr_method: str = "srcnn",
         batch_size: int = 64,
+        progress: Callable[[int], None] | None = None,
     ) -> GenerationResult:
+        """Images for ``captions`` (``num_images`` each, seeds ``seed + j``), upscaled when asked;
+        ``progress(n)`` is called as each batch of n images is drawn."""
         captions = check_request(captions, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method)
         upscaler = self.upscaler(upscale, sr_method) if upscale > 1 else None
         seeds = [seed + j for _ in captions for j in range(num_images)]
         embeddings = self.embed(captions)
         if embeddings is not None:
             embeddings = embeddings.repeat_interleave(num_images, dim=0)  # (C * N, D)
-        images = self._generate(embeddings, seeds, batch_size)
+        images = self._generate(embeddings, seeds, batch_size, progress)
         result = GenerationResult(images, [c for c in captions for _ in range(num_images)], seeds, num_images)
         if upscaler is not None:
             result.upscaled = upscaler.upscale_images(images)
@@ -212,15 +215,17 @@ class T2IPipeline:
 
 @torch.inference_mode()
 def draw_images(generator: torch.nn.Module, embeddings: torch.Tensor | None, seeds: list[int], *,
-                device: torch.device, batch_size: int = 64) -> torch.Tensor:
+                device: torch.device, batch_size: int = 64, progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """uint8 ``(N, 3, S, S)`` images on the CPU, image i from the noise of ``seeds[i]`` and row i of
-    ``embeddings`` (None for an unconditional generator), ``batch_size`` at a time."""
+    ``embeddings`` (None for an unconditional generator), ``batch_size`` at a time (then ``progress(n)``)."""
     noise = seeded_noise(generator.config.noise_dim, seeds)
     out = []
     for start in range(0, len(seeds), batch_size):
         rows = slice(start, start + batch_size)
         batch, _ = generator(noise[rows].to(device), None if embeddings is None else embeddings[rows].to(device))
         out.append(to_uint8(batch).cpu())
+        if progress is not None:
+            progress(len(out[-1]))
     return torch.cat(out)
 
 

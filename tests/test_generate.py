@@ -83,6 +83,30 @@ def test_generate_writes_a_grid_or_one_safe_file_per_image(tmp_path, tiny_run):
         assert image.size == (64, 64) and image.tobytes() == same.tobytes()
 
 
+def test_the_extension_decides_the_format_and_other_names_are_refused(tmp_path, tiny_run):
+    for name, kind in (("a.jpg", "JPEG"), ("b.JPEG", "JPEG"), ("c.webp", "WEBP"), ("d.png", "PNG")):
+        result = run("generate", "pink petals", "-n", 2, "-c", tiny_run, "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / name).is_file()
+        with Image.open(tmp_path / name) as image:
+            assert image.format == kind
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    for target in (notes, tmp_path / "new.txt"):
+        assert_one_line_error(run("generate", "pink petals", "-c", tiny_run, "--out", target), "cannot write an image as '.txt'")
+    assert notes.read_text() == "keep me" and not (tmp_path / "new.txt").exists()
+    result = run("interpolate", "red petals", "white petals", "--steps", 3, "-c", tiny_run, "--out", tmp_path / "walk.webp")
+    assert result.exit_code == 0 and Image.open(tmp_path / "walk.webp").format == "WEBP"
+
+
+def test_many_images_make_a_wrapped_sheet_with_progress(tmp_path, tiny_run):
+    result = run("generate", "pink petals", "-n", 70, "-c", tiny_run, "--out", tmp_path / "many.png")
+    assert result.exit_code == 0, result.output
+    assert "generating" in result.output  # the progress bar of a request that takes a while
+    with Image.open(tmp_path / "many.png") as sheet:  # 70 images: 5 lines of at most 16
+        assert sheet.height >= 5 * 64 and sheet.width < 17 * (64 + 2) + 240
+
+
 def test_captions_file_and_interpolate_cli(tmp_path, tiny_run):
     captions = tmp_path / "captions.txt"
     captions.write_text("red petals\n\nwhite petals\n")
@@ -106,7 +130,7 @@ def test_generate_bad_inputs_are_one_line(tmp_path, tiny_run):
     # Checked before anything is loaded: the request's fault is named, not the missing checkpoint.
     assert_one_line_error(run("generate", "x", "-n", 0, "-c", tmp_path / "nothing"), "the number of images per caption must be at least 1, got 0 (-n)")
     assert_one_line_error(run("interpolate", "a", "b", "--steps", 1, *c), "an interpolation needs at least 2 steps, got 1 (--steps)")
-    assert_one_line_error(run("interpolate", "a", "b", "--out", tmp_path / "x.jpg", *c), ".png")
+    assert_one_line_error(run("interpolate", "a", "b", "--out", tmp_path / "walk", *c), "the interpolation is one image: name a file (.png, .jpg, .jpeg, .webp)")
 
 
 @pytest.fixture()

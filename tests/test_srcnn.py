@@ -1,6 +1,7 @@
 """The SRCNN stage: model, metrics, training, the upscaler with its bicubic fallback, the CLI."""
 
 import logging
+import shutil
 
 import pytest
 import torch
@@ -108,6 +109,17 @@ def test_upscale_and_eval_cli(tmp_path, trained_x2):
     files = sorted((tmp_path / "big").iterdir())
     assert [f.name for f in files] == [f"{FIXTURE_IMAGES[0].stem}_x2.png", f"{FIXTURE_IMAGES[1].stem}_x2.png"]
     assert Image.open(files[0]).size == (128, 128)
+    # Two inputs of one name from two folders: both kept, neither overwrites the other.
+    twin = tmp_path / "other" / FIXTURE_IMAGES[0].name
+    twin.parent.mkdir()
+    shutil.copy(FIXTURE_IMAGES[1], twin)
+    result = run("upscale", FIXTURE_IMAGES[0], twin, "--scale", 2, "--sr-weights", weights, "--out", tmp_path / "twins")
+    assert result.exit_code == 0 and "wrote 2 images" in result.output
+    stem = FIXTURE_IMAGES[0].stem
+    assert sorted(f.name for f in (tmp_path / "twins").iterdir()) == [f"{stem}_x2-2.png", f"{stem}_x2.png"]
+    assert Image.open(tmp_path / "twins" / f"{stem}_x2-2.png").tobytes() == Image.open(files[1]).tobytes()
+    result = run("upscale", FIXTURE_IMAGES[0], "--scale", 2, "--sr-weights", weights, "--out", tmp_path / "big.jpg")
+    assert result.exit_code == 0 and Image.open(tmp_path / "big.jpg").format == "JPEG"
     result = run("sr", "eval", FIXTURE_IMAGES[12], FIXTURE_IMAGES[13], "--scale", 2, "--sr-weights", weights, "--json")
     assert result.exit_code == 0, result.output
     assert '"bicubic_psnr"' in result.output and '"images": 2' in result.output

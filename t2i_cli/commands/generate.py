@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.options import DeviceOption, check_output_path, counted
+from t2i_cli.commands.options import DeviceOption, check_output_path, counted, image_or_folder
 
 GENERATE_EXAMPLE = 'Example: t2i generate "this flower has pink petals" -n 8 --seed 1 --out pink.png'
 INTERPOLATE_EXAMPLE = 'Example: t2i interpolate "red petals" "white petals" --steps 8 --out red-to-white.png'
@@ -21,6 +21,7 @@ EncoderOverride = Annotated[
     Optional[str],
     typer.Option("--encoder", "-e", help="Where to find the checkpoint's caption encoder, if not MiniLM (hf:PATH or ganbert:PATH)."),
 ]
+PROGRESS_FROM = 64  # images: a bar for requests that take seconds, none for the quick ones
 SeedOption = Annotated[int, typer.Option("--seed", "-s", help="Image j of each caption uses seed + j.")]
 
 
@@ -31,16 +32,12 @@ def safe_stem(caption: str, limit: int = 40) -> str:
     return stem or "caption"
 
 
-def _is_file_target(out: Path) -> bool:
-    return out.suffix.lower() == ".png"
-
-
 def generate_cli(
     captions: Annotated[Optional[list[str]], typer.Argument(help="One or more captions.")] = None,
     captions_file: Annotated[Optional[Path], typer.Option("--captions-file", help="A text file, one caption a line.")] = None,
     num_images: Annotated[int, typer.Option("--num-images", "-n", help="Images per caption.")] = 1,
     seed: SeedOption = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="FILE.png for one image or a captioned grid; a folder for one PNG per image.")] = Path("generated.png"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="An image file (.png, .jpg, .webp: one image, or a captioned sheet of all) or a folder (one PNG per image).")] = Path("generated.png"),
     upscale: Annotated[int, typer.Option("--upscale", "-u", help="Enlarge the 64 px images x2, x3 or x4 (1: no).")] = 1,
     sr_method: Annotated[str, typer.Option("--sr-method", help="srcnn (bicubic where no weights exist) or bicubic.")] = "srcnn",
     checkpoint: CheckpointOption = None,
@@ -49,8 +46,9 @@ def generate_cli(
 ) -> None:
     """Generate images from captions with a trained generator, optionally upscaled."""
     from t2i_cli.errors import T2IError
-    from t2i_cli.grid import save_png
+    from t2i_cli.grid import save_image
     from t2i_cli.pipeline import T2IPipeline, check_request
+    from t2i_cli.progress import progress_bar
 
     texts = list(captions or [])
     if captions_file is not None:
@@ -61,21 +59,23 @@ def generate_cli(
         except UnicodeDecodeError:
             raise T2IError(f"captions file {captions_file} is not UTF-8 text") from None
     texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method)
-    as_file = _is_file_target(out)
+    as_file = image_or_folder(out)
     check_output_path(out, as_folder=not as_file)
 
     pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
-    result = pipeline(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method)
+    total = len(texts) * num_images
+    with progress_bar("generating", total=total, enabled=total > PROGRESS_FROM) as advance:
+        result = pipeline(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, progress=advance)
     images = result.final
-    if as_file:
+    if as_file:  # one image, or a sheet with a row per caption, wrapped past 16 images
         picture = images[0] if len(images) == 1 else result.grid()
-        save_png(picture, out)
+        save_image(picture, out)
         typer.echo(f"wrote {out} ({counted(len(images), 'image')}, {picture.width}x{picture.height})")
         return
     out.mkdir(exist_ok=True)
     per_caption = result.per_caption
     for index, (image, caption, image_seed) in enumerate(zip(images, result.captions, result.seeds)):
-        save_png(image, out / f"{index // per_caption:03d}-{safe_stem(caption)}-seed{image_seed}.png")
+        save_image(image, out / f"{index // per_caption:03d}-{safe_stem(caption)}-seed{image_seed}.png")
     typer.echo(f"wrote {counted(len(images), 'image')} to {out}/")
 
 
@@ -84,20 +84,20 @@ def interpolate_cli(
     second: Annotated[str, typer.Argument(help="Caption at the end.")],
     steps: Annotated[int, typer.Option(help="Images along the way, ends included.")] = 8,
     seed: SeedOption = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file for the row of images.")] = Path("interpolation.png"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Image file for the row of images (.png, .jpg, .webp).")] = Path("interpolation.png"),
     checkpoint: CheckpointOption = None,
     encoder: EncoderOverride = None,
     device: DeviceOption = "auto",
 ) -> None:
     """Walk the caption-embedding space from one caption to another with the noise held fixed."""
     from t2i_cli.errors import T2IError
-    from t2i_cli.grid import save_png
+    from t2i_cli.grid import IMAGE_FORMATS, save_image
     from t2i_cli.pipeline import T2IPipeline, check_interpolation
 
     first, second = check_interpolation(first, second, steps=steps, seed=seed)
-    if not _is_file_target(out):
-        raise T2IError(f"--out must name a .png file, got {out}")
+    if not image_or_folder(out):
+        raise T2IError(f"the interpolation is one image: name a file ({', '.join(IMAGE_FORMATS)}), got {out}", parameter="out")
     check_output_path(out, as_folder=False)
     pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
-    save_png(pipeline.interpolate(first, second, steps=steps, seed=seed).grid(), out)
+    save_image(pipeline.interpolate(first, second, steps=steps, seed=seed).grid(), out)
     typer.echo(f"wrote {out} ({steps} images)")

@@ -41,6 +41,37 @@ def counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def image_or_folder(out: Path) -> bool:
+    """Whether ``out`` names one image file (``.png``, ``.jpg``/``.jpeg``, ``.webp``: the extension
+    decides the format) rather than a folder; any other extension on a path that is not a folder
+    is refused, so ``--out x.txt`` is never silently a folder named ``x.txt``."""
+    from t2i_cli.errors import T2IError
+    from t2i_cli.grid import IMAGE_FORMATS, image_format
+
+    if image_format(out) is not None:
+        if out.is_dir():
+            raise T2IError(f"{out} is a folder; name an image file or the folder without an image extension", parameter="out")
+        return True
+    if out.suffix and not out.is_dir():
+        raise T2IError(f"cannot write an image as {out.suffix!r}: use {', '.join(IMAGE_FORMATS)}, or name a folder", parameter="out")
+    return False
+
+
+def unique_names(stems: list[str]) -> list[str]:
+    """``stems`` with repeats numbered (``a``, ``a-2``, ``a-3``), so files written in one run never
+    overwrite each other (``dir1/f.png`` and ``dir2/f.png`` into one folder)."""
+    seen: set[str] = set()
+    names = []
+    for stem in stems:
+        name, copy = stem, 1
+        while name in seen:
+            copy += 1
+            name = f"{stem}-{copy}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
 def check_output_path(out: Path, *, as_folder: bool) -> None:
     """Fail before any work when ``out`` cannot be written: its folder missing or read-only.
 
@@ -66,4 +97,7 @@ __all__ = [
     "EncoderOption",
     "QuietOption",
     "check_output_path",
+    "counted",
+    "image_or_folder",
+    "unique_names",
 ]

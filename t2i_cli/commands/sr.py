@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path, counted
+from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path, counted, image_or_folder, unique_names
 
 sr_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the SRCNN upscaler.")
 
@@ -139,11 +139,11 @@ def upscale_cli(
     from srcnn.errors import SRError
     from srcnn.upscale import Upscaler
     from t2i_cli.devices import resolve_device
-    from t2i_cli.grid import save_png
+    from t2i_cli.grid import save_image
 
-    single_file = out.suffix.lower() == ".png"
+    single_file = image_or_folder(out)
     if single_file and len(inputs) != 1:
-        raise SRError("--out FILE.png takes one input image; give a folder for several")
+        raise SRError("an image file takes one input image; name a folder for several", parameter="out")
     check_output_path(out, as_folder=not single_file)
     from PIL import Image
 
@@ -161,10 +161,10 @@ def upscale_cli(
     upscaler = Upscaler.load(scale, weights_dir=weights_dir(), weights=sr_weights, method=sr_method, device=resolve_device(device))
     results = upscaler.upscale_images(images)
     if single_file:
-        save_png(results[0], out)
+        save_image(results[0], out)
         typer.echo(f"wrote {out} ({results[0].width}x{results[0].height}, {upscaler.describe()})")
         return
     out.mkdir(exist_ok=True)
-    for path, image in zip(inputs, results):
-        save_png(image, out / f"{path.stem}_x{scale}.png")
+    for name, image in zip(unique_names([f"{path.stem}_x{scale}" for path in inputs]), results):
+        save_image(image, out / f"{name}.png")
     typer.echo(f"wrote {counted(len(results), 'image')} to {out}/ ({upscaler.describe()})")
