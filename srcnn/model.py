@@ -68,6 +68,11 @@ class SRCNN(nn.Module):
         nn.init.normal_(self.reconstruct.weight, std=1e-3)  # starts as "bicubic + ~0" in residual mode
         nn.init.zeros_(self.reconstruct.bias)
 
+    @property
+    def receptive_radius(self) -> int:
+        """How far (in pixels) an output pixel looks: the sum of the kernels' half-widths."""
+        return sum(k // 2 for k in self.config.kernels)
+
     def forward(self, upscaled: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` bicubic-upscaled input in [0, 1] -> restored ``(B, C, H, W)``."""
         out = self.reconstruct(self.act(self.map(self.act(self.extract(upscaled)))))

@@ -2,6 +2,10 @@
 
 ``Upscaler.load(scale, weights_dir)`` finds ``srcnn_x{scale}.safetensors``; without it the upscaler
 is plain bicubic and says so once. Output is always exactly ``scale`` times the input size.
+
+Memory is bounded whatever the input: an output larger than :data:`MAX_OUTPUT_PIXELS` is refused
+before any work, and a large image goes through the network in tiles (:mod:`srcnn.tiling`), kept
+as uint8 between them, so a 12 MP photo at x2 needs a few hundred MB, not tens of GB.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -19,10 +24,30 @@ from srcnn.color import rgb_to_ycbcr, ycbcr_to_rgb
 from srcnn.errors import SRError
 from srcnn.images import bicubic, to_image, to_tensor
 from srcnn.model import SCALES, SRCNN, SRConfig
+from srcnn.tiling import run_tiled
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_KIND = "srcnn"
+MAX_OUTPUT_PIXELS = 100_000_000  # 100 MP, about 0.6 GB as two RGB images; a 10000 px square at x4 is 16x that
+TILE = 512  # network input pixels a side per tile: ~70 MB of float activations at SRCNN's widths
+
+
+def check_scale(scale: int) -> None:
+    """Every method upscales x2, x3 or x4 (a bicubic x100 is no super-resolution, only a huge file)."""
+    if scale not in SCALES:
+        raise SRError(f"upscaling is x2, x3 or x4, not x{scale}", parameter="scale")
+
+
+def check_output_size(size: tuple[int, int], scale: int, *, what: str = "the image") -> None:
+    """Refuse, before any work, an output larger than :data:`MAX_OUTPUT_PIXELS`."""
+    width, height = size[0] * scale, size[1] * scale
+    if width * height > MAX_OUTPUT_PIXELS:
+        raise SRError(
+            f"{what} would be {width}x{height} ({width * height / 1e6:.0f} MP) after x{scale}; "
+            f"the limit is {MAX_OUTPUT_PIXELS / 1e6:.0f} MP: upscale a smaller image or by less",
+            parameter="scale",
+        )
 
 
 def weights_file(weights_dir: Path, scale: int) -> Path:
@@ -91,10 +116,9 @@ class Upscaler:
              method: str = "srcnn", device: str | torch.device = "cpu") -> "Upscaler":
         """``method`` srcnn: the weights for ``scale`` (bicubic, with a notice, where none exist)."""
         if method not in ("srcnn", "bicubic"):
-            raise SRError(f"SR method must be srcnn or bicubic, got {method!r}")
-        if method == "srcnn" and scale not in SCALES:
-            raise SRError(f"SRCNN upscales x2, x3 or x4, not x{scale}; the bicubic method takes other factors", parameter="sr_method")
-        if method == "bicubic" or scale == 1:
+            raise SRError(f"SR method must be srcnn or bicubic, got {method!r}", parameter="sr_method")
+        check_scale(scale)
+        if method == "bicubic":
             return cls(scale, None, device=device)
         path = Path(weights) if weights is not None else weights_file(weights_dir, scale) if weights_dir else None
         if path is None or (weights is None and not path.is_file()):
@@ -108,6 +132,16 @@ class Upscaler:
 
     def describe(self) -> str:
         return f"SRCNN x{self.scale} ({self.source})" if self.model is not None else f"bicubic x{self.scale}"
+
+    def _restore_uint8(self, upscaled: torch.Tensor) -> torch.Tensor:
+        """One tile: uint8 ``(1, 3, h, w)`` bicubic-upscaled -> uint8 restored, as :func:`to_image` rounds."""
+        return (self._restore(upscaled.float() / 255).clamp(0, 1) * 255).round().to(torch.uint8)
+
+    def _restore_tiled(self, rgb: Image.Image, tile: int = TILE) -> Image.Image:
+        """SRCNN over a large bicubic-upscaled image, tile by tile; equal to the whole-image pass."""
+        pixels = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)[None]  # (1, 3, H, W)
+        restored = run_tiled(self._restore_uint8, pixels, tile=tile, halo=self.model.receptive_radius)
+        return Image.fromarray(restored[0].permute(1, 2, 0).numpy())
 
     @torch.inference_mode()
     def _restore(self, upscaled: torch.Tensor) -> torch.Tensor:
@@ -124,17 +158,21 @@ class Upscaler:
         channel is enlarged bicubically and put back."""
         results: list[Image.Image | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
-        prepared = []
-        for i, image in enumerate(images):
+        for i, image in enumerate(images):  # every size checked before any work
             if not isinstance(image, Image.Image):
                 raise SRError(f"image {i + 1} is not a PIL image")
+            check_output_size(image.size, self.scale, what=f"image {i + 1}")
+        prepared = []
+        for i, image in enumerate(images):
             size = (image.width * self.scale, image.height * self.scale)
             alpha = bicubic(image.getchannel("A"), size) if image.mode in ("RGBA", "LA") else None
             rgb = bicubic(image.convert("RGB"), size)
             prepared.append((image.mode, rgb, alpha))
             groups.setdefault(size, []).append(i)
-        for members in groups.values():
-            if self.model is not None:
+        for size, members in groups.items():
+            if self.model is not None and size[0] * size[1] > TILE * TILE:  # large: one image at a time, in tiles
+                restored = [self._restore_tiled(prepared[i][1]) for i in members]
+            elif self.model is not None:
                 batch = torch.stack([to_tensor(prepared[i][1]) for i in members])
                 restored = [to_image(t) for t in self._restore(batch)]
             else:

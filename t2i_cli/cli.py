@@ -34,7 +34,7 @@ FLAGS = {
     "checkpoint": "--checkpoint", "encoder": "--encoder", "overwrite": "--force", "time_limit": "--time-limit",
     "epochs": "--epochs", "resume": "--resume", "out": "--out", "data": "--data", "gan_type": "--type",
     "conditioning_augmentation": "--ca", "gradient_penalty": "--gp", "preload": "--preload", "workers": "--workers",
-    "image_size": "--image-size", "strict": "--strict", "labels": "--labels",
+    "image_size": "--image-size", "strict": "--strict", "labels": "--labels", "scale": "--scale",
 }
 
 

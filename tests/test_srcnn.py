@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+import time
 
 import pytest
 import torch
@@ -9,9 +10,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import OXFORD_MINI
+import srcnn.upscale as upscale_module
 from srcnn import SRCNN, SRConfig, SRError, Upscaler, load_model
 from srcnn.color import rgb_to_ycbcr, ycbcr_to_rgb
 from srcnn.metrics import psnr, ssim
+from srcnn.tiling import run_tiled
 from srcnn.train import train_srcnn
 from t2i_cli.cli import app
 from test_cli import assert_one_line_error
@@ -91,7 +94,7 @@ def test_missing_weights_fall_back_to_bicubic_with_a_notice(tmp_path, caplog):
 def test_bad_scales_and_weights(tmp_path, trained_x2):
     for scale in (1, 5):
         with pytest.raises(SRError, match="x2, x3 or x4"):
-            Upscaler.load(scale if scale != 1 else 5, weights_dir=tmp_path)
+            Upscaler.load(scale, weights_dir=tmp_path)
     with pytest.raises(SRError, match="are for x2, not x3"):
         Upscaler.load(3, weights=trained_x2[0])
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
@@ -99,7 +102,9 @@ def test_bad_scales_and_weights(tmp_path, trained_x2):
         load_model(tmp_path / "junk.safetensors")
     with pytest.raises(SRError, match="scale must be 2, 3 or 4"):
         SRConfig(scale=8).validate()
-    assert Upscaler.load(5, method="bicubic").upscale_images([Image.new("RGB", (4, 4))])[0].size == (20, 20)
+    for method in ("srcnn", "bicubic"):  # every method: x2, x3 or x4
+        with pytest.raises(SRError, match="upscaling is x2, x3 or x4, not x5"):
+            Upscaler.load(5, method=method)
 
 
 def test_upscale_and_eval_cli(tmp_path, trained_x2):
@@ -157,3 +162,42 @@ def test_generate_upscales_through_the_pipeline(tmp_path, tiny_run):
     assert [i.size for i in result.images] == [(64, 64)] * 2 and [i.size for i in result.final] == [(192, 192)] * 2
     assert_one_line_error(run("generate", "x", "-c", tiny_run, "--upscale", 5), "the upscale factor must be 1, 2, 3 or 4, got 5 (--upscale)")
     assert_one_line_error(run("generate", "x", "-c", tiny_run, "--sr-method", "magic"), "--sr-method")
+
+
+# --- bounded memory: tiles and a pixel budget ------------------------------------------------------
+def test_tiled_network_equals_the_whole_image_pass():
+    torch.manual_seed(0)
+    model = SRCNN(SRConfig(scale=2, kernels=(9, 5, 5), widths=(16, 8))).eval()
+    with torch.no_grad():
+        model.reconstruct.weight.normal_(0, 0.05)  # a network that changes the image, not "bicubic + ~0"
+        images = torch.rand(2, 1, 70, 93)
+        whole = model(images)
+        tiled = run_tiled(model, images, tile=32, halo=model.receptive_radius)
+        assert (tiled - whole).abs().max() < 1e-5
+        assert (run_tiled(model, images, tile=32, halo=2) - whole).abs().max() > 1e-3  # too little context shows
+        # An enlarging network (output = 2 x its input), as an LR-space upscaler is.
+        conv = torch.nn.Conv2d(1, 1, 5, padding=2, padding_mode="replicate")
+        enlarge = lambda t: torch.nn.functional.interpolate(conv(t), scale_factor=2, mode="nearest")  # noqa: E731
+        assert (run_tiled(enlarge, images, tile=16, halo=2, out_scale=2) - enlarge(images)).abs().max() < 1e-5
+
+
+def test_large_images_go_through_in_tiles_with_the_same_pixels(trained_x2, monkeypatch):
+    upscaler = Upscaler(2, load_model(trained_x2[0]))
+    image = Image.open(FIXTURE_IMAGES[0]).convert("RGB").resize((90, 70))
+    whole = upscaler.upscale_images([image])[0]  # 180 x 140 output: one pass at the default tile size
+    monkeypatch.setattr(upscale_module, "TILE", 48)
+    tiled = upscaler.upscale_images([image])[0]
+    assert tiled.size == (180, 140) and tiled.tobytes() == whole.tobytes()
+
+
+def test_outputs_past_the_pixel_budget_are_refused_before_any_work(tmp_path, monkeypatch):
+    started = time.perf_counter()
+    with pytest.raises(SRError, match=r"would be 20000x16000 \(320 MP\) after x4; the limit is 100 MP"):
+        Upscaler.load(4, method="bicubic").upscale_images([Image.new("RGB", (5000, 4000))])
+    assert time.perf_counter() - started < 5
+    big = tmp_path / "big.png"
+    Image.new("RGB", (5000, 4000)).save(big)
+    assert_one_line_error(run("upscale", big, "--scale", 4, "--sr-method", "bicubic", "--out", tmp_path / "o"), f"{big} would be 20000x16000 (320 MP) after x4; the limit is 100 MP: upscale a smaller image or by less (--scale)")
+    assert_one_line_error(run("upscale", big, "--scale", 7, "--sr-method", "bicubic", "--out", tmp_path / "o"), "x2, x3 or x4, not x7")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # decoding more than 2x this raises, as a photo bomb would
+    assert_one_line_error(run("upscale", FIXTURE_IMAGES[0], "--out", tmp_path / "o"), "more pixels than is safe to decode")

@@ -137,10 +137,11 @@ def upscale_cli(
 ) -> None:
     """Enlarge images x2, x3 or x4 with SRCNN (bicubic where no weights exist)."""
     from srcnn.errors import SRError
-    from srcnn.upscale import Upscaler
+    from srcnn.upscale import Upscaler, check_output_size, check_scale
     from t2i_cli.devices import resolve_device
     from t2i_cli.grid import save_image
 
+    check_scale(scale)
     single_file = image_or_folder(out)
     if single_file and len(inputs) != 1:
         raise SRError("an image file takes one input image; name a folder for several", parameter="out")
@@ -151,11 +152,14 @@ def upscale_cli(
     for path in inputs:
         try:
             with Image.open(path) as image:
+                check_output_size(image.size, scale, what=str(path))  # from the header, before decoding
                 image.load()
                 # RGB, RGBA and grayscale keep their mode through the upscaler; others become RGB.
                 images.append(image.copy() if image.mode in ("RGB", "RGBA", "L", "LA") else image.convert("RGB"))
         except FileNotFoundError:
             raise SRError(f"image {path} does not exist") from None
+        except Image.DecompressionBombError:
+            raise SRError(f"image {path} has more pixels than is safe to decode ({Image.MAX_IMAGE_PIXELS:,} at most)") from None
         except OSError as exc:
             raise SRError(f"cannot read image {path}: {exc}") from None
     upscaler = Upscaler.load(scale, weights_dir=weights_dir(), weights=sr_weights, method=sr_method, device=resolve_device(device))
