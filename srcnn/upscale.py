@@ -131,7 +131,8 @@ class Upscaler:
         return "srcnn" if self.model is not None else "bicubic"
 
     def describe(self) -> str:
-        return f"SRCNN x{self.scale} ({self.source})" if self.model is not None else f"bicubic x{self.scale}"
+        """What upscales, by file name (no machine path: this is shown on the demo page too)."""
+        return f"SRCNN x{self.scale} ({Path(self.source).name if self.source else 'given weights'})" if self.model is not None else f"bicubic x{self.scale}"
 
     def _restore_uint8(self, upscaled: torch.Tensor) -> torch.Tensor:
         """One tile: uint8 ``(1, 3, h, w)`` bicubic-upscaled -> uint8 restored, as :func:`to_image` rounds."""

@@ -150,7 +150,10 @@ class T2IPipeline:
 
     def describe(self) -> str:
         encoder = self.encoder.identity if self.encoder is not None else "none (unconditional)"
-        return f"generator {self.source} ({self.model_config.arch}, {self.model_config.image_size} px), encoder {encoder}, on {self.device}"
+        name = "(in memory)" if self.source is None else self.source.name
+        if self.source is not None and self.source.parent.name == "checkpoints":  # RUN/checkpoints/epoch-N
+            name = f"{self.source.parent.parent.name} ({self.source.name})"
+        return f"generator {name} ({self.model_config.arch}, {self.model_config.image_size} px), encoder {encoder}, on {self.device}"
 
     def _generate(self, embeddings: torch.Tensor | None, seeds: list[int], batch_size: int, progress=None) -> list[Image.Image]:
         return to_pil(draw_images(self.generator, embeddings, seeds, device=self.device, batch_size=batch_size, progress=progress))

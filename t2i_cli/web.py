@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import logging
 import secrets
+import tempfile
 import threading
+import time
+import uuid
+from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
 from srcnn.errors import SRError
 from t2i_cli.errors import T2IError
+from t2i_cli.grid import save_image
 from t2i_cli.pipeline import T2IPipeline, check_interpolation, check_request
 
 log = logging.getLogger(__name__)
 
 MAX_IMAGES = 8
+FILE_LIFETIME = 600  # seconds: the page's image files, and Gradio's copies of them, are kept this long
+
+
+def refuse(message: str) -> gr.Error:
+    """A user error: one line in the server log and a message on the page, no traceback."""
+    log.info("refused a request: %s", message)
+    return gr.Error(message, print_exception=False)
 EXAMPLES = [
     "this flower has bright pink petals and a yellow center",
     "a white flower with five broad rounded petals",
@@ -37,32 +49,42 @@ class DemoBackend:
     threads at once; torch already uses every core for one request.
     """
 
-    def __init__(self, pipeline: T2IPipeline):
+    def __init__(self, pipeline: T2IPipeline, files: Path | None = None):
         self.pipeline = pipeline
         self.lock = threading.Lock()
+        self.files = Path(files) if files is not None else Path(tempfile.mkdtemp(prefix="t2i-demo-"))
 
     def describe(self) -> str:
-        sr = []
-        for scale in (2, 3, 4):
-            sr.append(self.pipeline.upscaler(scale, "srcnn").describe())
+        sr = [self.pipeline.upscaler(scale, "srcnn").describe() for scale in (2, 3, 4)]
         return f"**Loaded:** {self.pipeline.describe()}.  \n**Upscaling:** {', '.join(sr)}."
+
+    def _file(self, image: Image.Image) -> str:
+        """The image as a new file of its own, written whole before it is named. Gradio copies a
+        file into its cache atomically, but writes a returned PIL image in place at a path named
+        by its content: two requests with an identical image then raced, and a download could
+        read the file while the other rewrote it (truncated images under load)."""
+        cutoff = time.time() - FILE_LIFETIME
+        for old in self.files.glob("*.png"):
+            if old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
+        return str(save_image(image, self.files / f"{uuid.uuid4().hex}.png"))
 
     @staticmethod
     def _seed(seed: float | int | None, random_seed: bool) -> int:
         if random_seed or seed is None:
             return secrets.randbelow(2**31)
         if float(seed) != int(seed) or seed < 0:
-            raise gr.Error(f"the seed must be a whole number of 0 or more, got {seed}")
+            raise refuse(f"the seed must be a whole number of 0 or more, got {seed}")
         return int(seed)
 
     def generate(self, caption: str, num_images: int, seed: float | int | None, random_seed: bool,
-                 upscale: int, sr_method: str) -> tuple[list[tuple[Image.Image, str]], dict]:
+                 upscale: int, sr_method: str) -> tuple[list[tuple[str, str]], dict]:
         """Returns gallery items (each 64 px image followed by its upscaled version) and a summary."""
         if not isinstance(caption, str) or not caption.strip():
-            raise gr.Error("Write a caption first: the page needs a description of the flower.")
+            raise refuse("Write a caption first: the page needs a description of the flower.")
         num_images = int(num_images)
         if not 1 <= num_images <= MAX_IMAGES:
-            raise gr.Error(f"Ask for between 1 and {MAX_IMAGES} images, not {num_images}.")
+            raise refuse(f"Ask for between 1 and {MAX_IMAGES} images, not {num_images}.")
         used_seed = self._seed(seed, random_seed)
         try:
             check_request(caption, num_images=num_images, seed=used_seed, upscale=int(upscale), sr_method=sr_method)
@@ -70,13 +92,13 @@ class DemoBackend:
                 result = self.pipeline(caption, num_images=num_images, seed=used_seed,
                                        upscale=int(upscale), sr_method=sr_method)
         except (T2IError, SRError) as exc:
-            raise gr.Error(str(exc)) from None
-        items: list[tuple[Image.Image, str]] = []
+            raise refuse(str(exc)) from None
+        items: list[tuple[str, str]] = []
         for index, image in enumerate(result.images):
-            items.append((image, f"seed {result.seeds[index]}, 64 px"))
+            items.append((self._file(image), f"seed {result.seeds[index]}, 64 px"))
             if result.upscaled is not None:
                 big = result.upscaled[index]
-                items.append((big, f"seed {result.seeds[index]}, {big.width} px ({result.upscaler})"))
+                items.append((self._file(big), f"seed {result.seeds[index]}, {big.width} px ({result.upscaler})"))
         summary = {
             "caption": result.captions[0], "seeds": result.seeds, "upscale": int(upscale),
             "upscaler": result.upscaler or "none", "sizes": [list(i.size) for i in result.final],
@@ -84,30 +106,31 @@ class DemoBackend:
         return items, summary
 
     def interpolate(self, first: str, second: str, steps: int, seed: float | int | None,
-                    random_seed: bool) -> list[tuple[Image.Image, str]]:
+                    random_seed: bool) -> list[tuple[str, str]]:
         if not first or not first.strip() or not second or not second.strip():
-            raise gr.Error("Write both captions to interpolate between them.")
+            raise refuse("Write both captions to interpolate between them.")
         steps = int(steps)
         if not 2 <= steps <= 16:
-            raise gr.Error(f"Use between 2 and 16 steps, not {steps}.")
+            raise refuse(f"Use between 2 and 16 steps, not {steps}.")
         used_seed = self._seed(seed, random_seed)
         try:
             check_interpolation(first, second, steps=steps, seed=used_seed)
             with self.lock:
                 result = self.pipeline.interpolate(first, second, steps=steps, seed=used_seed)
         except (T2IError, SRError) as exc:
-            raise gr.Error(str(exc)) from None
-        return [(image, f"{i / (steps - 1):.2f}") for i, image in enumerate(result.images)]
+            raise refuse(str(exc)) from None
+        return [(self._file(image), f"{i / (steps - 1):.2f}") for i, image in enumerate(result.images)]
 
 
 def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
     backend = DemoBackend(pipeline)
-    with gr.Blocks(title="t2i: captions to flowers") as demo:
+    # Gradio's copies of the page's images go after FILE_LIFETIME, checked as often: a bounded cache.
+    with gr.Blocks(title="t2i: captions to flowers", delete_cache=(FILE_LIFETIME, FILE_LIFETIME)) as demo:
         gr.Markdown("# t2i: captions to flowers\nDescribe a flower; a conditional GAN draws it at 64 px "
                     "and SRCNN enlarges it.")
         gr.Markdown(backend.describe(), elem_id="loaded-models")
         with gr.Tab("Generate"):
-            chat = gr.Chatbot(label="Images", height=520, elem_id="history")
+            chat = gr.Chatbot(label="Images", show_label=False, height=560, elem_id="history")
             with gr.Row():
                 caption = gr.Textbox(placeholder="this flower has pink petals and a yellow center",
                                      label="Caption", scale=4, elem_id="caption")
@@ -119,22 +142,31 @@ def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
                 upscale = gr.Slider(1, 4, value=4, step=1, label="Upscale factor")
                 sr_method = gr.Radio(["srcnn", "bicubic"], value="srcnn", label="SR method")
             gr.Examples(EXAMPLES, inputs=caption, label="Example captions")
+            # The latest answer again, outside the chat: Gradio's chat shows images as cropped
+            # thumbnails with no larger view, while a gallery of its own opens each image whole.
+            latest = gr.Gallery(label="Latest images: click one to see it whole", columns=8, object_fit="contain",
+                                allow_preview=True, height="auto", format="png", elem_id="latest")
             summary = gr.JSON(visible=False)
             gallery = gr.Gallery(visible=False, format="png")
 
             def respond(text, history, n, s, rand, up, method):
-                items, info = backend.generate(text, n, s, rand, up, method)
                 history = list(history or [])
                 history.append({"role": "user", "content": text})
-                note = f"Seeds {info['seeds'][0]}–{info['seeds'][-1]}; " if len(info["seeds"]) > 1 else f"Seed {info['seeds'][0]}; "
-                note += f"64 px originals beside ×{info['upscale']} ({info['upscaler']})." if info["upscale"] > 1 else "64 px."
+                try:
+                    items, info = backend.generate(text, n, s, rand, up, method)
+                except gr.Error as exc:  # said in the chat, which keeps its history; the caption stays to edit
+                    history.append({"role": "assistant", "content": f"⚠️ {exc.message}"})
+                    return history, text, gr.skip()
+                # The answer repeats its caption: the chat scrolls to the images, the question scrolls away.
+                note = f"**{info['caption']}**: " + (f"seeds {info['seeds'][0]}–{info['seeds'][-1]}; " if len(info["seeds"]) > 1 else f"seed {info['seeds'][0]}; ")
+                note += f"64 px originals beside ×{info['upscale']} ({info['upscaler']}); click an image to see it whole." if info["upscale"] > 1 else "64 px; click an image to see it whole."
                 history.append({"role": "assistant", "content": note})
-                history.append({"role": "assistant", "content": gr.Gallery(value=items, columns=4, format="png")})
-                return history, ""
+                history.append({"role": "assistant", "content": gr.Gallery(value=items, columns=4, object_fit="contain", format="png")})
+                return history, "", items
 
             inputs = [caption, chat, num_images, seed, random_seed, upscale, sr_method]
-            send.click(respond, inputs, [chat, caption], api_name=False)
-            caption.submit(respond, inputs, [chat, caption], api_name=False)
+            send.click(respond, inputs, [chat, caption, latest], api_name=False)
+            caption.submit(respond, inputs, [chat, caption, latest], api_name=False)
             # The named endpoint for gradio_client: same work, plain outputs.
             api_button = gr.Button(visible=False)
             api_button.click(

@@ -60,6 +60,46 @@ def test_errors_come_back_as_messages_and_the_server_goes_on(client):
     assert len(items) == 1
 
 
+def test_the_page_names_its_models_without_machine_paths(tiny_run):
+    from t2i_cli.web import DemoBackend
+
+    described = DemoBackend(T2IPipeline.from_pretrained(tiny_run, device="cpu")).describe()
+    assert "generator tiny" in described and "/" not in described.replace("px", "")
+
+
+def test_every_answer_is_a_new_file_of_its_own(tiny_run, tmp_path):
+    """Identical requests must not share an output file: Gradio writes a returned PIL image in
+    place at a path named by its content, so two identical answers raced on one file."""
+    from t2i_cli.web import DemoBackend
+
+    backend = DemoBackend(T2IPipeline.from_pretrained(tiny_run, device="cpu"), files=tmp_path)
+    first, _ = backend.generate("red petals", 2, 0, False, 2, "bicubic")
+    second, _ = backend.generate("red petals", 2, 0, False, 2, "bicubic")
+    paths = [path for path, _ in first + second]
+    assert all(isinstance(path, str) for path in paths) and len(set(paths)) == 8
+    assert Image.open(paths[0]).tobytes() == Image.open(paths[4]).tobytes()  # the same picture, two files
+
+
+@pytest.mark.slow
+def test_seventy_overlapping_requests_get_seventy_whole_images(client):
+    """Identical and overlapping requests at once: every download is a whole PNG of the right size
+    (Gradio once rewrote a shared cache file in place while another request read it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(i):
+        items, _ = client.predict("red petals" if i % 4 else "white petals", 2, 0, False, 4, "srcnn", api_name="/generate")
+        sizes = []
+        for item in items:
+            with Image.open(item["image"]) as image:
+                image.load()  # a truncated file fails here
+                sizes.append(image.size)
+        return sizes
+
+    with ThreadPoolExecutor(max_workers=70) as pool:
+        sizes = list(pool.map(ask, range(70)))
+    assert sizes == [[(64, 64), (256, 256)] * 2] * 70
+
+
 def test_interpolate_endpoint(client):
     strip = client.predict("red petals", "white petals", 4, 0, False, api_name="/interpolate")
     assert len(strip) == 4 and Image.open(strip[0]["image"]).size == (64, 64)
@@ -93,7 +133,19 @@ def test_a_real_browser_generates_and_renders_images(server, tmp_path):
         page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
         if os.environ.get("T2I_SCREENSHOT"):
             shutil.copy(tmp_path / "demo.png", os.environ["T2I_SCREENSHOT"])
+        assert "/" not in page.locator("#loaded-models").inner_text().replace("px", "")  # no machine paths
+        # An image is seen whole: a click opens it at no less than its own size.
+        page.locator("#latest img").nth(1).click()
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('#latest img')].some(
+                   i => i.naturalWidth === 256 && i.getBoundingClientRect().width >= 256)""",
+            timeout=30000,
+        )
+        # An error is a message in the chat, and what was there stays.
+        page.keyboard.press("Escape")
         page.locator("#caption textarea").fill("")
         page.locator("#generate").click()
-        page.get_by_text("Write a caption first").first.wait_for(timeout=30000)
+        page.locator("#history").get_by_text("Write a caption first").first.wait_for(timeout=30000)
+        assert "this flower has pink petals" in page.locator("#history").inner_text()
+        assert page.eval_on_selector_all("#history img", "els => els.length") >= 4
         browser.close()
