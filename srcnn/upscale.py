@@ -173,9 +173,12 @@ class Upscaler:
         for size, members in groups.items():
             if self.model is not None and size[0] * size[1] > TILE * TILE:  # large: one image at a time, in tiles
                 restored = [self._restore_tiled(prepared[i][1]) for i in members]
-            elif self.model is not None:
-                batch = torch.stack([to_tensor(prepared[i][1]) for i in members])
-                restored = [to_image(t) for t in self._restore(batch)]
+            elif self.model is not None:  # small: batched, about TILE x TILE x 4 output pixels at a time
+                chunk = max(1, 4 * TILE * TILE // (size[0] * size[1]))
+                restored = []
+                for start in range(0, len(members), chunk):
+                    batch = torch.stack([to_tensor(prepared[i][1]) for i in members[start : start + chunk]])
+                    restored += [to_image(t) for t in self._restore(batch)]
             else:
                 restored = [prepared[i][1] for i in members]
             for i, rgb in zip(members, restored):

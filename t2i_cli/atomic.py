@@ -77,7 +77,7 @@ def _process_is_running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process: alive
+    except (PermissionError, OverflowError):  # another user's process, or no pid at all: leave it
         return True
     return True
 
@@ -91,7 +91,7 @@ def remove_stale_partials(folder: str | Path) -> list[Path]:
         return removed
     for entry in folder.glob(f".*{PARTIAL_MARK}*"):
         pid = entry.name.rsplit(PARTIAL_MARK, 1)[1]
-        if not pid.isdigit() or int(pid) == os.getpid() or _process_is_running(int(pid)):
+        if not (pid.isascii() and pid.isdigit()) or int(pid) == os.getpid() or _process_is_running(int(pid)):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

@@ -17,6 +17,7 @@ a crash mid-save never leaves a half-written checkpoint where a good one was.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from t2i_cli.atomic import atomic_folder, write_text
 from t2i_cli.config import ModelConfig, TrainConfig, from_dict, to_dict
 from t2i_cli.errors import T2IError
 from t2i_cli.text.encoder import EncoderIdentity
+
+log = logging.getLogger(__name__)
 
 KIND = "t2i-gan"
 FORMAT = 1
@@ -163,17 +166,27 @@ def resolve_checkpoint(path: str | Path) -> Path:
         if (target / CONFIG_FILE).is_file():
             return target
         raise T2IError(f"run {path} names checkpoint {target}, which is missing")
+    complete = complete_checkpoints(path)
+    if complete:  # killed between writing a checkpoint (whole, renamed into place) and pointing latest at it
+        log.warning("run %s names no latest checkpoint; using its newest complete one, %s", path, complete[-1].name)
+        return complete[-1]
     if is_unsaved_run(path):
         raise T2IError(f"{path} is a training run stopped before its first checkpoint: nothing to load or resume; "
                        f"delete it and train again")
     raise T2IError(f"{path} is neither a t2i checkpoint (no {CONFIG_FILE}) nor a training run (no {LATEST_FILE})")
 
 
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """A run's whole checkpoints, oldest first (a checkpoint folder exists only once complete)."""
+    return sorted(p for p in (Path(run_dir) / "checkpoints").glob("epoch-*") if (p / CONFIG_FILE).is_file())
+
+
 def is_unsaved_run(path: Path) -> bool:
     """A folder a run started writing (its log, samples or checkpoint folder) without ever
-    completing a checkpoint: ``latest`` is written only after one is whole."""
+    completing a checkpoint."""
     path = Path(path)
-    return not (path / LATEST_FILE).exists() and any((path / name).exists() for name in ("metrics.jsonl", "samples", "checkpoints"))
+    return (not (path / LATEST_FILE).exists() and not complete_checkpoints(path)
+            and any((path / name).exists() for name in ("metrics.jsonl", "samples", "checkpoints")))
 
 
 def read_checkpoint(path: str | Path) -> CheckpointInfo:

@@ -38,11 +38,21 @@ FLAGS = {
 }
 
 
-def with_flags(message: str, parameter: str | tuple[str, ...] | None) -> str:
-    """``message`` plus the flags of the arguments it is about: ``... (--time-limit)``."""
+def with_flags(message: str, parameter: str | tuple[str, ...] | None, available: set[str] | None = None) -> str:
+    """``message`` plus the flags of the arguments it is about: ``... (--time-limit)``; only flags
+    in ``available`` (the running command's) when that is known."""
     names = (parameter,) if isinstance(parameter, str) else (parameter or ())
-    flags = [FLAGS[name] for name in names if name in FLAGS]
+    flags = [FLAGS[name] for name in names if name in FLAGS and (available is None or FLAGS[name] in available)]
     return f"{message} ({' / '.join(flags)})" if flags else message
+
+
+def _one_line(message: str) -> str:
+    """An error raised in a DataLoader worker arrives wrapped with the worker's traceback
+    ("Caught T2IError in DataLoader worker process 0. Original Traceback ..."): keep its own line."""
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return message
 
 
 class _OneLineErrors(TyperGroup):
@@ -52,11 +62,22 @@ class _OneLineErrors(TyperGroup):
         try:
             return super().invoke(ctx)
         except (T2IError, SRError, GanBertError) as exc:
-            message = with_flags(str(exc), getattr(exc, "parameter", None))
+            message = with_flags(_one_line(str(exc)), getattr(exc, "parameter", None), self._flags_of_command(ctx))
         except OSError as exc:
             message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
         typer.echo(f"Error: {message}", err=True)
         raise typer.Exit(1)
+
+    def _flags_of_command(self, ctx) -> set[str] | None:
+        """The options of the (sub-)command that ran: ``t2i data info`` is the root's "data" group,
+        then its "info" command, named by the arguments left after the root's own."""
+        command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+        rest = list(ctx.args)
+        while command is not None and hasattr(command, "get_command") and rest:
+            command = command.get_command(ctx, rest.pop(0))
+        if command is None:
+            return None
+        return {option for param in command.params for option in getattr(param, "opts", ())}
 
 
 app = typer.Typer(

@@ -234,4 +234,7 @@ def load_config_file(path: Path) -> dict:
         raise T2IError(f"cannot read config file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise T2IError(f"config file {path} must hold a JSON object")
+    for section in ("model", "train"):
+        if section in data and not isinstance(data[section], dict):
+            raise T2IError(f"config file {path}: \"{section}\" must be a JSON object of settings, got {json.dumps(data[section])}")
     return data

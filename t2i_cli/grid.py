@@ -9,6 +9,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from t2i_cli.atomic import atomic_file
+from t2i_cli.errors import T2IError
 
 PAD = 2
 
@@ -48,8 +49,9 @@ def captioned_grid(rows: list[tuple[str, list[Image.Image]]], *, caption_width: 
     return sheet
 
 
-# What an output file's extension asks for.
+# What an output file's extension asks for, and the longest side each format can store.
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+MAX_SIDE = {"PNG": 2**31 - 1, "JPEG": 65500, "WEBP": 16383}
 
 
 def image_format(path: str | Path) -> str | None:
@@ -64,6 +66,9 @@ def save_image(image: Image.Image, path: str | Path) -> Path:
     kind = image_format(path)
     if kind is None:
         raise ValueError(f"{path}: not an image extension ({', '.join(IMAGE_FORMATS)})")
+    if max(image.size) > MAX_SIDE[kind]:
+        raise T2IError(f"{image.width}x{image.height} is too large for {kind}, which stores at most "
+                       f"{MAX_SIDE[kind]} px a side: write .png, or a folder of images", parameter="out")
     if kind == "JPEG" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
     with atomic_file(path) as partial:

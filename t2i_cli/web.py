@@ -7,6 +7,7 @@ the 64 px images beside their upscaled versions in a chat-like history. Two name
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import tempfile
@@ -27,12 +28,6 @@ log = logging.getLogger(__name__)
 
 MAX_IMAGES = 8
 FILE_LIFETIME = 600  # seconds: the page's image files, and Gradio's copies of them, are kept this long
-
-
-def refuse(message: str) -> gr.Error:
-    """A user error: one line in the server log and a message on the page, no traceback."""
-    log.info("refused a request: %s", message)
-    return gr.Error(message, print_exception=False)
 EXAMPLES = [
     "this flower has bright pink petals and a yellow center",
     "a white flower with five broad rounded petals",
@@ -40,6 +35,12 @@ EXAMPLES = [
     "a purple flower with a cluster of thin petals",
     "a yellow sunflower with a dark brown center",
 ]
+
+
+def refuse(message: str) -> gr.Error:
+    """A user error: one line in the server log and a message on the page, no traceback."""
+    log.info("refused a request: %s", message)
+    return gr.Error(message, print_exception=False)
 
 
 class DemoBackend:
@@ -65,8 +66,9 @@ class DemoBackend:
         read the file while the other rewrote it (truncated images under load)."""
         cutoff = time.time() - FILE_LIFETIME
         for old in self.files.glob("*.png"):
-            if old.stat().st_mtime < cutoff:
-                old.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # another request may be removing it too
+                if old.stat().st_mtime < cutoff:
+                    old.unlink()
         return str(save_image(image, self.files / f"{uuid.uuid4().hex}.png"))
 
     @staticmethod

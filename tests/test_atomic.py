@@ -50,7 +50,8 @@ def test_remove_stale_partials_keeps_live_writers_and_other_files(tmp_path):
     (stale_folder / "weights").write_text("x")
     live = tmp_path / f".epoch-0005{PARTIAL_MARK}{live_pid}"
     live.write_text("another process is writing this")
-    kept = [tmp_path / "latest", tmp_path / f".notes{PARTIAL_MARK}abc"]
+    kept = [tmp_path / "latest", tmp_path / f".notes{PARTIAL_MARK}abc", tmp_path / f".a{PARTIAL_MARK}\u00b2",
+            tmp_path / f".b{PARTIAL_MARK}{2**64}"]  # not a pid, or none a process can have: left alone
     for path in kept:
         path.write_text("x")
     assert sorted(remove_stale_partials(tmp_path)) == sorted([stale_file, stale_folder])

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import OXFORD_MINI
-from t2i_cli.cli import app, with_flags
+from t2i_cli.cli import _one_line, app, with_flags
 
 runner = CliRunner()
 
@@ -73,6 +73,10 @@ def test_library_errors_get_the_flags_of_their_arguments():
     assert with_flags("too few", "num_images") == "too few (-n)"
     assert with_flags("taken", ("resume", "out")) == "taken (--resume / --out)"
     assert with_flags("plain", None) == with_flags("plain", "no_such_argument") == "plain"
+    assert with_flags("no encoder", "encoder", available={"--checkpoint", "--port"}) == "no encoder"  # t2i demo has no --encoder
+    wrapped = ("Caught T2IError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+               '  File "x.py", line 1, in f\nt2i_cli.errors.T2IError: d.h5: train/a does not decode')
+    assert _one_line(wrapped) == "d.h5: train/a does not decode" and _one_line("plain") == "plain"
 
 
 def test_cli_errors_are_one_line(tmp_path):

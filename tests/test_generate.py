@@ -99,6 +99,16 @@ def test_the_extension_decides_the_format_and_other_names_are_refused(tmp_path, 
     assert result.exit_code == 0 and Image.open(tmp_path / "walk.webp").format == "WEBP"
 
 
+def test_an_image_too_large_for_its_format_is_refused_before_writing(tmp_path):
+    from t2i_cli.grid import save_image
+
+    wide = Image.new("RGB", (17000, 4))
+    with pytest.raises(T2IError, match="too large for WEBP, which stores at most 16383 px a side: write .png"):
+        save_image(wide, tmp_path / "wide.webp")
+    assert not list(tmp_path.iterdir())
+    assert save_image(wide, tmp_path / "wide.png").is_file()
+
+
 def test_many_images_make_a_wrapped_sheet_with_progress(tmp_path, tiny_run):
     result = run("generate", "pink petals", "-n", 70, "-c", tiny_run, "--out", tmp_path / "many.png")
     assert result.exit_code == 0, result.output

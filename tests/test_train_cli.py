@@ -50,6 +50,7 @@ def test_train_bad_inputs_are_one_line(tmp_path, flowers_h5):
         ("model", {"ngf": True}, "ngf must be int, got true"),
         ("train", {"lr": [1]}, "lr must be int or float, got [1]"),
         ("model", {"image_size": 65536}, "image size must be a power of two from 16 to 512, got 65536"),
+        ("model", [1], '"model" must be a JSON object of settings, got [1]'),
     ):
         bad.write_text(json.dumps({section: value}))
         assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--config", bad), message)

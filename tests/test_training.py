@@ -112,6 +112,15 @@ def test_resume_cleans_what_a_killed_run_left(tmp_path, tiny_run, flowers_h5):
     assert steps == sorted(steps) and len(steps) == len(set(steps)) and max(steps) < 10**6
 
 
+def test_a_run_killed_before_naming_its_checkpoint_resumes_from_it(tmp_path, tiny_run, flowers_h5):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "latest").unlink()  # killed between the checkpoint's rename and latest's
+    assert checkpoint.read_checkpoint(run).epoch == 2
+    with pytest.raises(T2IError, match="already holds a training run"):
+        train(tiny_train_config(flowers_h5), ModelConfig(**TINY_MODEL), run, progress=False)
+
+
 def test_a_run_stopped_before_its_first_checkpoint_is_named_as_such(tmp_path, flowers_h5):
     run = tmp_path / "run"
     (run / "samples").mkdir(parents=True)

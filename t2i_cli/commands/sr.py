@@ -159,7 +159,7 @@ def upscale_cli(
         except FileNotFoundError:
             raise SRError(f"image {path} does not exist") from None
         except Image.DecompressionBombError:
-            raise SRError(f"image {path} has more pixels than is safe to decode ({Image.MAX_IMAGE_PIXELS:,} at most)") from None
+            raise SRError(f"image {path} has more pixels than Pillow decodes safely (a decompression bomb?)") from None
         except OSError as exc:
             raise SRError(f"cannot read image {path}: {exc}") from None
     upscaler = Upscaler.load(scale, weights_dir=weights_dir(), weights=sr_weights, method=sr_method, device=resolve_device(device))

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from t2i_cli.atomic import remove_stale_partials
-from t2i_cli.checkpoint import is_unsaved_run, read_checkpoint
+from t2i_cli.checkpoint import complete_checkpoints, is_unsaved_run, read_checkpoint
 from t2i_cli.config import ModelConfig, TrainConfig
 from t2i_cli.data.batches import InMemoryBatches
 from t2i_cli.data.dataset import CaptionImageDataset
@@ -86,7 +86,7 @@ def train(
             raise T2IError(f"{run_dir} already finished epoch {info.epoch}; give more epochs than {info.epoch} to go on", parameter="epochs")
         if config.time_limit > 0 and info.train_seconds >= config.time_limit * 60:
             raise _out_of_time(run_dir, info.train_seconds)
-    elif (run_dir / "latest").exists():
+    elif (run_dir / "latest").exists() or complete_checkpoints(run_dir):
         raise T2IError(f"{run_dir} already holds a training run; resume it or train into another folder", parameter=("resume", "out"))
     elif is_unsaved_run(run_dir):
         raise T2IError(f"{run_dir} holds a run stopped before its first checkpoint; delete it or train into another folder", parameter="out")
