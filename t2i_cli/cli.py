@@ -59,20 +59,21 @@ class _OneLineErrors(TyperGroup):
     """Sub-commands run inside this group's ``invoke``, so catching here covers every command."""
 
     def invoke(self, ctx):
+        arguments = list(ctx.args)  # the sub-command path and its arguments; consumed by the invoke
         try:
             return super().invoke(ctx)
         except (T2IError, SRError, GanBertError) as exc:
-            message = with_flags(_one_line(str(exc)), getattr(exc, "parameter", None), self._flags_of_command(ctx))
+            message = with_flags(_one_line(str(exc)), getattr(exc, "parameter", None), self._flags_of_command(ctx, arguments))
         except OSError as exc:
             message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
         typer.echo(f"Error: {message}", err=True)
         raise typer.Exit(1)
 
-    def _flags_of_command(self, ctx) -> set[str] | None:
+    def _flags_of_command(self, ctx, arguments: list[str]) -> set[str] | None:
         """The options of the (sub-)command that ran: ``t2i data info`` is the root's "data" group,
         then its "info" command, named by the arguments left after the root's own."""
         command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
-        rest = list(ctx.args)
+        rest = list(arguments)
         while command is not None and hasattr(command, "get_command") and rest:
             command = command.get_command(ctx, rest.pop(0))
         if command is None:
