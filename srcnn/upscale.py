@@ -29,6 +29,7 @@ from srcnn.tiling import run_tiled
 log = logging.getLogger(__name__)
 
 WEIGHTS_KIND = "srcnn"
+METHODS = ("srcnn", "bicubic")  # srcnn: the shipped weights where they exist, bicubic otherwise
 MAX_OUTPUT_PIXELS = 100_000_000  # 100 MP, about 0.6 GB as two RGB images; a 10000 px square at x4 is 16x that
 TILE = 512  # network input pixels a side per tile: ~70 MB of float activations at SRCNN's widths
 
@@ -115,7 +116,7 @@ class Upscaler:
     def load(cls, scale: int, *, weights_dir: Path | None = None, weights: Path | None = None,
              method: str = "srcnn", device: str | torch.device = "cpu") -> "Upscaler":
         """``method`` srcnn: the weights for ``scale`` (bicubic, with a notice, where none exist)."""
-        if method not in ("srcnn", "bicubic"):
+        if method not in METHODS:
             raise SRError(f"SR method must be srcnn or bicubic, got {method!r}", parameter="sr_method")
         check_scale(scale)
         if method == "bicubic":

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from PIL import Image
 
+from srcnn.model import SCALES
+from srcnn.upscale import METHODS
 from t2i_cli.checkpoint import CheckpointInfo, load_weights, read_checkpoint
 from t2i_cli.config import ModelConfig
 from t2i_cli.devices import resolve_device
@@ -61,8 +63,8 @@ class GenerationResult:
         return captioned_grid(rows)
 
 
-SR_METHODS = ("srcnn", "bicubic")
-UPSCALE_FACTORS = (1, 2, 3, 4)
+SR_METHODS = METHODS
+UPSCALE_FACTORS = (1, *SCALES)  # 1: no upscaling
 
 
 def validate_captions(captions: list[str]) -> list[str]:

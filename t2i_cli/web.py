@@ -22,7 +22,7 @@ from PIL import Image
 from srcnn.errors import SRError
 from t2i_cli.errors import T2IError
 from t2i_cli.grid import save_image
-from t2i_cli.pipeline import T2IPipeline, check_interpolation, check_request
+from t2i_cli.pipeline import SR_METHODS, T2IPipeline, check_interpolation, check_request
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
                 seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                 random_seed = gr.Checkbox(value=False, label="Random seed")
                 upscale = gr.Slider(1, 4, value=4, step=1, label="Upscale factor")
-                sr_method = gr.Radio(["srcnn", "bicubic"], value="srcnn", label="SR method")
+                sr_method = gr.Radio(list(SR_METHODS), value="srcnn", label="SR method")
             gr.Examples(EXAMPLES, inputs=caption, label="Example captions")
             # The latest answer again, outside the chat: Gradio's chat shows images as cropped
             # thumbnails with no larger view, while a gallery of its own opens each image whole.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from t2i_cli.data.h5 import CaptionImageFile
@@ -23,10 +22,10 @@ from t2i_cli.data.split import (
     crop_and_flip,
     decode_square,
     draw_captions,
+    split_classes,
     stored_size,
     usable_captions,
 )
-from t2i_cli.errors import T2IError
 from t2i_cli.text.encoder import EncoderIdentity
 
 
@@ -72,14 +71,8 @@ class CaptionImageDataset(torch.utils.data.Dataset):
             else:
                 if expected_encoder is not None:
                     data.check_encoder(expected_encoder)
-                self.names = data.names(split)
-                if not self.names:
-                    raise T2IError(f"the {split} split of {self.path} is empty")
+                self.names, self.class_indices = split_classes(data, split)
                 self.classes = list(data.classes)
-                class_row = {name: i for i, name in enumerate(self.classes)}
-                self.class_indices = np.array(
-                    [-1 if c is None else class_row[c] for c in (data.class_name(split, n) for n in self.names)], dtype=np.int64
-                )
             self.encoder = data.encoder
         self.wrong = WrongImageTable(self.class_indices, what=f"the {split} split of {self.path}")
 

@@ -53,6 +53,17 @@ def decode_square(jpeg: bytes, size: int, *, where: str = "an image") -> torch.T
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
 
 
+def split_classes(data: CaptionImageFile, split: str) -> tuple[list[str], np.ndarray]:
+    """``split``'s image names and their int64 class indices into ``data.classes`` (-1 in a file
+    without classes); an empty split is refused."""
+    names = data.names(split)
+    if not names:
+        raise T2IError(f"the {split} split of {data.path} is empty")
+    row = {name: i for i, name in enumerate(data.classes)}
+    classes = (data.class_name(split, name) for name in names)
+    return names, np.array([-1 if c is None else row[c] for c in classes], dtype=np.int64)
+
+
 def data_record(data: CaptionImageFile, split: str, digest: str | None = None) -> dict:
     """What a model was trained on, by name and content rather than by a machine's path: the
     file's name, the split, its image count, its caption encoder and a sha256 over its image
@@ -162,13 +173,10 @@ class InMemorySplit:
         """Decode ``split`` of an open file (kept at 76/64 of ``image_size`` if ``augment``)."""
         if expected_encoder is not None:
             data.check_encoder(expected_encoder)
-        names = data.names(split)
-        if not names:
-            raise T2IError(f"the {split} split of {data.path} is empty")
+        names, class_indices = split_classes(data, split)
         side = stored_size(image_size, augment)
-        class_row = {name: i for i, name in enumerate(data.classes)}
         digest = hashlib.sha256()
-        images, embeddings, captions, class_indices = [], [], [], []
+        images, embeddings, captions = [], [], []
         for name in names:
             jpeg = data.jpeg(split, name)
             digest.update(name.encode())
@@ -176,8 +184,6 @@ class InMemorySplit:
             images.append(decode_square(jpeg, side, where=f"{data.path}: {split}/{name}"))
             embeddings.append(data.embeddings(split, name))
             captions.append(data.captions(split, name))
-            class_name = data.class_name(split, name)
-            class_indices.append(-1 if class_name is None else class_row[class_name])
         counts = [usable_captions(len(e), len(c)) for e, c in zip(embeddings, captions)]
         table = np.zeros((len(counts), max(counts), embeddings[0].shape[-1]), dtype=np.float32)
         for row, (values, count) in enumerate(zip(embeddings, counts)):
@@ -189,7 +195,7 @@ class InMemorySplit:
         return cls(
             path=Path(data.path), split=split, names=names, images=torch.stack(images),
             embeddings=torch.from_numpy(table), counts=torch.tensor(counts, dtype=torch.long), captions=captions,
-            classes=list(data.classes), class_indices=np.array(class_indices, dtype=np.int64),
+            classes=list(data.classes), class_indices=class_indices,
             encoder=data.encoder, image_size=image_size, identity=identity,
             record=data_record(data, split, identity["sha256"]),
         )
