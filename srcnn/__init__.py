@@ -1,7 +1,9 @@
-"""srcnn: a self-contained SRCNN super-resolution library (Dong et al.); never imports t2i_cli.
+"""srcnn: a self-contained super-resolution library of the SRCNN family (Dong et al.): SRCNN,
+which restores a bicubic enlargement, and FSRCNN, which enlarges in low-resolution space. It never
+imports t2i_cli.
 
 - :class:`Upscaler` -- enlarge PIL images or tensors x2/x3/x4 (bicubic where no weights exist)
-- :func:`srcnn.train.train_srcnn`, :func:`srcnn.evaluate.evaluate` -- train on image folders, compare with bicubic
+- :func:`srcnn.train.train_network`, :func:`srcnn.evaluate.evaluate` -- train on image folders, compare with bicubic
 
 Names are imported on first use, so ``from srcnn.errors import SRError`` costs no torch import.
 """
@@ -9,6 +11,8 @@ Names are imported on first use, so ``from srcnn.errors import SRError`` costs n
 import importlib
 
 _EXPORTS = {
+    "FSRCNN": "srcnn.fsrcnn",
+    "FSRCNNConfig": "srcnn.fsrcnn",
     "SRError": "srcnn.errors",
     "SCALES": "srcnn.model",
     "SRCNN": "srcnn.model",

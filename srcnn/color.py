@@ -9,6 +9,10 @@ _RGB_TO_YCBCR = torch.tensor(
     [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]
 ) / 255.0
 _OFFSET = torch.tensor([16.0, 128.0, 128.0]) / 255.0
+_YCBCR_TO_RGB = torch.linalg.inv(_RGB_TO_YCBCR)
+# How much R, G and B move when Y moves by 1 with Cb, Cr held (255/219 each): a network's luminance
+# detail added to an RGB image.
+Y_TO_RGB = _YCBCR_TO_RGB[:, 0].clone()
 
 
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
@@ -18,5 +22,5 @@ def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
-    matrix = torch.linalg.inv(_RGB_TO_YCBCR).to(ycbcr)
+    matrix = _YCBCR_TO_RGB.to(ycbcr)
     return torch.einsum("ij,...jhw->...ihw", matrix, ycbcr - _OFFSET.to(ycbcr)[:, None, None])

@@ -43,14 +43,19 @@ def bicubic(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize(size, Image.Resampling.BICUBIC)
 
 
-def degrade(hr: Image.Image, scale: int) -> tuple[Image.Image, Image.Image]:
-    """Crop ``hr`` to a multiple of ``scale``; return (that crop, its bicubic down-then-up copy)."""
+def shrink(hr: Image.Image, scale: int) -> tuple[Image.Image, Image.Image]:
+    """Crop ``hr`` to a multiple of ``scale``; return (that crop, its bicubic reduction by ``scale``)."""
     width, height = (hr.width // scale) * scale, (hr.height // scale) * scale
     if width < scale * 4 or height < scale * 4:
         raise SRError(f"image of {hr.width}x{hr.height} is too small to degrade by x{scale}")
     hr = hr.crop((0, 0, width, height))
-    low = bicubic(hr, (width // scale, height // scale))
-    return hr, bicubic(low, (width, height))
+    return hr, bicubic(hr, (width // scale, height // scale))
+
+
+def degrade(hr: Image.Image, scale: int) -> tuple[Image.Image, Image.Image]:
+    """Crop ``hr`` to a multiple of ``scale``; return (that crop, its bicubic down-then-up copy)."""
+    hr, low = shrink(hr, scale)
+    return hr, bicubic(low, hr.size)
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:

@@ -18,32 +18,45 @@ from srcnn.errors import SRError
 SCALES = (2, 3, 4)
 
 
-@dataclass(frozen=True)
-class SRConfig:
-    scale: int = 2
-    kernels: tuple[int, int, int] = (9, 5, 5)  # (9, 1, 5) is the paper's lighter variant
-    widths: tuple[int, int] = (64, 32)
-    mode: str = "y"  # y: the network sees luminance, Cb/Cr are bicubic; rgb: all three channels
-    residual: bool = True
+class NetworkConfig:
+    """What every SR network's config shares (each is a frozen dataclass with ``scale`` and
+    ``mode`` fields and an ``arch`` name): the checks of those two, channels, JSON."""
 
-    def validate(self) -> None:
+    arch: str
+    scale: int
+    mode: str
+
+    def check_scale_and_mode(self, name: str) -> None:
         if self.scale not in SCALES:
-            raise SRError(f"SRCNN scale must be 2, 3 or 4, got {self.scale}")
+            raise SRError(f"{name} scale must be 2, 3 or 4, got {self.scale}")
         if self.mode not in ("y", "rgb"):
-            raise SRError(f"SRCNN mode must be y or rgb, got {self.mode!r}")
-        if any(k % 2 == 0 or k < 1 for k in self.kernels):
-            raise SRError(f"SRCNN kernels must be odd, got {self.kernels}")
+            raise SRError(f"{name} mode must be y or rgb, got {self.mode!r}")
 
     @property
     def channels(self) -> int:
         return 1 if self.mode == "y" else 3
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps({"arch": self.arch, **asdict(self)})
+
+
+@dataclass(frozen=True)
+class SRConfig(NetworkConfig):
+    scale: int = 2
+    kernels: tuple[int, int, int] = (9, 5, 5)  # (9, 1, 5) is the paper's lighter variant
+    widths: tuple[int, int] = (64, 32)
+    mode: str = "y"  # y: the network sees luminance, Cb/Cr are bicubic; rgb: all three channels
+    residual: bool = True
+
+    arch = "srcnn"
+
+    def validate(self) -> None:
+        self.check_scale_and_mode("SRCNN")
+        if any(k % 2 == 0 or k < 1 for k in self.kernels):
+            raise SRError(f"SRCNN kernels must be odd, got {self.kernels}")
 
     @classmethod
-    def from_json(cls, text: str) -> "SRConfig":
-        data = json.loads(text)
+    def from_dict(cls, data: dict) -> "SRConfig":
         return cls(
             scale=int(data["scale"]), kernels=tuple(data["kernels"]), widths=tuple(data["widths"]),
             mode=data["mode"], residual=bool(data["residual"]),
@@ -51,6 +64,10 @@ class SRConfig:
 
 
 class SRCNN(nn.Module):
+    """``(B, C, H, W)`` bicubic-upscaled input in [0, 1] -> restored ``(B, C, H, W)``."""
+
+    input_is_low_resolution = False  # the upscaler feeds the bicubic enlargement
+
     def __init__(self, config: SRConfig):
         super().__init__()
         config.validate()
@@ -73,7 +90,10 @@ class SRCNN(nn.Module):
         """How far (in pixels) an output pixel looks: the sum of the kernels' half-widths."""
         return sum(k // 2 for k in self.config.kernels)
 
+    def output_layer(self) -> nn.Module:
+        """The reconstruction layer, trained at a tenth of the rate (Dong et al.)."""
+        return self.reconstruct
+
     def forward(self, upscaled: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` bicubic-upscaled input in [0, 1] -> restored ``(B, C, H, W)``."""
         out = self.reconstruct(self.act(self.map(self.act(self.extract(upscaled)))))
         return upscaled + out if self.config.residual else out

@@ -1,7 +1,8 @@
-"""Upscaling with trained SRCNN weights, or bicubic where no weights exist for a scale.
+"""Upscaling with trained weights (FSRCNN or SRCNN), or bicubic where no weights exist for a scale.
 
-``Upscaler.load(scale, weights_dir)`` finds ``srcnn_x{scale}.safetensors``; without it the upscaler
-is plain bicubic and says so once. Output is always exactly ``scale`` times the input size.
+``Upscaler.load(scale, weights_dir=...)`` finds ``{arch}_x{scale}.safetensors``: with method
+``auto``, the first of :data:`PREFERENCE` that is there; without any, the upscaler is plain bicubic
+and says so once. Output is always exactly ``scale`` times the input size.
 
 Memory is bounded whatever the input: an output larger than :data:`MAX_OUTPUT_PIXELS` is refused
 before any work, and a large image goes through the network in tiles (:mod:`srcnn.tiling`), kept
@@ -19,17 +20,22 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
-from srcnn.color import rgb_to_ycbcr, ycbcr_to_rgb
+from srcnn.color import Y_TO_RGB, rgb_to_ycbcr, ycbcr_to_rgb
 from srcnn.errors import SRError
+from srcnn.fsrcnn import bicubic_enlarge
 from srcnn.images import bicubic, to_image, to_tensor
-from srcnn.model import SCALES, SRCNN, SRConfig
+from srcnn.model import SCALES
+from srcnn.networks import ARCHITECTURES, build_network, config_from_json, display_name
 from srcnn.tiling import run_tiled
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_KIND = "srcnn"
-METHODS = ("srcnn", "bicubic")  # srcnn: the shipped weights where they exist, bicubic otherwise
+WEIGHTS_KIND = "srcnn"  # this library's weights files, whatever the architecture inside
+PREFERENCE = ("fsrcnn", "srcnn")  # method auto: the first architecture with weights for the scale
+# auto: the shipped network for the scale (see PREFERENCE); fsrcnn / srcnn: that one; bicubic: no network.
+METHODS = ("auto", *ARCHITECTURES, "bicubic")
 MAX_OUTPUT_PIXELS = 100_000_000  # 100 MP, about 0.6 GB as two RGB images; a 10000 px square at x4 is 16x that
 TILE = 512  # network input pixels a side per tile: ~70 MB of float activations at SRCNN's widths
 
@@ -51,11 +57,20 @@ def check_output_size(size: tuple[int, int], scale: int, *, what: str = "the ima
         )
 
 
-def weights_file(weights_dir: Path, scale: int) -> Path:
-    return Path(weights_dir) / f"srcnn_x{scale}.safetensors"
+def weights_file(weights_dir: Path, scale: int, arch: str = "srcnn") -> Path:
+    return Path(weights_dir) / f"{arch}_x{scale}.safetensors"
 
 
-def save_weights(model: SRCNN, path: Path, *, extra: dict | None = None) -> Path:
+def shipped_weights(weights_dir: Path, scale: int, method: str = "auto") -> Path | None:
+    """The weights file ``method`` uses for ``scale`` in ``weights_dir``, or None where there is none."""
+    for arch in PREFERENCE if method == "auto" else (method,):
+        path = weights_file(weights_dir, scale, arch)
+        if path.is_file():
+            return path
+    return None
+
+
+def save_weights(model: nn.Module, path: Path, *, extra: dict | None = None) -> Path:
     """safetensors with the config in its metadata, written via a temp file and renamed."""
     from safetensors.torch import save_file
 
@@ -73,40 +88,40 @@ def save_weights(model: SRCNN, path: Path, *, extra: dict | None = None) -> Path
     return path
 
 
-def load_model(path: Path, *, scale: int | None = None) -> SRCNN:
-    """Rebuild an SRCNN from a weights file; refuse a file made for another scale."""
+def load_model(path: Path, *, scale: int | None = None) -> nn.Module:
+    """Rebuild the network a weights file holds (SRCNN or FSRCNN); refuse a file made for another scale."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise SRError(f"SRCNN weights {path} do not exist")
+        raise SRError(f"SR weights {path} do not exist")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
             weights = {k: handle.get_tensor(k) for k in handle.keys()}
     except (SafetensorError, OSError) as exc:
-        raise SRError(f"SRCNN weights {path} are unreadable: {exc}") from None
-    if metadata.get("kind") != WEIGHTS_KIND:
-        raise SRError(f"{path} is not an SRCNN weights file")
-    config = SRConfig.from_json(metadata["config"])
+        raise SRError(f"SR weights {path} are unreadable: {exc}") from None
+    if metadata.get("kind") != WEIGHTS_KIND or "config" not in metadata:
+        raise SRError(f"{path} is not an SRCNN/FSRCNN weights file")
+    config = config_from_json(metadata["config"])
     if scale is not None and config.scale != scale:
-        raise SRError(f"SRCNN weights {path} are for x{config.scale}, not x{scale}")
-    model = SRCNN(config)
+        raise SRError(f"SR weights {path} are for x{config.scale}, not x{scale}")
+    model = build_network(config)
     try:
         model.load_state_dict({k: v.float() for k, v in weights.items()})
     except RuntimeError:
-        raise SRError(f"SRCNN weights {path} do not match their own config") from None
+        raise SRError(f"SR weights {path} do not match their own config") from None
     return model.eval().requires_grad_(False)
 
 
 class Upscaler:
-    """Enlarges images by ``scale``: SRCNN where ``model`` is given, bicubic otherwise."""
+    """Enlarges images by ``scale``: with ``model`` (SRCNN or FSRCNN) where given, bicubic otherwise."""
 
-    def __init__(self, scale: int, model: SRCNN | None = None, *, device: str | torch.device = "cpu", source: Path | None = None):
+    def __init__(self, scale: int, model: nn.Module | None = None, *, device: str | torch.device = "cpu", source: Path | None = None):
         if scale < 1 or (model is not None and scale not in SCALES):
-            raise SRError(f"SRCNN scale must be 2, 3 or 4, got {scale}")
+            raise SRError(f"SR scale must be 2, 3 or 4, got {scale}")
         if model is not None and model.config.scale != scale:
-            raise SRError(f"SRCNN weights are for x{model.config.scale}, not x{scale}")
+            raise SRError(f"SR weights are for x{model.config.scale}, not x{scale}")
         self.scale = scale
         self.device = torch.device(device)
         self.model = model.to(self.device) if model is not None else None
@@ -114,46 +129,73 @@ class Upscaler:
 
     @classmethod
     def load(cls, scale: int, *, weights_dir: Path | None = None, weights: Path | None = None,
-             method: str = "srcnn", device: str | torch.device = "cpu") -> "Upscaler":
-        """``method`` srcnn: the weights for ``scale`` (bicubic, with a notice, where none exist)."""
+             method: str = "auto", device: str | torch.device = "cpu") -> "Upscaler":
+        """``method`` auto: the shipped network for ``scale``; fsrcnn / srcnn: that one (bicubic,
+        with a notice, where its weights do not exist); bicubic: no network. ``weights`` names a
+        file instead of looking in ``weights_dir``."""
         if method not in METHODS:
-            raise SRError(f"SR method must be srcnn or bicubic, got {method!r}", parameter="sr_method")
+            raise SRError(f"SR method must be {', '.join(METHODS[:-1])} or bicubic, got {method!r}", parameter="sr_method")
         check_scale(scale)
         if method == "bicubic":
             return cls(scale, None, device=device)
-        path = Path(weights) if weights is not None else weights_file(weights_dir, scale) if weights_dir else None
-        if path is None or (weights is None and not path.is_file()):
-            log.warning("no SRCNN weights for x%d%s; upscaling with bicubic", scale, f" in {weights_dir}" if weights_dir else "")
+        if weights is not None:
+            model = load_model(weights, scale=scale)
+            if method != "auto" and model.config.arch != method:
+                raise SRError(f"{weights} holds {display_name(model.config.arch)} weights, not {method}", parameter="sr_method")
+            return cls(scale, model, device=device, source=Path(weights))
+        path = shipped_weights(weights_dir, scale, method) if weights_dir is not None else None
+        if path is None:
+            what = "SR" if method == "auto" else display_name(method)
+            log.warning("no %s weights for x%d%s; upscaling with bicubic", what, scale, f" in {weights_dir}" if weights_dir else "")
             return cls(scale, None, device=device)
         return cls(scale, load_model(path, scale=scale), device=device, source=path)
 
     @property
     def method(self) -> str:
-        return "srcnn" if self.model is not None else "bicubic"
+        return self.model.config.arch if self.model is not None else "bicubic"
 
     def describe(self) -> str:
         """What upscales, by file name (no machine path: this is shown on the demo page too)."""
-        return f"SRCNN x{self.scale} ({Path(self.source).name if self.source else 'given weights'})" if self.model is not None else f"bicubic x{self.scale}"
+        if self.model is None:
+            return f"bicubic x{self.scale}"
+        return f"{display_name(self.model.config.arch)} x{self.scale} ({Path(self.source).name if self.source else 'given weights'})"
 
-    def _restore_uint8(self, upscaled: torch.Tensor) -> torch.Tensor:
-        """One tile: uint8 ``(1, 3, h, w)`` bicubic-upscaled -> uint8 restored, as :func:`to_image` rounds."""
-        return (self._restore(upscaled.float() / 255).clamp(0, 1) * 255).round().to(torch.uint8)
+    @property
+    def _enlarges(self) -> bool:
+        """Whether the network takes the small image (and enlarges it) rather than its bicubic enlargement."""
+        return self.model.input_is_low_resolution
 
-    def _restore_tiled(self, rgb: Image.Image, tile: int = TILE) -> Image.Image:
-        """SRCNN over a large bicubic-upscaled image, tile by tile; equal to the whole-image pass."""
+    def _restore_uint8(self, pixels: torch.Tensor) -> torch.Tensor:
+        """One tile: the network's uint8 input ``(1, 3, h, w)`` -> the uint8 result, as :func:`to_image` rounds."""
+        return (self._restore(pixels.float() / 255).clamp(0, 1) * 255).round().to(torch.uint8)
+
+    def _restore_tiled(self, rgb: Image.Image, tile: int | None = None) -> Image.Image:
+        """The network over a large input, tile by tile; equal to the whole-image pass."""
         pixels = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)[None]  # (1, 3, H, W)
-        restored = run_tiled(self._restore_uint8, pixels, tile=tile, halo=self.model.receptive_radius)
+        restored = run_tiled(self._restore_uint8, pixels, tile=tile or TILE, halo=self.model.receptive_radius,
+                             out_scale=self.scale if self._enlarges else 1)
         return Image.fromarray(restored[0].permute(1, 2, 0).numpy())
 
     @torch.inference_mode()
-    def _restore(self, upscaled: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` bicubic-upscaled RGB in [0, 1] -> SRCNN-restored RGB."""
-        upscaled = upscaled.to(self.device)
-        if self.model.config.mode == "rgb":
-            return self.model(upscaled).clamp(0, 1).cpu()
-        ycbcr = rgb_to_ycbcr(upscaled)
-        y = self.model(ycbcr[:, :1])
-        return ycbcr_to_rgb(torch.cat([y, ycbcr[:, 1:]], dim=1)).clamp(0, 1).cpu()
+    def _restore(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, h, w)`` network input RGB in [0, 1] (the small image, or its bicubic
+        enlargement for SRCNN) -> the final ``(B, 3, H, W)`` RGB."""
+        images = images.to(self.device)
+        config = self.model.config
+        if config.mode == "rgb":
+            return self.model(images).clamp(0, 1).cpu()
+        ycbcr = rgb_to_ycbcr(images)
+        if not self._enlarges:
+            return ycbcr_to_rgb(torch.cat([self.model(ycbcr[:, :1]), ycbcr[:, 1:]], dim=1)).clamp(0, 1).cpu()
+        if config.residual:
+            # Colour conversion is affine and bicubic enlargement is linear with weights summing to
+            # 1, so "enlarge Y, Cb, Cr bicubically, add the detail to Y, convert back" is the RGB
+            # bicubic enlargement plus the detail times Y_TO_RGB: no colour conversion at the
+            # output size, which is where the time went.
+            detail = self.model.detail(ycbcr[:, :1])
+            return (bicubic_enlarge(images, self.scale) + detail * Y_TO_RGB.to(detail)[:, None, None]).clamp(0, 1).cpu()
+        chroma = bicubic_enlarge(ycbcr[:, 1:], self.scale)  # colour is enlarged bicubically, as SRCNN's input is
+        return ycbcr_to_rgb(torch.cat([self.model(ycbcr[:, :1]), chroma], dim=1)).clamp(0, 1).cpu()
 
     def upscale_images(self, images: Sequence[Image.Image]) -> list[Image.Image]:
         """Each image enlarged exactly ``scale`` times. Grayscale stays grayscale; an alpha
@@ -168,20 +210,22 @@ class Upscaler:
         for i, image in enumerate(images):
             size = (image.width * self.scale, image.height * self.scale)
             alpha = bicubic(image.getchannel("A"), size) if image.mode in ("RGBA", "LA") else None
-            rgb = bicubic(image.convert("RGB"), size)
+            rgb = image.convert("RGB")
+            if self.model is None or not self._enlarges:
+                rgb = bicubic(rgb, size)  # the result (bicubic), or SRCNN's input
             prepared.append((image.mode, rgb, alpha))
-            groups.setdefault(size, []).append(i)
-        for size, members in groups.items():
-            if self.model is not None and size[0] * size[1] > TILE * TILE:  # large: one image at a time, in tiles
+            groups.setdefault(rgb.size, []).append(i)
+        for size, members in groups.items():  # size: the network's input size
+            if self.model is None:
+                restored = [prepared[i][1] for i in members]
+            elif size[0] * size[1] > TILE * TILE:  # large: one image at a time, in tiles
                 restored = [self._restore_tiled(prepared[i][1]) for i in members]
-            elif self.model is not None:  # small: batched, about TILE x TILE x 4 output pixels at a time
+            else:  # small: batched, about 4 x TILE x TILE input pixels at a time
                 chunk = max(1, 4 * TILE * TILE // (size[0] * size[1]))
                 restored = []
                 for start in range(0, len(members), chunk):
                     batch = torch.stack([to_tensor(prepared[i][1]) for i in members[start : start + chunk]])
                     restored += [to_image(t) for t in self._restore(batch)]
-            else:
-                restored = [prepared[i][1] for i in members]
             for i, rgb in zip(members, restored):
                 mode, _, alpha = prepared[i]
                 if mode in ("L", "LA"):

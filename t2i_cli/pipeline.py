@@ -80,7 +80,7 @@ def validate_captions(captions: list[str]) -> list[str]:
 
 
 def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int = 0, upscale: int = 1,
-                  sr_method: str = "srcnn") -> list[str]:
+                  sr_method: str = "auto") -> list[str]:
     """Everything about a generation request that can be checked before a model is loaded;
     returns the cleaned captions. Front ends call it first, so bad input costs no loading time."""
     captions = validate_captions([captions] if isinstance(captions, str) else list(captions))
@@ -92,7 +92,7 @@ def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int =
     if upscale not in UPSCALE_FACTORS:
         raise RequestError("upscale", f"the upscale factor must be 1, 2, 3 or 4, got {upscale}")
     if sr_method not in SR_METHODS:
-        raise RequestError("sr_method", f"the upscaling method must be {' or '.join(SR_METHODS)}, got {sr_method!r}")
+        raise RequestError("sr_method", f"the upscaling method must be {', '.join(SR_METHODS[:-1])} or {SR_METHODS[-1]}, got {sr_method!r}")
     return captions
 
 
@@ -170,8 +170,8 @@ class T2IPipeline:
             )
         return self.encoder.encode(captions)
 
-    def upscaler(self, scale: int, method: str = "srcnn") -> "Upscaler":
-        """The SR stage for ``scale``, loaded once: SRCNN weights from ``weights/`` or bicubic."""
+    def upscaler(self, scale: int, method: str = "auto") -> "Upscaler":
+        """The SR stage for ``scale``, loaded once: the shipped network (FSRCNN or SRCNN) from ``weights/``, or bicubic."""
         from srcnn.upscale import Upscaler
 
         key = (scale, method)
@@ -186,7 +186,7 @@ class T2IPipeline:
         num_images: int = 1,
         seed: int = 0,
         upscale: int = 1,
-        sr_method: str = "srcnn",
+        sr_method: str = "auto",
         batch_size: int = 64,
         progress: Callable[[int], None] | None = None,
     ) -> GenerationResult:

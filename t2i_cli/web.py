@@ -56,7 +56,7 @@ class DemoBackend:
         self.files = Path(files) if files is not None else Path(tempfile.mkdtemp(prefix="t2i-demo-"))
 
     def describe(self) -> str:
-        sr = [self.pipeline.upscaler(scale, "srcnn").describe() for scale in (2, 3, 4)]
+        sr = [self.pipeline.upscaler(scale, "auto").describe() for scale in (2, 3, 4)]
         return f"**Loaded:** {self.pipeline.describe()}.  \n**Upscaling:** {', '.join(sr)}."
 
     def _file(self, image: Image.Image) -> str:
@@ -142,7 +142,7 @@ def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
                 seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                 random_seed = gr.Checkbox(value=False, label="Random seed")
                 upscale = gr.Slider(1, 4, value=4, step=1, label="Upscale factor")
-                sr_method = gr.Radio(list(SR_METHODS), value="srcnn", label="SR method")
+                sr_method = gr.Radio(list(SR_METHODS), value="auto", label="SR method")
             gr.Examples(EXAMPLES, inputs=caption, label="Example captions")
             # The latest answer again, outside the chat: Gradio's chat shows images as cropped
             # thumbnails with no larger view, while a gallery of its own opens each image whole.

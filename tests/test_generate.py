@@ -136,7 +136,7 @@ def test_generate_bad_inputs_are_one_line(tmp_path, tiny_run):
     assert_one_line_error(run("generate", "x", "--out", tmp_path / "missing" / "a.png", *c), "does not exist")
     assert_one_line_error(run("generate", "x", "-c", tmp_path / "nothing"), "does not exist")
     assert_one_line_error(run("generate", "x", "--captions-file", tmp_path / "none.txt", *c), "does not exist")
-    assert_one_line_error(run("generate", "x", "--sr-method", "lanczos", *c), "the upscaling method must be srcnn or bicubic, got 'lanczos' (--sr-method)")
+    assert_one_line_error(run("generate", "x", "--sr-method", "lanczos", *c), "the upscaling method must be auto, fsrcnn, srcnn or bicubic, got 'lanczos' (--sr-method)")
     # Checked before anything is loaded: the request's fault is named, not the missing checkpoint.
     assert_one_line_error(run("generate", "x", "-n", 0, "-c", tmp_path / "nothing"), "the number of images per caption must be at least 1, got 0 (-n)")
     assert_one_line_error(run("interpolate", "a", "b", "--steps", 1, *c), "an interpolation needs at least 2 steps, got 1 (--steps)")

@@ -15,7 +15,7 @@ from srcnn import SRCNN, SRConfig, SRError, Upscaler, load_model
 from srcnn.color import rgb_to_ycbcr, ycbcr_to_rgb
 from srcnn.metrics import psnr, ssim
 from srcnn.tiling import run_tiled
-from srcnn.train import train_srcnn
+from srcnn.train import train_network
 from t2i_cli.cli import app
 from test_cli import assert_one_line_error
 
@@ -30,7 +30,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def trained_x2(tmp_path_factory):
     out = tmp_path_factory.mktemp("sr") / "srcnn_x2.safetensors"
-    report = train_srcnn(
+    report = train_network(
         FIXTURE_IMAGES[:12], FIXTURE_IMAGES[12:], out, config=SRConfig(scale=2, widths=(16, 8)),
         steps=60, batch_size=16, patch=21, lr=1e-3, valid_every=20, seed=0,
     )
@@ -86,7 +86,7 @@ def test_upscaler_output_is_exactly_scale_times_and_keeps_modes(trained_x2):
 def test_missing_weights_fall_back_to_bicubic_with_a_notice(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         upscaler = Upscaler.load(4, weights_dir=tmp_path)
-    assert upscaler.method == "bicubic" and "no SRCNN weights for x4" in caplog.text
+    assert upscaler.method == "bicubic" and "no SR weights for x4" in caplog.text
     image = Image.open(FIXTURE_IMAGES[0]).convert("RGB")
     assert upscaler.upscale_images([image])[0].tobytes() == image.resize((256, 256), Image.Resampling.BICUBIC).tobytes()
 
@@ -102,7 +102,7 @@ def test_bad_scales_and_weights(tmp_path, trained_x2):
         load_model(tmp_path / "junk.safetensors")
     with pytest.raises(SRError, match="scale must be 2, 3 or 4"):
         SRConfig(scale=8).validate()
-    for method in ("srcnn", "bicubic"):  # every method: x2, x3 or x4
+    for method in ("auto", "fsrcnn", "srcnn", "bicubic"):  # every method: x2, x3 or x4
         with pytest.raises(SRError, match="upscaling is x2, x3 or x4, not x5"):
             Upscaler.load(5, method=method)
 
@@ -127,7 +127,8 @@ def test_upscale_and_eval_cli(tmp_path, trained_x2):
     assert result.exit_code == 0 and Image.open(tmp_path / "big.jpg").format == "JPEG"
     result = run("sr", "eval", FIXTURE_IMAGES[12], FIXTURE_IMAGES[13], "--scale", 2, "--sr-weights", weights, "--json")
     assert result.exit_code == 0, result.output
-    assert '"bicubic_psnr"' in result.output and '"images": 2' in result.output
+    assert '"method": "bicubic"' in result.output and '"images": 2' in result.output
+    assert f'"method": "SRCNN x2 ({weights.name})"' in result.output
 
 
 def test_sr_train_cli(tmp_path):

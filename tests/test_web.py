@@ -37,7 +37,7 @@ def client(server):
 
 
 def test_api_returns_originals_and_upscaled_images(client):
-    items, info = client.predict("pink petals", 3, 11, False, 3, "srcnn", api_name="/generate")
+    items, info = client.predict("pink petals", 3, 11, False, 3, "auto", api_name="/generate")
     assert len(items) == 6 and info["seeds"] == [11, 12, 13]
     sizes = [Image.open(item["image"]).size for item in items]
     assert sizes == [(64, 64), (192, 192)] * 3
@@ -87,7 +87,7 @@ def test_seventy_overlapping_requests_get_seventy_whole_images(client):
     from concurrent.futures import ThreadPoolExecutor
 
     def ask(i):
-        items, _ = client.predict("red petals" if i % 4 else "white petals", 2, 0, False, 4, "srcnn", api_name="/generate")
+        items, _ = client.predict("red petals" if i % 4 else "white petals", 2, 0, False, 4, "auto", api_name="/generate")
         sizes = []
         for item in items:
             with Image.open(item["image"]) as image:

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from t2i_cli.commands.options import DeviceOption, check_output_path, counted, image_or_folder
+from t2i_cli.commands.sr import SRMethodOption
 
 GENERATE_EXAMPLE = 'Example: t2i generate "this flower has pink petals" -n 8 --seed 1 --out pink.png'
 INTERPOLATE_EXAMPLE = 'Example: t2i interpolate "red petals" "white petals" --steps 8 --out red-to-white.png'
@@ -39,7 +40,7 @@ def generate_cli(
     seed: SeedOption = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="An image file (.png, .jpg, .webp: one image, or a captioned sheet of all) or a folder (one PNG per image).")] = Path("generated.png"),
     upscale: Annotated[int, typer.Option("--upscale", "-u", help="Enlarge the 64 px images x2, x3 or x4 (1: no).")] = 1,
-    sr_method: Annotated[str, typer.Option("--sr-method", help="srcnn (bicubic where no weights exist) or bicubic.")] = "srcnn",
+    sr_method: SRMethodOption = "auto",
     checkpoint: CheckpointOption = None,
     encoder: EncoderOverride = None,
     device: DeviceOption = "auto",
