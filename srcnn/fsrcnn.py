@@ -18,6 +18,7 @@ the detail bicubic misses (as our SRCNN does): the same layers, converging faste
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -132,6 +133,32 @@ class FSRCNN(nn.Module):
         return out
 
 
+def _cubic(distance: float, a: float = -0.75) -> float:
+    """Keys' cubic convolution kernel, with PyTorch's a = -0.75."""
+    x = abs(distance)
+    if x <= 1:
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+    return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a if x < 2 else 0.0
+
+
+@functools.lru_cache(maxsize=None)
+def _bicubic_phases(scale: int) -> torch.Tensor:
+    """``(scale^2, 1, 5, 5)``: for each output phase (row phase, column phase), the weights of the 5x5
+    input pixels around it. Output pixel o sits at input coordinate (o + 0.5) / scale - 0.5."""
+    taps = torch.zeros(scale, 5, dtype=torch.float64)
+    for phase in range(scale):
+        position = (phase + 0.5) / scale - 0.5
+        left = math.floor(position)
+        for offset in range(left - 1, left + 3):
+            taps[phase, offset + 2] += _cubic(position - offset)
+    return torch.einsum("ik,jl->ijkl", taps, taps).reshape(scale * scale, 1, 5, 5)
+
+
 def bicubic_enlarge(images: torch.Tensor, scale: int) -> torch.Tensor:
-    """The bicubic enlargement residual FSRCNN adds its detail to (PyTorch's, a = -0.75)."""
-    return F.interpolate(images, scale_factor=scale, mode="bicubic", align_corners=False)
+    """The bicubic enlargement FSRCNN adds its detail to: exactly ``F.interpolate(images,
+    scale_factor=scale, mode="bicubic", align_corners=False)`` (edge pixels repeated), computed as
+    a fixed 5x5 convolution per output phase and a pixel shuffle, which is ~3x faster on a CPU."""
+    channels = images.shape[1]
+    weight = _bicubic_phases(scale).to(images).repeat(channels, 1, 1, 1)
+    padded = F.pad(images, (2, 2, 2, 2), mode="replicate")
+    return F.pixel_shuffle(F.conv2d(padded, weight, groups=channels), scale)

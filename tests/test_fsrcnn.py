@@ -16,7 +16,7 @@ import srcnn.upscale as upscale_module
 from srcnn import SRError, Upscaler, load_model
 from srcnn.color import rgb_to_ycbcr, ycbcr_to_rgb
 from srcnn.data import AUGMENT_SIZES, PatchSampler, resized_copies
-from srcnn.fsrcnn import FSRCNN, FSRCNNConfig
+from srcnn.fsrcnn import FSRCNN, FSRCNNConfig, bicubic_enlarge
 from srcnn.images import bicubic
 from srcnn.model import SRCNN, SRConfig
 from srcnn.tiling import run_tiled
@@ -65,6 +65,13 @@ def test_a_fresh_residual_network_starts_as_bicubic():
     bicubic_up = torch.nn.functional.interpolate(low, scale_factor=3, mode="bicubic", align_corners=False)
     difference = (model(low) - bicubic_up).abs()
     assert difference.mean() < 0.01 and difference.max() < 0.05
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_enlargement_by_convolution_equals_pytorchs_interpolate(scale):
+    images = torch.rand(2, 3, 13, 22)
+    reference = torch.nn.functional.interpolate(images, scale_factor=scale, mode="bicubic", align_corners=False)
+    assert (bicubic_enlarge(images, scale) - reference).abs().max() < 1e-5
 
 
 def test_presets_are_the_papers_sizes():
