@@ -3,7 +3,7 @@
     python benchmarks/generate_speed.py [--repeats 20] [--cold-repeats 5] [--json benchmarks/generate_speed.json]
 
 - warm pipeline latency (median and p95 over ``--repeats``; the first call is a warm-up): one
-  caption at 64 px, one caption upscaled x4 by SRCNN, 64 different captions in one batch at 64 px
+  caption at 64 px, one caption upscaled x4 by the shipped SR network, 64 different captions in one batch at 64 px
   (caption encoding included in every figure);
 - cold: the wall time of the command ``t2i generate "pink petals" --upscale 4`` in a fresh process,
   median over ``--cold-repeats``, and that process's peak resident memory.
@@ -73,7 +73,7 @@ def main() -> None:
     pipeline = T2IPipeline.from_pretrained(device="cpu")
     rows = {
         "1 caption, 64 px": timed(lambda: pipeline("this flower has pink petals", seed=1), args.repeats),
-        "1 caption, x4 SRCNN (256 px)": timed(lambda: pipeline("this flower has pink petals", seed=1, upscale=4), args.repeats),
+        "1 caption, x4 shipped SR (256 px)": timed(lambda: pipeline("this flower has pink petals", seed=1, upscale=4), args.repeats),
         "64 captions, 64 px": timed(lambda: pipeline(CAPTIONS, seed=1), args.repeats),
     }
     warm_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
