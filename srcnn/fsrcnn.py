@@ -114,7 +114,10 @@ class FSRCNN(nn.Module):
     def receptive_radius(self) -> int:
         """How far (in input pixels) an output pixel looks: 2 (5x5) + m (3x3 each) + the enlarging
         layer's reach, or bicubic's 2 pixels in residual mode where that is more."""
-        reach = math.ceil(DECONV_KERNEL / self.config.scale)
+        if self.config.output == "subpixel":
+            reach = subpixel_kernel(self.config.scale) // 2
+        else:  # a 9x9 kernel at stride s: within ceil(9 / s) input pixels (generous, and simple)
+            reach = math.ceil(DECONV_KERNEL / self.config.scale)
         return 2 + self.config.m + max(reach, 2 if self.config.residual else 0)
 
     def output_layer(self) -> nn.Module:

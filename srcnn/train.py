@@ -60,7 +60,9 @@ def start_from(model: nn.Module, path: Path) -> None:
     output_names = {f"{name}.{p}" for name, module in model.named_modules() if module is model.output_layer()
                     for p, _ in module.named_parameters()}
     copied = {k: v for k, v in source.state_dict().items() if k not in output_names}
-    model.load_state_dict(copied, strict=False)
+    missing, unexpected = model.load_state_dict(copied, strict=False)
+    if unexpected or set(missing) != output_names:
+        raise SRError(f"--init {path}: its layers do not match the network being trained ({sorted(unexpected or missing)})")
 
 
 def _cosine(step: int, steps: int) -> float:

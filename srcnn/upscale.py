@@ -35,9 +35,12 @@ log = logging.getLogger(__name__)
 WEIGHTS_KIND = "srcnn"  # this library's weights files, whatever the architecture inside
 PREFERENCE = ("fsrcnn", "srcnn")  # method auto: the first architecture with weights for the scale
 # auto: the shipped network for the scale (see PREFERENCE); fsrcnn / srcnn: that one; bicubic: no network.
-METHODS = ("auto", *ARCHITECTURES, "bicubic")
+METHODS = ("auto", *PREFERENCE, "bicubic")
+assert set(PREFERENCE) == set(ARCHITECTURES), "every architecture needs a place in PREFERENCE"
 MAX_OUTPUT_PIXELS = 100_000_000  # 100 MP, about 0.6 GB as two RGB images; a 10000 px square at x4 is 16x that
-TILE = 512  # network input pixels a side per tile: ~70 MB of float activations at SRCNN's widths
+# Network input pixels a side per tile: ~70 MB of float activations at SRCNN's widths (on the
+# enlarged image); for FSRCNN ~60 MB at d = 56 on the small image, and a 2048 px output tile at x4.
+TILE = 512
 
 
 def check_scale(scale: int) -> None:

@@ -85,7 +85,7 @@ app = typer.Typer(
     cls=_OneLineErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    help="t2i: captions to images with a conditional DCGAN (GAN-INT-CLS) and an SRCNN upscaler.",
+    help="t2i: captions to images with a conditional GAN (GAN-INT-CLS or DF-GAN) and an FSRCNN/SRCNN upscaler.",
     epilog='Example: t2i generate "this flower has pink petals" -n 4 --out pink.png',
 )
 app.add_typer(data_app, name="data")

@@ -129,7 +129,7 @@ def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
     # Gradio's copies of the page's images go after FILE_LIFETIME, checked as often: a bounded cache.
     with gr.Blocks(title="t2i: captions to flowers", delete_cache=(FILE_LIFETIME, FILE_LIFETIME)) as demo:
         gr.Markdown("# t2i: captions to flowers\nDescribe a flower; a conditional GAN draws it at 64 px "
-                    "and SRCNN enlarges it.")
+                    "and FSRCNN (or SRCNN) enlarges it.")
         gr.Markdown(backend.describe(), elem_id="loaded-models")
         with gr.Tab("Generate"):
             chat = gr.Chatbot(label="Images", show_label=False, height=560, elem_id="history")

@@ -16,7 +16,7 @@ import srcnn.upscale as upscale_module
 from srcnn import SRError, Upscaler, load_model
 from srcnn.color import rgb_to_ycbcr, ycbcr_to_rgb
 from srcnn.data import AUGMENT_SIZES, PatchSampler, resized_copies
-from srcnn.fsrcnn import FSRCNN, FSRCNNConfig, bicubic_enlarge
+from srcnn.fsrcnn import FSRCNN, PRESETS, FSRCNNConfig, bicubic_enlarge
 from srcnn.images import bicubic
 from srcnn.model import SRCNN, SRConfig
 from srcnn.tiling import run_tiled
@@ -75,6 +75,7 @@ def test_bicubic_enlargement_by_convolution_equals_pytorchs_interpolate(scale):
 
 
 def test_presets_are_the_papers_sizes():
+    assert PRESETS == {"fsrcnn": (56, 12, 4), "fsrcnn-s": (32, 5, 1)}
     result = run("sr", "train", "--help")
     assert result.exit_code == 0 and "56-12-4" in result.output and "32-5-1" in result.output
     model = FSRCNN(FSRCNNConfig(d=32, s=5, m=1, output="deconv"))
@@ -93,24 +94,22 @@ def test_scale_augmentation_adds_each_image_at_smaller_sizes():
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
-def test_low_resolution_patches_line_up_with_their_targets(scale):
+def test_low_resolution_patches_line_up_with_their_targets(scale, tmp_path):
     """Each input patch is the bicubic reduction of its target patch (up to the patch's edge),
-    through flips and turns: a patch off by one pixel would differ by far more."""
-    smooth = bicubic(Image.open(FIXTURE_IMAGES[0]).convert("RGB").resize((24, 24)), (192, 192))
-    path = Path(__file__).parent / f".smooth-{scale}.png"
-    smooth.save(path)
-    try:
-        sampler = PatchSampler([path], scale=scale, patch=48, mode="rgb", low_resolution_input=True)
-        inputs, targets = sampler.batch(16)
-    finally:
-        path.unlink()
+    through flips and turns: a target cut one high-resolution pixel off would differ by more."""
+    path = tmp_path / "smooth.png"
+    bicubic(Image.open(FIXTURE_IMAGES[0]).convert("RGB").resize((24, 24)), (192, 192)).save(path)
+    sampler = PatchSampler([path], scale=scale, patch=48, mode="rgb", low_resolution_input=True)
+    inputs, targets = sampler.batch(16)
     side = 48 // scale
     assert inputs.shape == (16, 3, side, side) and targets.shape == (16, 3, side * scale, side * scale)
     reduced = torch.nn.functional.interpolate(targets, scale_factor=1 / scale, mode="bicubic", antialias=True, align_corners=False)
     inner = slice(2, side - 2)
-    assert (reduced - inputs)[..., inner, inner].abs().mean() < 0.01
-    shifted = torch.roll(inputs, 1, dims=-1)
-    assert (reduced - shifted)[..., inner, inner].abs().mean() > 0.02
+    aligned = (reduced - inputs)[..., inner, inner].abs().mean()
+    assert aligned < 0.01
+    off_by_one = torch.nn.functional.interpolate(torch.roll(targets, 1, dims=-1), scale_factor=1 / scale, mode="bicubic",
+                                                 antialias=True, align_corners=False)
+    assert (off_by_one - inputs)[..., inner, inner].abs().mean() > 1.5 * aligned
 
 
 # --- training: fine-tuning across scales ----------------------------------------------------------------
@@ -129,6 +128,27 @@ def test_short_training_saves_the_best_and_x3_starts_from_x2(trained_fsrcnn_x2, 
     assert torch.equal(x3.output_layer().weight, fresh_output)  # another shape at x3: not copied
     with pytest.raises(SRError, match="in more than the scale"):
         start_from(FSRCNN(FSRCNNConfig(scale=3, d=12, s=4, m=2)), out)
+
+
+@pytest.mark.parametrize("network", [
+    lambda scale: FSRCNN(FSRCNNConfig(scale=scale, d=8, s=4, m=1, output="deconv")),
+    lambda scale: SRCNN(SRConfig(scale=scale, widths=(8, 4))),
+])
+def test_start_from_copies_every_layer_but_the_output_one_even_where_shapes_agree(network, tmp_path):
+    """The transposed convolution and SRCNN's last layer have the same shape at every scale: only
+    the names keep them from being copied."""
+    torch.manual_seed(0)
+    source = network(2)
+    with torch.no_grad():
+        for parameter in source.parameters():
+            parameter.add_(0.5)  # every value differs from a fresh network's
+    save_weights(source, tmp_path / "x2.safetensors")
+    target = network(4)
+    start_from(target, tmp_path / "x2.safetensors")
+    not_copied = {name for name, value in target.state_dict().items() if not torch.equal(value, source.state_dict()[name])}
+    output_layer = target.output_layer()
+    output_names = {f"{name}.{p}" for name, m in target.named_modules() if m is output_layer for p, _ in m.named_parameters()}
+    assert not_copied == output_names and len(output_names) == 2
 
 
 # --- weights files -------------------------------------------------------------------------------------
@@ -244,4 +264,6 @@ def test_sr_train_and_eval_cli_side_by_side(tmp_path, trained_fsrcnn_x2):
     assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--output", "bilinear", "--out", out, *args), "subpixel or deconv")
     assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--schedule", "step", "--out", out, *args), "constant or cosine")
     assert_one_line_error(run("sr", "train", "--scale", 3, "--arch", "fsrcnn", "--init", srcnn_x2, "--out", out, *args), "in more than the scale")
+    assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--kernels", "9-1-5", "--out", out, *args), "--kernels and --widths are for --arch srcnn")
+    assert_one_line_error(run("sr", "train", "--scale", 2, "--output", "deconv", "--out", out, *args), "--fsrcnn-size and --output are for --arch fsrcnn")
     assert_one_line_error(run("sr", "eval", FIXTURE_IMAGES[12], "--scale", 2, "--sr-weights", tmp_path / "none.safetensors"), "do not exist")

@@ -69,12 +69,14 @@ def sr_train_cli(
     if arch not in ARCH_CHOICES:
         raise SRError(f"--arch must be {', '.join(ARCH_CHOICES[:-1])} or {ARCH_CHOICES[-1]}, got {arch!r}", parameter="arch")
     if arch == "srcnn":
-        if fsrcnn_size is not None:
-            raise SRError("--fsrcnn-size is for --arch fsrcnn", parameter="fsrcnn_size")
+        if fsrcnn_size is not None or output != "subpixel":
+            raise SRError("--fsrcnn-size and --output are for --arch fsrcnn or fsrcnn-s", parameter="arch")
         kernel_sizes = _dashed_ints(kernels, count=3, flag="--kernels", example="9-5-5")
         filter_widths = _dashed_ints(widths, count=2, flag="--widths", example="64-32")
         config = SRConfig(scale=scale, kernels=kernel_sizes, widths=filter_widths, mode=mode, residual=residual)
     else:
+        if kernels != "9-5-5" or widths != "64-32":
+            raise SRError("--kernels and --widths are for --arch srcnn", parameter="arch")
         d, s, m = _dashed_ints(fsrcnn_size, count=3, flag="--fsrcnn-size", example="56-12-4", least=0) if fsrcnn_size else PRESETS[arch]
         config = FSRCNNConfig(scale=scale, d=d, s=s, m=m, mode=mode, residual=residual, output=output)
     config.validate()
