@@ -46,10 +46,6 @@ def make_pair(hr: Image.Image, scale: int, mode: str, *, low_resolution_input: b
     return to_tensor(source), to_tensor(hr)
 
 
-def load_pair(path: Path, scale: int, mode: str, *, low_resolution_input: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    return make_pair(load_rgb(path), scale, mode, low_resolution_input=low_resolution_input)
-
-
 def resized_copies(image: Image.Image, sizes: tuple[float, ...]) -> list[Image.Image]:
     """``image`` at each fraction of its size in ``sizes`` (bicubic, antialiased when shrinking)."""
     copies = []

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from srcnn.errors import SRError
-from srcnn.images import degrade, load_rgb, luminance
+from srcnn.images import bicubic, load_rgb, luminance, shrink
 from srcnn.metrics import psnr, ssim
 from srcnn.upscale import Upscaler
 
@@ -48,8 +48,8 @@ def evaluate(paths: list[Path], upscalers: list[Upscaler]) -> SREvaluation:
     names = ["bicubic", *(u.describe() for u in upscalers)]
     totals = [[0.0, 0.0] for _ in names]
     for path in paths:
-        hr, bicubic_up = degrade(load_rgb(path), scale)
-        low = hr.resize((hr.width // scale, hr.height // scale), resample=3)  # 3 = BICUBIC
+        hr, low = shrink(load_rgb(path), scale)
+        bicubic_up = bicubic(low, hr.size)
         target = luminance(hr)[0]
         outputs = [bicubic_up, *(u.upscale_images([low])[0] for u in upscalers)]
         for total, image in zip(totals, outputs):

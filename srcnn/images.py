@@ -52,12 +52,6 @@ def shrink(hr: Image.Image, scale: int) -> tuple[Image.Image, Image.Image]:
     return hr, bicubic(hr, (width // scale, height // scale))
 
 
-def degrade(hr: Image.Image, scale: int) -> tuple[Image.Image, Image.Image]:
-    """Crop ``hr`` to a multiple of ``scale``; return (that crop, its bicubic down-then-up copy)."""
-    hr, low = shrink(hr, scale)
-    return hr, bicubic(low, hr.size)
-
-
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB -> ``(3, H, W)`` float32 in [0, 1]."""
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()

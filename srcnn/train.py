@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srcnn.data import PatchSampler, load_pair
+from srcnn.data import PatchSampler, make_pair
 from srcnn.errors import SRError
+from srcnn.images import load_rgb
 from srcnn.metrics import psnr
 from srcnn.networks import build_network, display_name
 from srcnn.upscale import load_model, save_weights
@@ -107,8 +108,9 @@ def train_network(
     started = time.perf_counter()
     sampler = PatchSampler(train_paths, scale=config.scale, patch=patch, mode=config.mode, seed=seed,
                            low_resolution_input=low_input, sizes=sizes)
-    valid_pairs = [load_pair(p, config.scale, config.mode, low_resolution_input=low_input) for p in valid_paths]
-    bicubic_pairs = valid_pairs if not low_input else [load_pair(p, config.scale, config.mode) for p in valid_paths]
+    valid_images = [load_rgb(p) for p in valid_paths]  # read once: FSRCNN's pairs and the bicubic baseline's differ
+    valid_pairs = [make_pair(image, config.scale, config.mode, low_resolution_input=low_input) for image in valid_images]
+    bicubic_pairs = valid_pairs if not low_input else [make_pair(image, config.scale, config.mode) for image in valid_images]
     bicubic_psnr = sum(psnr(x, y, border=config.scale) for x, y in bicubic_pairs) / len(bicubic_pairs)
     output_params = list(model.output_layer().parameters())
     optimizer = torch.optim.Adam(
