@@ -27,18 +27,19 @@ data_app = typer.Typer(no_args_is_help=True, help="Build, inspect and re-embed c
 
 @data_app.command(
     "convert",
-    epilog="Example: t2i data convert oxford102-64/ flowers.h5   (the Reed et al. release: jpg/, text_c10/, *classes.txt)",
+    epilog="Example: t2i data convert oxford102-64/ flowers.h5   (the Reed et al. release: jpg/, text_c10/, *classes.txt);  "
+    "t2i data convert coco2014/ coco.h5 --image-size 128   (annotations/captions_{train,val}2014.json, train2014/, val2014/)",
 )
 def convert_cli(
-    source: Annotated[Path, typer.Argument(help="Folder: the Reed et al. release layout, or images with same-name .txt captions.")],
+    source: Annotated[Path, typer.Argument(help="Folder: the Reed et al. release layout, COCO captions JSON(s) with their images, or images with same-name .txt captions.")],
     output: Annotated[Path, typer.Argument(help="HDF5 file to write (atomically).")],
-    layout: Annotated[str, typer.Option(help="auto, reed (jpg/ + text_c10/ + class lists) or folder.")] = "auto",
+    layout: Annotated[str, typer.Option(help="auto, reed (jpg/ + text_c10/ + class lists), coco (captions*.json, in the folder or annotations/) or folder.")] = "auto",
     encoder: EncoderOption = DEFAULT_ENCODER,
     image_size: Annotated[Optional[int], typer.Option(help="Centre-crop and resize every image to this square size; default keeps the files as they are.")] = None,
     class_table: Annotated[Optional[Path], typer.Option(help="folder layout: CSV/TSV of image,class[,split].")] = None,
     class_from_folder: Annotated[bool, typer.Option(help="folder layout: each image's parent folder is its class.")] = False,
-    valid_fraction: Annotated[Optional[float], typer.Option(help="Share held out for valid: of classes (reed, when no valclasses.txt; default 0.15) or of images (folder; default 0.1).")] = None,
-    test_fraction: Annotated[float, typer.Option(help="folder layout: share of images for test.")] = 0.1,
+    valid_fraction: Annotated[Optional[float], typer.Option(help="Share held out for valid: of classes (reed, when no valclasses.txt; default 0.15) or of images (folder, and coco without one captions file per split; default 0.1).")] = None,
+    test_fraction: Annotated[float, typer.Option(help="folder and coco layouts: share of images for test (coco: unless each split has its own captions file).")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the split draws.")] = 0,
     embedding_dtype: EmbeddingDtypeOption = EmbeddingDtype.float16,
     batch_size: BatchSizeOption = 128,

@@ -16,6 +16,7 @@ from t2i_cli.data.sources import (
     check_source_folder,
     SourceItem,
     detect_layout,
+    open_coco,
     open_image_folder,
     open_reed_release,
     read_captions,
@@ -91,6 +92,7 @@ def convert(
         raise T2IError(f"the image size must be at least 8 pixels, got {image_size}", parameter="image_size")
     if layout == "auto":
         layout = detect_layout(source)
+    report = ConvertReport(output=Path(output), layout=layout, counts={}, captions=0)
     if layout == "reed":
         items = open_reed_release(source, valid_fraction=0.15 if valid_fraction is None else valid_fraction, seed=seed)
     elif layout == "folder":
@@ -102,10 +104,17 @@ def convert(
             test_fraction=test_fraction,
             seed=seed,
         )
+    elif layout == "coco":
+        items = open_coco(
+            source,
+            valid_fraction=0.1 if valid_fraction is None else valid_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            on_skip=lambda reason, detail: _skip_or_stop(report, strict, reason, detail),
+        )
     else:
-        raise T2IError(f"unknown layout {layout!r}; use auto, reed or folder")
+        raise T2IError(f"unknown layout {layout!r}; use auto, reed, folder or coco")
 
-    report = ConvertReport(output=Path(output), layout=layout, counts={}, captions=0)
     writer = CaptionImageWriter(
         output,
         encoder=encoder.identity,
@@ -136,8 +145,8 @@ def convert(
 def _load_item(item: SourceItem, *, image_size: int | None, report: ConvertReport, strict: bool) -> Example | None:
     try:
         if item.image is None:
-            raise BadImage(f"{item.captions.name}: no image file for these captions")
-        captions = read_captions(item.captions)
+            raise BadImage(f"{item.name}: no image file for these captions")
+        captions = read_captions(item.captions) if isinstance(item.captions, Path) else list(item.captions)
         jpeg, size = prepare_jpeg(item.image, image_size=image_size)
     except CaptionFileError as exc:
         reason, detail = "unusable caption file", str(exc)
@@ -145,10 +154,14 @@ def _load_item(item: SourceItem, *, image_size: int | None, report: ConvertRepor
         reason, detail = "unreadable or missing image", str(exc)
     else:
         return Example(name=item.name, jpeg=jpeg, captions=captions, class_name=item.class_name, size=size)
+    _skip_or_stop(report, strict, reason, detail)
+    return None
+
+
+def _skip_or_stop(report: ConvertReport, strict: bool, reason: str, detail: str) -> None:
     if strict:
         raise T2IError(f"{reason}: {detail} (strict mode stops here; without it the item would be skipped)", parameter="strict")
     report.skip(reason, detail)
-    return None
 
 
 def skip_summary(report: ConvertReport) -> str:

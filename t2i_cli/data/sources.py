@@ -1,33 +1,40 @@
 """Readers for the folder layouts ``t2i data convert`` understands.
 
-Each ``open_<layout>()`` returns a list of :class:`SourceItem` (which image, which caption file,
+Each ``open_<layout>()`` returns a list of :class:`SourceItem` (which image, which captions,
 which class, which split); :func:`t2i_cli.data.convert.convert` reads, embeds and writes them.
-Problems that stop a whole conversion (a missing folder, a class listed twice) raise
-:class:`T2IError`; problems with single items are left to the converter, which skips and counts.
+Problems that stop a whole conversion (a missing folder, a class listed twice, a duplicate id)
+raise :class:`T2IError`; problems with single items are left to the converter, which skips and
+counts them (a reader that drops items itself reports them through ``on_skip``).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from t2i_cli.data.images import IMAGE_SUFFIXES
 from t2i_cli.errors import T2IError
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("auto", "reed", "folder")
+LAYOUTS = ("auto", "reed", "folder", "coco")
+
+# reason, detail: an item a reader left out, for the converter's report.
+SkipReport = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
 class SourceItem:
     split: str
     name: str
-    image: Path | None  # None: the caption file has no image beside it
-    captions: Path
+    image: Path | None  # None: no image file was found for these captions
+    captions: Path | tuple[str, ...]  # a caption file, one caption a line, or the captions themselves
     class_name: str | None
 
 
@@ -60,7 +67,20 @@ def read_captions(path: Path) -> list[str]:
 
 
 def detect_layout(root: Path) -> str:
-    return "reed" if (root / "text_c10").is_dir() else "folder"
+    if (root / "text_c10").is_dir():
+        return "reed"
+    return "coco" if coco_caption_files(root) else "folder"
+
+
+def seeded_split(rng: random.Random, *, valid_fraction: float, test_fraction: float) -> str:
+    """One image's split, drawn from ``rng``: test, valid or train by the two fractions."""
+    draw = rng.random()
+    return "test" if draw < test_fraction else "valid" if draw < test_fraction + valid_fraction else "train"
+
+
+def check_fractions(valid_fraction: float, test_fraction: float) -> None:
+    if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
+        raise T2IError("valid and test fractions must be >= 0 and leave some images for train")
 
 
 def _read_class_list(path: Path) -> list[str]:
@@ -179,8 +199,7 @@ def open_image_folder(
     """
     root = Path(root)
     check_source_folder(root)
-    if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
-        raise T2IError("valid and test fractions must be >= 0 and leave some images for train")
+    check_fractions(valid_fraction, test_fraction)
     table = _read_class_table(Path(class_table)) if class_table is not None else None
     images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not images:
@@ -201,9 +220,142 @@ def open_image_folder(
         elif class_from_folder:
             class_name = relative.parent.as_posix() if relative.parent != Path(".") else None
         if split is None:
-            draw = rng.random()
-            split = "test" if draw < test_fraction else "valid" if draw < test_fraction + valid_fraction else "train"
+            split = seeded_split(rng, valid_fraction=valid_fraction, test_fraction=test_fraction)
         items.append(SourceItem(split, name, image, image.with_suffix(".txt"), class_name))
     if not items:
         raise T2IError(f"no image in {root} is listed in the class table {class_table}")
+    return items
+
+
+# --- COCO captions ------------------------------------------------------------------------------
+
+COCO_SPLIT_WORDS = {"train": "train", "val": "valid", "valid": "valid", "validation": "valid", "test": "test"}
+
+
+def coco_caption_files(root: Path) -> list[Path]:
+    """A source folder's COCO captions files: ``captions*.json`` in it or in its ``annotations/``
+    folder (MSCOCO ships ``annotations/captions_train2014.json`` beside ``train2014/``)."""
+    found: list[Path] = []
+    for folder in (root, root / "annotations"):
+        if folder.is_dir():
+            found += sorted(p for p in folder.glob("captions*.json") if p.is_file())
+    return found
+
+
+def coco_split_named_by(path: Path) -> str | None:
+    """The split a captions file's name gives (``captions_val2014.json`` -> valid), or None."""
+    words = {w for w in re.split(r"[^a-z]+", path.stem.lower()) if w}
+    named = {COCO_SPLIT_WORDS[w] for w in words if w in COCO_SPLIT_WORDS}
+    return named.pop() if len(named) == 1 else None
+
+
+def _coco_image_dirs(root: Path, captions_file: Path) -> list[Path]:
+    """Where a captions file's ``file_name``s are looked up: the folder its name points at
+    (``captions_train2014.json`` -> ``train2014/``), then ``images/<that>``, ``images/``, the root."""
+    tag = re.sub(r"^captions[_\-.]*", "", captions_file.stem, flags=re.IGNORECASE)
+    candidates = [root / tag, root / "images" / tag] if tag else []
+    candidates += [root / "images", root]
+    return [folder for folder in dict.fromkeys(candidates) if folder.is_dir()]
+
+
+def _read_coco_file(path: Path) -> tuple[list, list]:
+    """The ``images`` and ``annotations`` lists of a COCO captions file, or one clear error."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise T2IError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise T2IError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
+        raise T2IError(f"{path} is not a COCO captions file: it needs an 'images' list and an 'annotations' list")
+    return data["images"], data["annotations"]
+
+
+def _coco_id(value, where: str):
+    """An image or annotation id: an integer or a string (JSON gives no other kind of key)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise T2IError(f"{where}: id must be an integer or a string, got {value!r}")
+    return value
+
+
+def open_coco(
+    root: Path,
+    *,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    on_skip: SkipReport | None = None,
+) -> list[SourceItem]:
+    """The COCO captions layout: ``captions*.json`` files (in the folder or its ``annotations/``)
+    whose ``images`` (``id``, ``file_name``) and ``annotations`` (``image_id``, ``caption``) name
+    the image files and their captions. There are no classes.
+
+    With several files, each file's name gives its split (``captions_train2014.json``,
+    ``captions_val2014.json``); a single file is divided by a seeded draw per image by
+    ``valid_fraction`` / ``test_fraction``. An image id or an annotation id used twice, or a file that is not a COCO
+    captions file, is an error; images without captions and captions of unlisted images are left
+    out and reported through ``on_skip``.
+    """
+    root = Path(root)
+    check_source_folder(root)
+    skip = on_skip or (lambda reason, detail: None)
+    files = coco_caption_files(root)
+    if not files:
+        raise T2IError(f"{root} holds no COCO captions file (captions*.json, in it or in annotations/)")
+    named = {path: coco_split_named_by(path) for path in files}
+    split_per_file = len(files) > 1
+    if split_per_file and None in named.values():
+        unnamed = next(p.name for p, s in named.items() if s is None)
+        raise T2IError(f"{unnamed} names no split (train, val or test); with several captions files, each names its split")
+    if not split_per_file:
+        check_fractions(valid_fraction, test_fraction)
+
+    rng = random.Random(seed)
+    file_of_image: dict = {}  # image id -> the captions file that lists it
+    id_of_name: dict[str, object] = {}
+    items: list[SourceItem] = []
+    for path in files:
+        images, annotations = _read_coco_file(path)
+        image_dirs = _coco_image_dirs(root, path)
+        captions_of: dict = {}  # image id -> its captions, in file order
+        for position, entry in enumerate(images):
+            where = f"{path.name}, images[{position}]"
+            if not isinstance(entry, dict) or "id" not in entry or not isinstance(entry.get("file_name"), str) or not entry["file_name"].strip():
+                raise T2IError(f"{where}: every image needs an id and a file_name")
+            image_id = _coco_id(entry["id"], where)
+            if image_id in file_of_image:
+                raise T2IError(f"{where}: image id {image_id!r} is listed twice (also in {file_of_image[image_id].name})")
+            file_of_image[image_id] = path
+            captions_of[image_id] = []
+        annotation_ids = set()
+        for position, entry in enumerate(annotations):
+            where = f"{path.name}, annotations[{position}]"
+            if not isinstance(entry, dict) or "image_id" not in entry or not isinstance(entry.get("caption"), str):
+                raise T2IError(f"{where}: every annotation needs an image_id and a caption string")
+            if "id" in entry:
+                annotation_id = _coco_id(entry["id"], where)
+                if annotation_id in annotation_ids:
+                    raise T2IError(f"{where}: annotation id {annotation_id!r} is used twice")
+                annotation_ids.add(annotation_id)
+            image_id = _coco_id(entry["image_id"], where)
+            caption = " ".join(entry["caption"].split())
+            if image_id not in captions_of:
+                skip("caption without image", f"image id {image_id!r} in {path.name}")
+            elif caption:
+                captions_of[image_id].append(caption)
+
+        for entry in images:
+            file_name = entry["file_name"].strip()
+            captions = captions_of[entry["id"]]
+            if not captions:
+                skip("image without captions", file_name)
+                continue
+            name = "__".join(Path(file_name).with_suffix("").parts)
+            if id_of_name.setdefault(name, entry["id"]) != entry["id"]:
+                raise T2IError(f"{path.name}: image ids {id_of_name[name]!r} and {entry['id']!r} both name the file {file_name}")
+            image = next((folder / file_name for folder in image_dirs if (folder / file_name).is_file()), None)
+            split = named[path] if split_per_file else seeded_split(rng, valid_fraction=valid_fraction, test_fraction=test_fraction)
+            items.append(SourceItem(split, name, image, tuple(captions), None))
+    if not items:
+        raise T2IError(f"the COCO captions files of {root} pair no image with a caption")
     return items
