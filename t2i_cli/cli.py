@@ -24,6 +24,7 @@ from t2i_cli.commands.ganbert import ganbert_app
 from t2i_cli.commands.generate import GENERATE_EXAMPLE, INTERPOLATE_EXAMPLE, generate_cli, interpolate_cli
 from t2i_cli.commands.train import EXAMPLE as TRAIN_EXAMPLE
 from t2i_cli.commands.sr import UPSCALE_EXAMPLE, sr_app, upscale_cli
+from t2i_cli.commands.style import RESTYLE_EXAMPLE, restyle_cli, style_app
 from t2i_cli.commands.train import export_cli, train_cli
 from t2i_cli.errors import T2IError
 
@@ -34,7 +35,7 @@ FLAGS = {
     "checkpoint": "--checkpoint", "encoder": "--encoder", "overwrite": "--force", "time_limit": "--time-limit",
     "epochs": "--epochs", "resume": "--resume", "out": "--out", "data": "--data", "gan_type": "--type",
     "conditioning_augmentation": "--ca", "gradient_penalty": "--gp", "preload": "--preload", "workers": "--workers",
-    "image_size": "--image-size", "strict": "--strict", "labels": "--labels", "scale": "--scale",
+    "image_size": "--image-size", "strict": "--strict", "labels": "--labels", "scale": "--scale", "style": "--style",
 }
 
 
@@ -93,6 +94,8 @@ app.command("train", epilog=TRAIN_EXAMPLE)(train_cli)
 app.command("export", epilog="Example: t2i export runs/flowers weights/flowers-gan")(export_cli)
 app.command("generate", epilog=GENERATE_EXAMPLE)(generate_cli)
 app.command("interpolate", epilog=INTERPOLATE_EXAMPLE)(interpolate_cli)
+app.command("restyle", epilog=RESTYLE_EXAMPLE)(restyle_cli)
+app.add_typer(style_app, name="style")
 app.command("upscale", epilog=UPSCALE_EXAMPLE)(upscale_cli)
 app.add_typer(sr_app, name="sr")
 app.command("demo", epilog=DEMO_EXAMPLE)(demo_cli)

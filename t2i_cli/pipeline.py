@@ -67,6 +67,33 @@ SR_METHODS = METHODS
 UPSCALE_FACTORS = (1, *SCALES)  # 1: no upscaling
 
 
+@dataclass
+class RestyleImages:
+    photo: Image.Image  # the square crop of the photo the style encoder sees
+    reconstruction: Image.Image | None  # G(S(photo), the photo's own caption), when one was given
+    restyled: list[Image.Image]  # G(S(photo), caption), one per caption
+
+
+@dataclass
+class RestyleResult:
+    captions: list[str]
+    photo_caption: str | None
+    small: RestyleImages  # at the generator's size
+    upscaled: RestyleImages | None = None  # the SR stage's output, when one was asked for
+    upscaler: str | None = None
+
+    @property
+    def final(self) -> RestyleImages:
+        return self.upscaled if self.upscaled is not None else self.small
+
+    def grid(self) -> Image.Image:
+        """A sheet: the photo (and its reconstruction), then a row per caption with its restyled image."""
+        images = self.final
+        first = [images.photo] + ([images.reconstruction] if images.reconstruction is not None else [])
+        label = "photo" if images.reconstruction is None else f"photo | redrawn as: {self.photo_caption}"
+        return captioned_grid([(label, first)] + [(c, [i]) for c, i in zip(self.captions, images.restyled)])
+
+
 def validate_captions(captions: list[str]) -> list[str]:
     """The captions with their whitespace collapsed; refuses none at all and empty ones."""
     if not captions:
@@ -121,6 +148,7 @@ class T2IPipeline:
         self.device = device
         self.source = source
         self._upscalers: dict[tuple[int, str], "Upscaler"] = {}
+        self._style_encoders: dict[Path | None, torch.nn.Module] = {}
 
     @classmethod
     def from_pretrained(
@@ -202,6 +230,61 @@ class T2IPipeline:
         result = GenerationResult(images, [c for c in captions for _ in range(num_images)], seeds, num_images)
         if upscaler is not None:
             result.upscaled = upscaler.upscale_images(images)
+            result.upscaler = upscaler.describe()
+        return result
+
+    def style_encoder(self, path: str | Path | None = None) -> torch.nn.Module:
+        """The style encoder for this generator (loaded once): ``path``, else the ``style-encoder``
+        folder inside the generator's checkpoint; one trained for another generator is refused."""
+        from t2i_cli.style import default_style_path, load_style_encoder
+
+        key = None if path is None else Path(path)
+        if key not in self._style_encoders:
+            if self.source is None:
+                raise T2IError("this pipeline's generator was not loaded from a checkpoint: name the style encoder's folder")
+            folder = default_style_path(self.source) if path is None else Path(path)
+            self._style_encoders[key] = load_style_encoder(folder, generator_checkpoint=self.source).to(self.device)
+        return self._style_encoders[key]
+
+    @torch.inference_mode()
+    def restyle(
+        self,
+        photo: Image.Image,
+        captions: list[str] | str,
+        *,
+        photo_caption: str | None = None,
+        upscale: int = 1,
+        sr_method: str = "auto",
+        style: str | Path | None = None,
+    ) -> RestyleResult:
+        """Draw ``photo``'s layout with each caption's content: ``G(S(photo), caption)`` (Reed et
+        al. 2016, §5.3). With ``photo_caption`` (what the photo shows), also ``G(S(photo),
+        photo_caption)``, how well the generator can redraw the photo itself."""
+        from t2i_cli.style import photo_tensor
+
+        captions = check_request(captions, upscale=upscale, sr_method=sr_method)
+        if photo_caption is not None:
+            photo_caption = validate_captions([photo_caption])[0]
+        if self.encoder is None:
+            raise T2IError("this generator is unconditional: there is no caption to restyle a photo with")
+        encoder = self.style_encoder(style)
+        upscaler = self.upscaler(upscale, sr_method) if upscale > 1 else None
+        pixels = photo_tensor(photo, self.model_config.image_size)[None]  # uint8 (1, 3, S, S)
+        noise = encoder(pixels.to(self.device).float() / 127.5 - 1)  # (1, Z)
+        texts = captions + ([photo_caption] if photo_caption is not None else [])
+        embeddings = self.embed(texts).to(self.device)
+        images, _ = self.generator(noise.expand(len(texts), -1), embeddings)
+        drawn = to_pil(images)
+        small = RestyleImages(
+            photo=to_pil(pixels)[0],
+            reconstruction=drawn[-1] if photo_caption is not None else None,
+            restyled=drawn[: len(captions)],
+        )
+        result = RestyleResult(captions, photo_caption, small)
+        if upscaler is not None:
+            first = [small.photo] + ([small.reconstruction] if small.reconstruction is not None else [])
+            big = upscaler.upscale_images(first + small.restyled)
+            result.upscaled = RestyleImages(big[0], big[1] if photo_caption is not None else None, big[len(first):])
             result.upscaler = upscaler.describe()
         return result
 

@@ -23,7 +23,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc).strip() or type(exc).__name__
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
@@ -59,7 +59,7 @@ def prepare_jpeg(path: Path, *, image_size: int | None = None) -> tuple[bytes, t
             keep = image.format == "JPEG" and image.mode == "RGB" and image_size is None
             if keep:
                 return raw, image.size
-            rgb = _to_rgb(image)
+            rgb = to_rgb(image)
             if image_size is not None:
                 rgb = center_square(rgb, image_size)
             buffer = io.BytesIO()
@@ -73,6 +73,6 @@ def decode_rgb(jpeg: bytes) -> np.ndarray:
     """JPEG (or any PIL-readable) bytes -> ``(H, W, 3)`` uint8; :class:`BadImage` if they do not decode."""
     try:
         with Image.open(io.BytesIO(jpeg)) as image:
-            return np.asarray(_to_rgb(image))
+            return np.asarray(to_rgb(image))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise BadImage(_reason(exc)) from None

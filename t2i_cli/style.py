@@ -1,0 +1,112 @@
+"""Style encoders on disk, each paired with the one generator it inverts.
+
+A style encoder folder (by default ``style-encoder/`` inside the generator's checkpoint folder)::
+
+    config.json                 kind, format, StyleConfig, the generator's sha256, training record
+    style_encoder.safetensors   the weights
+
+S learns the noise of one particular generator: with any other, even the same run a few epochs on,
+``G(S(photo), caption)`` is a different picture. So the folder records the sha256 of the
+``generator.safetensors`` it was trained against, and loading it for another generator is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from t2i_cli import __version__
+from t2i_cli.atomic import atomic_folder
+from t2i_cli.checkpoint import GENERATOR_FILE, load_weights, resolve_checkpoint
+from t2i_cli.config import from_dict, to_dict
+from t2i_cli.errors import T2IError
+from t2i_cli.models.style import StyleConfig, StyleEncoder
+from t2i_cli.weights import sha256_of
+
+STYLE_KIND = "t2i-style-encoder"
+STYLE_FORMAT = 1
+STYLE_DIR = "style-encoder"
+STYLE_WEIGHTS = "style_encoder.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class StyleEncoderInfo:
+    path: Path
+    config: StyleConfig
+    generator_sha256: str
+    record: dict  # how it was trained and what it measured
+
+
+def default_style_path(checkpoint: str | Path) -> Path:
+    """Where a generator's style encoder lives unless told otherwise: inside its checkpoint folder."""
+    return resolve_checkpoint(checkpoint) / STYLE_DIR
+
+
+def generator_sha256(checkpoint: str | Path) -> str:
+    return sha256_of(resolve_checkpoint(checkpoint) / GENERATOR_FILE)
+
+
+def write_style_encoder(folder: Path, encoder: StyleEncoder, *, generator_sha256: str, record: dict) -> Path:
+    """Write S atomically: a crash mid-save leaves the old folder (if any) as it was."""
+    with atomic_folder(folder) as partial:
+        weights = {k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items()}
+        save_file(weights, partial / STYLE_WEIGHTS)
+        config = {
+            "kind": STYLE_KIND, "format": STYLE_FORMAT, "t2i_version": __version__,
+            "style": to_dict(encoder.config), "generator_sha256": generator_sha256, **record,
+        }
+        (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return Path(folder)
+
+
+def read_style_encoder(folder: str | Path) -> StyleEncoderInfo:
+    folder = Path(folder)
+    if not (folder / CONFIG_FILE).is_file():
+        raise T2IError(f"no style encoder at {folder}: train one with t2i style train", parameter="style")
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise T2IError(f"style encoder {folder} has an unreadable {CONFIG_FILE}: {exc}") from None
+    if not isinstance(config, dict) or config.get("kind") != STYLE_KIND:
+        kind = config.get("kind") if isinstance(config, dict) else None
+        raise T2IError(f"{folder} is not a style encoder (kind {kind!r}, expected {STYLE_KIND!r})")
+    if config.get("format", 0) > STYLE_FORMAT:
+        raise T2IError(f"{folder} has style encoder format {config['format']}; this t2i reads up to {STYLE_FORMAT} (upgrade t2i)")
+    try:
+        style = from_dict(StyleConfig, config["style"], source=str(folder / CONFIG_FILE))
+        digest = str(config["generator_sha256"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise T2IError(f"style encoder {folder} has a malformed {CONFIG_FILE}: {exc}") from None
+    record = {k: v for k, v in config.items() if k not in ("kind", "format", "t2i_version", "style", "generator_sha256")}
+    return StyleEncoderInfo(folder, style, digest, record)
+
+
+def load_style_encoder(folder: str | Path, *, generator_checkpoint: str | Path) -> StyleEncoder:
+    """S from ``folder``, refused unless it was trained against ``generator_checkpoint``'s weights."""
+    info = read_style_encoder(folder)
+    checkpoint = resolve_checkpoint(generator_checkpoint)
+    if info.generator_sha256 != generator_sha256(checkpoint):
+        raise T2IError(
+            f"style encoder {info.path} was trained for another generator (sha256 {info.generator_sha256[:12]}…), "
+            f"not {checkpoint} (sha256 {generator_sha256(checkpoint)[:12]}…): train one for it with t2i style train",
+            parameter="style",
+        )
+    encoder = StyleEncoder(info.config)
+    load_weights(info.path / STYLE_WEIGHTS, encoder, what="style encoder")
+    return encoder.eval().requires_grad_(False)
+
+
+def photo_tensor(image, size: int) -> torch.Tensor:
+    """A PIL image of any mode -> uint8 ``(3, size, size)``: RGB (transparency onto white),
+    centre-cropped and resized as the data files are."""
+    import numpy as np
+
+    from t2i_cli.data.images import center_square, to_rgb
+
+    pixels = np.asarray(center_square(to_rgb(image), size))
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
