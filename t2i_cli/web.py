@@ -1,8 +1,8 @@
 """The browser demo: a Gradio page over the same :class:`T2IPipeline` the CLI uses.
 
 No model code lives here: the page collects a caption and settings, calls the pipeline, and shows
-the 64 px images beside their upscaled versions in a chat-like history. Two named API endpoints,
-``/generate`` and ``/interpolate``, serve ``gradio_client`` callers.
+the 64 px images beside their upscaled versions in a chat-like history. Three named API endpoints,
+``/generate``, ``/interpolate`` and ``/restyle``, serve ``gradio_client`` callers.
 """
 
 from __future__ import annotations
@@ -107,6 +107,42 @@ class DemoBackend:
         }
         return items, summary
 
+    def restyle(self, photo: Image.Image | None, caption: str, photo_caption: str | None, upscale: int,
+                sr_method: str) -> tuple[list[tuple[str, str]], dict]:
+        """Gallery items: the photo as the generator sees it, its redrawing (with a photo caption),
+        the restyled image, then each of those upscaled; and a summary."""
+        if photo is None:
+            raise refuse("Upload a photo first: its layout is what the new caption is drawn into.")
+        if not isinstance(caption, str) or not caption.strip():
+            raise refuse("Write a caption: what the photo's flower should become.")
+        photo_caption = photo_caption if isinstance(photo_caption, str) and photo_caption.strip() else None
+        try:
+            check_request(caption, upscale=int(upscale), sr_method=sr_method)
+            with self.lock:
+                result = self.pipeline.restyle(photo, caption, photo_caption=photo_caption, upscale=int(upscale), sr_method=sr_method)
+        except (T2IError, SRError) as exc:
+            raise refuse(str(exc)) from None
+        items: list[tuple[str, str]] = []
+        for images, size in ((result.small, "64 px"), (result.upscaled, f"×{int(upscale)} ({result.upscaler})")):
+            if images is None:
+                continue
+            items.append((self._file(images.photo), f"your photo, {size}"))
+            if images.reconstruction is not None:
+                items.append((self._file(images.reconstruction), f"redrawn as: {result.photo_caption}, {size}"))
+            items.append((self._file(images.restyled[0]), f"restyled: {result.captions[0]}, {size}"))
+        summary = {"caption": result.captions[0], "photo_caption": result.photo_caption, "upscale": int(upscale),
+                   "upscaler": result.upscaler or "none", "sizes": [list(result.final.restyled[0].size)]}
+        return items, summary
+
+    def style_note(self) -> str:
+        """Which style encoder the Restyle tab uses, or why it cannot run."""
+        try:
+            self.pipeline.style_encoder()
+        except T2IError as exc:
+            return f"**Restyling is not available:** {exc}."
+        return ("The photo's centre square is encoded into the generator's noise (pose, place, background) by a "
+                "style encoder trained for this generator, then drawn with your caption.")
+
     def interpolate(self, first: str, second: str, steps: int, seed: float | int | None,
                     random_seed: bool) -> list[tuple[str, str]]:
         if not first or not first.strip() or not second or not second.strip():
@@ -186,5 +222,22 @@ def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
                 go = gr.Button("Interpolate", variant="primary")
             strip = gr.Gallery(label="Caption embedding interpolation (noise held fixed)", columns=8, format="png")
             go.click(backend.interpolate, [first, second, steps, interp_seed, interp_random], strip, api_name="interpolate")
+        with gr.Tab("Restyle a photo"):
+            gr.Markdown(backend.style_note(), elem_id="style-note")
+            with gr.Row():
+                photo = gr.Image(type="pil", label="Photo", image_mode="RGB", height=256, elem_id="photo")
+                with gr.Column():
+                    new_caption = gr.Textbox(value="this flower has yellow petals", label="Caption to draw it with",
+                                             elem_id="restyle-caption")
+                    photo_caption = gr.Textbox(value="", label="What the photo shows (optional: adds the generator's redrawing of it)",
+                                               elem_id="photo-caption")
+                    restyle_upscale = gr.Slider(1, 4, value=4, step=1, label="Upscale factor")
+                    restyle_method = gr.Radio(list(SR_METHODS), value="auto", label="SR method")
+                    restyle_go = gr.Button("Restyle", variant="primary", elem_id="restyle")
+            restyled = gr.Gallery(label="The photo, its redrawing and the restyled image: 64 px, then upscaled", columns=3,
+                                  object_fit="contain", format="png", elem_id="restyled")
+            restyle_summary = gr.JSON(visible=False)
+            restyle_go.click(backend.restyle, [photo, new_caption, photo_caption, restyle_upscale, restyle_method],
+                             [restyled, restyle_summary], api_name="restyle")
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo

@@ -10,10 +10,12 @@ from PIL import Image
 gradio = pytest.importorskip("gradio", reason="the web extra is not installed (pip install -e '.[web]')")
 from gradio_client import Client  # noqa: E402
 
+from conftest import OXFORD_MINI  # noqa: E402
 from t2i_cli.pipeline import T2IPipeline  # noqa: E402
 from t2i_cli.web import build_demo  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PHOTO = OXFORD_MINI / "jpg" / "image_06734.jpg"
 
 
 def free_port() -> int:
@@ -23,8 +25,24 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run):
-    demo = build_demo(T2IPipeline.from_pretrained(tiny_run, device="cpu"))
+def with_style(tiny_run, tmp_path_factory):
+    """A copy of the tiny run's checkpoint with an (untrained) style encoder paired to it."""
+    import torch
+
+    from t2i_cli.checkpoint import resolve_checkpoint
+    from t2i_cli.models.style import StyleConfig, StyleEncoder
+    from t2i_cli.style import STYLE_DIR, generator_sha256, write_style_encoder
+
+    checkpoint = tmp_path_factory.mktemp("styled") / "tiny"
+    shutil.copytree(resolve_checkpoint(tiny_run), checkpoint)
+    torch.manual_seed(0)
+    write_style_encoder(checkpoint / STYLE_DIR, StyleEncoder(StyleConfig(width=4)), generator_sha256=generator_sha256(checkpoint), record={})
+    return checkpoint
+
+
+@pytest.fixture(scope="module")
+def server(with_style):
+    demo = build_demo(T2IPipeline.from_pretrained(with_style, device="cpu"))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
@@ -105,6 +123,29 @@ def test_interpolate_endpoint(client):
     assert len(strip) == 4 and Image.open(strip[0]["image"]).size == (64, 64)
 
 
+def test_restyle_endpoint(client):
+    from gradio_client import handle_file
+
+    items, info = client.predict(handle_file(str(PHOTO)), "yellow petals", "a white flower", 2, "auto", api_name="/restyle")
+    sizes = [Image.open(item["image"]).size for item in items]
+    assert sizes == [(64, 64)] * 3 + [(128, 128)] * 3 and info["photo_caption"] == "a white flower"
+    items, _ = client.predict(handle_file(str(PHOTO)), "yellow petals", "", 1, "auto", api_name="/restyle")
+    assert len(items) == 2  # no photo caption: the photo and the restyled image
+    with pytest.raises(Exception, match="Upload a photo first"):
+        client.predict(None, "yellow petals", "", 1, "auto", api_name="/restyle")
+    with pytest.raises(Exception, match="Write a caption"):
+        client.predict(handle_file(str(PHOTO)), " ", "", 1, "auto", api_name="/restyle")
+
+
+def test_restyle_tab_says_when_the_generator_has_no_style_encoder(tiny_run):
+    from t2i_cli.web import DemoBackend
+
+    backend = DemoBackend(T2IPipeline.from_pretrained(tiny_run, device="cpu"))
+    assert "not available" in backend.style_note() and "t2i style train" in backend.style_note()
+    with pytest.raises(gradio.Error, match="no style encoder at"):
+        backend.restyle(Image.open(PHOTO), "red petals", "", 1, "auto")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian package chromium); .ci/run installs it")
 def test_a_real_browser_generates_and_renders_images(server, tmp_path):
@@ -148,4 +189,18 @@ def test_a_real_browser_generates_and_renders_images(server, tmp_path):
         page.locator("#history").get_by_text("Write a caption first").first.wait_for(timeout=30000)
         assert "this flower has pink petals" in page.locator("#history").inner_text()
         assert page.eval_on_selector_all("#history img", "els => els.length") >= 4
+        # Restyle a photo: upload, caption, and the photo, its redrawing and the restyled image come back.
+        page.get_by_role("tab", name="Restyle a photo").click()
+        page.locator("#photo input[type=file]").set_input_files(str(PHOTO))
+        page.locator("#photo-caption textarea").fill("a white flower")
+        page.locator("#restyle").click()
+        page.wait_for_function(
+            """() => {
+                const images = [...document.querySelectorAll('#restyled img')];
+                return images.length >= 6 && images.every(i => i.complete && i.naturalWidth > 0);
+            }""",
+            timeout=60000,
+        )
+        widths = page.eval_on_selector_all("#restyled img", "els => els.map(e => e.naturalWidth)")
+        assert widths.count(64) == 3 and widths.count(256) == 3
         browser.close()
