@@ -35,7 +35,7 @@ FLAGS = {
     "checkpoint": "--checkpoint", "encoder": "--encoder", "overwrite": "--force", "time_limit": "--time-limit",
     "epochs": "--epochs", "resume": "--resume", "out": "--out", "data": "--data", "gan_type": "--type",
     "conditioning_augmentation": "--ca", "gradient_penalty": "--gp", "preload": "--preload", "workers": "--workers",
-    "image_size": "--image-size", "strict": "--strict", "labels": "--labels", "scale": "--scale", "style": "--style",
+    "image_size": "--image-size", "strict": "--strict", "labels": "--labels", "scale": "--scale", "style": "--style", "msg": "--msg",
 }
 
 

@@ -35,6 +35,7 @@ class ModelConfig:
     mbd_kernel_dim: int = 8
     d_norm: str = "batch"  # batch | layer (no cross-sample coupling; used with a gradient penalty)
     fusion_hidden: int = 256  # dfgan: hidden width of the MLPs that predict each block's gamma and beta
+    msg: bool = False  # MSG-GAN: G draws every side 4..S, D takes them all in (models/pyramid.py)
 
     def validate(self) -> None:
         if self.arch not in ARCHITECTURES:

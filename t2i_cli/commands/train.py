@@ -43,6 +43,7 @@ def train_cli(
     image_size: Annotated[Optional[int], typer.Option(help="64, or 128 for the larger variant.")] = None,
     ca: Annotated[Optional[bool], typer.Option("--ca/--no-ca", help="StackGAN conditioning augmentation.")] = None,
     minibatch_discrimination: Annotated[Optional[bool], typer.Option("--mbd/--no-mbd", help="Minibatch discrimination in D.")] = None,
+    msg: Annotated[Optional[bool], typer.Option("--msg/--no-msg", help="MSG-GAN: G also draws every side 4..S/2, D takes them all in.")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Load at 76/64 of the size, random-crop and flip (Reed et al.).")] = None,
     preload: Annotated[Optional[bool], typer.Option("--preload/--no-preload", help="Decode every image into memory once.")] = None,
     amp: Annotated[Optional[str], typer.Option(help="Mixed precision: auto (bf16 on CUDA and on CPUs with native bf16), off, bf16.")] = None,
@@ -76,7 +77,7 @@ def train_cli(
     }
     model_flags = {
         "arch": arch, "ngf": ngf, "ndf": ndf, "image_size": image_size, "conditioning_augmentation": ca,
-        "minibatch_discrimination": minibatch_discrimination,
+        "minibatch_discrimination": minibatch_discrimination, "msg": msg,
     }
     flags = {k: v for k, v in flags.items() if v is not None}
     model_flags = {k: v for k, v in model_flags.items() if v is not None}

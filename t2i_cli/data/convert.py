@@ -145,7 +145,8 @@ def convert(
 def _load_item(item: SourceItem, *, image_size: int | None, report: ConvertReport, strict: bool) -> Example | None:
     try:
         if item.image is None:
-            raise BadImage(f"{item.name}: no image file for these captions")
+            where = item.captions.name if isinstance(item.captions, Path) else item.name
+            raise BadImage(f"{where}: no image file for these captions")
         captions = read_captions(item.captions) if isinstance(item.captions, Path) else list(item.captions)
         jpeg, size = prepare_jpeg(item.image, image_size=image_size)
     except CaptionFileError as exc:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from t2i_cli.config import ModelConfig
+from t2i_cli.models.pyramid import Images, as_pyramid, finest, to_rgb
 
 
 def _stages(image_size: int) -> int:
@@ -71,6 +72,8 @@ class Generator(nn.Module):
             self.condition = None
             in_dim = config.noise_dim
         width = config.ngf * 2 ** (stages - 1)  # 512 at 64 px with ngf 64
+        # MSG-GAN: RGB from each stage's features, sides 4 .. S/2 (widths halve as the side doubles).
+        self.side_rgb = nn.ModuleList(nn.Conv2d(width >> i, 3, 1) for i in range(stages)) if config.msg else None
         layers = [  # (B, in_dim, 1, 1) -> (B, width, 4, 4)
             nn.ConvTranspose2d(in_dim, width, 4, 1, 0, bias=False),
             nn.BatchNorm2d(width),
@@ -87,7 +90,8 @@ class Generator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, noise: torch.Tensor, embedding: torch.Tensor | None = None):
-        """Returns ``(images in [-1, 1], ca_stats)``; ``ca_stats`` is (mu, logvar) or None."""
+        """Returns ``(images in [-1, 1], ca_stats)``; ``ca_stats`` is (mu, logvar) or None. With
+        MSG in training mode, ``images`` is the pyramid, finest first (models/pyramid.py)."""
         ca_stats = None
         inputs = noise
         if self.condition is not None:
@@ -95,7 +99,15 @@ class Generator(nn.Module):
                 raise ValueError("this generator is conditional: pass caption embeddings")
             code, ca_stats = self.condition(embedding)
             inputs = torch.cat([noise, code], dim=1)
-        return self.net(inputs[:, :, None, None]), ca_stats
+        features = inputs[:, :, None, None]
+        if self.side_rgb is None or not self.training:
+            return self.net(features), ca_stats
+        coarse = []
+        for layer in self.net:
+            features = layer(features)
+            if isinstance(layer, nn.ReLU):  # the end of a stage at sides 4, 8, ..., S/2
+                coarse.append(to_rgb(features, self.side_rgb[len(coarse)]))
+        return [features, *reversed(coarse)], ca_stats
 
 
 class MinibatchDiscrimination(nn.Module):
@@ -122,17 +134,18 @@ class Discriminator(nn.Module):
         config.validate()
         self.config = config
         stages = _stages(config.image_size)
+        side = 3 if config.msg else 0  # MSG-GAN: each smaller side's RGB joins the features at that side
         layers = [nn.Conv2d(3, config.ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
         width = config.ndf
         for _ in range(stages - 1):  # (B, ndf, S/2, S/2) -> ... -> (B, width, 4, 4)
             layers += [
-                nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
+                nn.Conv2d(width + side, width * 2, 4, 2, 1, bias=False),
                 _norm(config.d_norm, width * 2),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             width *= 2
         self.features = nn.Sequential(*layers)
-        self.feature_width = width
+        self.feature_width = width = width + side
         extra = 0
         if config.conditional:
             self.projection = nn.Sequential(
@@ -149,15 +162,26 @@ class Discriminator(nn.Module):
         else:
             self.mbd = None
         self.head = nn.Sequential(
-            nn.Conv2d(width + extra, width, 1, 1, 0, bias=False),
-            _norm(config.d_norm, width),
+            nn.Conv2d(width + extra, width - side, 1, 1, 0, bias=False),
+            _norm(config.d_norm, width - side),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width, 1, 4, 1, 0),  # (B, 1, 1, 1): one logit / critic score
+            nn.Conv2d(width - side, 1, 4, 1, 0),  # (B, 1, 1, 1): one logit / critic score
         )
 
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) -> (B, width, 4, 4), before the caption joins."""
-        return self.features(images)
+    def image_features(self, images: Images) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, width, 4, 4), before the caption joins. With MSG, ``images`` may be
+        a pyramid (else it is pooled into one): each later convolution takes its side's RGB too,
+        and the 4x4 RGB joins the last features."""
+        if not self.config.msg:
+            return self.features(finest(images))
+        levels = as_pyramid(images)
+        features, level = levels[0], 0
+        for index, layer in enumerate(self.features):
+            if isinstance(layer, nn.Conv2d) and index > 0:
+                level += 1
+                features = torch.cat([features, levels[level].to(features.dtype)], dim=1)
+            features = layer(features)
+        return torch.cat([features, levels[-1].to(features.dtype)], dim=1)
 
     def caption_input(self, embedding: torch.Tensor | None) -> torch.Tensor | None:
         """What :meth:`score` takes for a caption: the embedding itself (projected inside)."""
@@ -176,7 +200,7 @@ class Discriminator(nn.Module):
             maps.append(closeness[:, :, None, None].expand(-1, -1, 4, 4))
         return self.head(torch.cat(maps, dim=1) if len(maps) > 1 else features).view(-1)
 
-    def forward(self, images: torch.Tensor, embedding: torch.Tensor | None = None):
+    def forward(self, images: Images, embedding: torch.Tensor | None = None):
         """Returns ``(scores (B,), features (B, width, 4, 4))``; scores are logits."""
         features = self.image_features(images)
         return self.score(features, self.caption_input(embedding)), features

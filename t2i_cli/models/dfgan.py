@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2i_cli.config import ModelConfig
+from t2i_cli.models.pyramid import Images, as_pyramid, finest, to_rgb
 
 
 def _multipliers(image_size: int) -> list[int]:
@@ -105,16 +106,24 @@ class Generator(nn.Module):
             UpBlock(condition_dim, w_in, w_out, config.fusion_hidden) for w_in, w_out in zip(widths, widths[1:])
         )
         self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
+        # MSG-GAN: RGB from the features entering each block, sides 4 .. S/2.
+        self.side_rgb = nn.ModuleList(nn.Conv2d(w, 3, 1) for w in widths[:-1]) if config.msg else None
 
     def forward(self, noise: torch.Tensor, embedding: torch.Tensor | None = None):
-        """Returns ``(images in [-1, 1], None)``: the same interface as the DCGAN generator."""
+        """Returns ``(images in [-1, 1], None)``: the same interface as the DCGAN generator; with
+        MSG in training mode, ``images`` is the pyramid, finest first (models/pyramid.py)."""
         if embedding is None:
             raise ValueError("this generator is conditional: pass caption embeddings")
         condition = torch.cat([noise, caption_condition(embedding).to(noise.dtype)], dim=1)  # (B, Z + E)
         features = self.stem(noise).view(noise.shape[0], -1, 4, 4)
-        for block in self.blocks:
+        pyramid = self.side_rgb is not None and self.training
+        coarse = []
+        for index, block in enumerate(self.blocks):
+            if pyramid:
+                coarse.append(to_rgb(F.leaky_relu(features, 0.2), self.side_rgb[index]))
             features = block(features, condition)
-        return torch.tanh(self.to_rgb(F.leaky_relu(features, 0.2))), None
+        images = torch.tanh(self.to_rgb(F.leaky_relu(features, 0.2)))
+        return ([images, *reversed(coarse)] if pyramid else images), None
 
 
 class DownBlock(nn.Module):
@@ -148,19 +157,31 @@ class Discriminator(nn.Module):
         config.validate()  # refuses an unconditional dfgan
         self.config = config
         widths = [m * config.ndf for m in reversed(_multipliers(config.image_size))]  # [1, 2, 4, 8, 8] x ndf
+        side = 3 if config.msg else 0  # MSG-GAN: each smaller side's RGB joins the features at that side
         self.stem = nn.Conv2d(3, widths[0], 3, 1, 1)
-        self.blocks = nn.Sequential(*(DownBlock(w_in, w_out) for w_in, w_out in zip(widths, widths[1:])))
-        self.feature_width = widths[-1]
+        self.blocks = nn.ModuleList(
+            DownBlock(w_in + (side if index > 0 else 0), w_out) for index, (w_in, w_out) in enumerate(zip(widths, widths[1:]))
+        )
+        self.feature_width = widths[-1] + side
         self.head = nn.Sequential(  # one-way output: (features ++ caption) -> one score
-            nn.Conv2d(widths[-1] + config.embedding_dim, widths[0] * 2, 3, 1, 1, bias=False),
+            nn.Conv2d(self.feature_width + config.embedding_dim, widths[0] * 2, 3, 1, 1, bias=False),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(widths[0] * 2, 1, 4, 1, 0, bias=False),
         )
 
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+    def image_features(self, images: Images) -> torch.Tensor:
         """(B, 3, S, S) -> (B, 8 * ndf, 4, 4), caption-free: the trainer scores mismatched pairs by
-        reusing these with other captions instead of running the image through D again."""
-        return self.blocks(self.stem(images))
+        reusing these with other captions instead of running the image through D again. With MSG,
+        ``images`` may be a pyramid (else it is pooled into one) and 3 more channels come out."""
+        levels = as_pyramid(images) if self.config.msg else [finest(images)]
+        features = self.stem(levels[0])
+        for index, block in enumerate(self.blocks):
+            if self.config.msg and index > 0:
+                features = torch.cat([features, levels[index].to(features.dtype)], dim=1)
+            features = block(features)
+        if self.config.msg:
+            features = torch.cat([features, levels[-1].to(features.dtype)], dim=1)
+        return features
 
     def caption_input(self, embedding: torch.Tensor) -> torch.Tensor:
         """(B, E) caption embeddings -> the (B, E) caption vectors :meth:`score` takes, rescaled
@@ -172,7 +193,7 @@ class Discriminator(nn.Module):
         caption = caption.to(features.dtype)[:, :, None, None].expand(-1, -1, 4, 4)
         return self.head(torch.cat([features, caption], dim=1)).view(-1)
 
-    def forward(self, images: torch.Tensor, embedding: torch.Tensor | None = None):
+    def forward(self, images: Images, embedding: torch.Tensor | None = None):
         """Returns ``(scores (B,), features (B, 8 * ndf, 4, 4))``, like the DCGAN discriminator."""
         if embedding is None:
             raise ValueError("this discriminator is conditional: pass caption embeddings")

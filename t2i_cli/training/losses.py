@@ -6,7 +6,7 @@ so every formula is tested on its own.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -153,17 +153,19 @@ def hinge_generator_loss(fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
 
 
 def matching_aware_gradient_penalty(
-    scores: torch.Tensor, images: torch.Tensor, embeddings: torch.Tensor, *, power: float = 6.0
+    scores: torch.Tensor, images: torch.Tensor | Sequence[torch.Tensor], embeddings: torch.Tensor, *, power: float = 6.0
 ) -> tuple[torch.Tensor, Stats]:
     """DF-GAN's MA-GP: mean over real pairs of ||(d score / d image, d score / d caption)||^power.
 
     ``scores`` must come from ``images`` and ``embeddings`` (both with ``requires_grad``) through D;
     the norm is over each sample's image and caption gradients together, so D is smoothed around
-    the real, matching pairs in both inputs. The graph is kept (``create_graph``) so the penalty
-    can be backpropagated into D.
+    the real, matching pairs in both inputs. ``images`` may be an MSG pyramid (a list of levels):
+    its gradient is then every level's together. The graph is kept (``create_graph``) so the
+    penalty can be backpropagated into D.
     """
-    grad_images, grad_embeddings = torch.autograd.grad(scores.float().sum(), (images, embeddings), create_graph=True)
-    squares = grad_images.float().flatten(1).pow(2).sum(1) + grad_embeddings.float().flatten(1).pow(2).sum(1)  # (B,)
+    inputs = [*images] if isinstance(images, (list, tuple)) else [images]
+    gradients = torch.autograd.grad(scores.float().sum(), (*inputs, embeddings), create_graph=True)
+    squares = sum(g.float().flatten(1).pow(2).sum(1) for g in gradients)  # (B,)
     # ||g||^p as (||g||^2)^(p/2): a sqrt would give a NaN gradient where a norm is exactly 0.
     penalty = squares.pow(power / 2).mean()
     return penalty, {"ma_gp": penalty.detach(), "grad_norm": squares.detach().sqrt().mean()}

@@ -96,6 +96,9 @@ def train(
     if config.hinge and model_config.conditioning_augmentation:
         raise T2IError("the hinge type has no KL term for conditioning augmentation; train without it or with the gan type",
                        parameter=("conditioning_augmentation", "gan_type"))
+    if model_config.msg and config.wasserstein and config.gradient_penalty > 0:
+        raise T2IError("MSG-GAN works with the gan and hinge types: the WGAN-GP penalty mixes single images, not pyramids",
+                       parameter=("msg", "gradient_penalty"))
     if not config.data:
         raise T2IError("no data file given: an HDF5 file made by t2i data convert", parameter="data")
 

@@ -47,6 +47,7 @@ from t2i_cli.config import ModelConfig, TrainConfig
 from t2i_cli.data.batches import mixed_seed
 from t2i_cli.errors import T2IError
 from t2i_cli.grid import captioned_grid, save_png, to_pil
+from t2i_cli.models.pyramid import Images, detached, finest, image_pyramid
 from t2i_cli.training import losses
 from t2i_cli.training.diffaug import diff_augment
 from t2i_cli.training.distributed import ProcessGroup
@@ -238,6 +239,11 @@ class Trainer:
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         return images.float().div_(127.5).sub_(1)
 
+    def _for_d(self, images: torch.Tensor) -> Images:
+        """Real images as D takes them: with MSG, their average-pooled pyramid, so that they are
+        augmented level by level exactly as G's pyramids are (models/pyramid.py)."""
+        return image_pyramid(images) if self.model_config.msg else images
+
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
         """DiffAugment with the run's policy; the images themselves without one."""
         return diff_augment(images, self.augment_policy)
@@ -249,15 +255,15 @@ class Trainer:
         real = self._pixels(batch["image"])  # (B, 3, S, S) in [-1, 1]
         embedding = batch["embedding"].to(dev, non_blocking=True).float() if cfg.conditional else None
         use_cls = cfg.conditional and cfg.cls
-        wrong = self._pixels(batch["wrong_image"]) if use_cls else None
+        wrong = self._for_d(self._pixels(batch["wrong_image"])) if use_cls else None
         noise = torch.randn(real.shape[0], self.model_config.noise_dim, device=dev)
         augment = self._augment
 
         # D step.
         with self._autocast():
-            fake, ca_stats = self.G(noise, embedding)
-            real_scores, real_features = self.D(augment(real), embedding)
-            fake_scores, _ = self.D(augment(fake.detach()), embedding)
+            fake, ca_stats = self.G(noise, embedding)  # with MSG, a pyramid
+            real_scores, real_features = self.D(augment(self._for_d(real)), embedding)
+            fake_scores, _ = self.D(augment(detached(fake)), embedding)
             wrong_scores = self.D(augment(wrong), embedding)[0] if use_cls else None
             if cfg.wasserstein:
                 d_loss, stats = losses.critic_loss(
@@ -302,14 +308,14 @@ class Trainer:
                 g_loss = g_loss + cfg.l2_coef * fm
                 stats.update(fm_stats)
             if cfg.l1_coef > 0:
-                l1, l1_stats = losses.l1_to_image(fake.float(), real)
+                l1, l1_stats = losses.l1_to_image(finest(fake).float(), real)
                 g_loss = g_loss + cfg.l1_coef * l1
                 stats.update(l1_stats)
             if ca_stats is not None:
                 kl, kl_stats = losses.kl_divergence(ca_stats[0].float(), ca_stats[1].float())
                 g_loss = g_loss + cfg.kl_coef * kl
                 stats.update(kl_stats)
-            g_loss = g_loss + self._matching_term(fake, embedding, batch, stats)
+            g_loss = g_loss + self._matching_term(finest(fake), embedding, batch, stats)
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
         return self._finish_generator_step(g_loss, stats)
@@ -354,16 +360,17 @@ class Trainer:
         penalised = cfg.ma_gp > 0 and self.state.step % cfg.gp_every == 0
 
         # D step.
-        real_in = self._augment(real)
+        real_in = self._augment(self._for_d(real))
         caption_in = D.caption_input(embedding)
         if penalised:  # the penalty differentiates D's score by its image and caption inputs
-            real_in = real_in.detach().requires_grad_(True)
+            real_in = [level.detach().requires_grad_(True) for level in real_in] if isinstance(real_in, list) \
+                else real_in.detach().requires_grad_(True)
             caption_in = caption_in.detach().requires_grad_(True)
         with self._autocast():
-            fake, _ = self.G(noise, embedding)
+            fake, _ = self.G(noise, embedding)  # with MSG, a pyramid
             real_features = D.image_features(real_in)
             real_scores = D.score(real_features, caption_in)
-            fake_scores, _ = D(self._augment(fake.detach()), embedding)
+            fake_scores, _ = D(self._augment(detached(fake)), embedding)
             # Every rolled pair is scored and the same-class ones are masked out of the mean: a
             # boolean index would cost a device sync and a batch of varying shape each step.
             mismatched_scores = D.score(real_features.roll(1, 0), caption_in.detach())
@@ -392,7 +399,7 @@ class Trainer:
                 stats.update(g_stats)
                 if cfg.interpolate:
                     g_loss = g_loss + self._interpolation_term(D, noise, embedding, losses.hinge_generator_loss, stats)
-                g_loss = g_loss + self._matching_term(fake, embedding, batch, stats)
+                g_loss = g_loss + self._matching_term(finest(fake), embedding, batch, stats)
             self.opt_G.zero_grad(set_to_none=True)
             g_loss.backward()
         finally:
