@@ -19,6 +19,11 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float in [-1, 1], the generator's output range (the inverse of :func:`to_uint8`)."""
+    return images.float() / 127.5 - 1
+
+
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """``(B, 3, H, W)`` uint8 pixels, or generator output in [-1, 1] -> B RGB images."""
     pixels = images if images.dtype == torch.uint8 else to_uint8(images)

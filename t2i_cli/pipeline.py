@@ -23,7 +23,7 @@ from t2i_cli.checkpoint import CheckpointInfo, load_weights, read_checkpoint
 from t2i_cli.config import ModelConfig
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import RequestError, T2IError
-from t2i_cli.grid import captioned_grid, to_pil, to_uint8
+from t2i_cli.grid import captioned_grid, to_pil, to_uint8, to_unit_range
 from t2i_cli.models import build_generator
 from t2i_cli.weights import WEIGHTS_DIR
 from t2i_cli.text.encoder import MINILM_NAME, EncoderIdentity, TextEncoder, load_text_encoder
@@ -270,7 +270,7 @@ class T2IPipeline:
         encoder = self.style_encoder(style)
         upscaler = self.upscaler(upscale, sr_method) if upscale > 1 else None
         pixels = photo_tensor(photo, self.model_config.image_size)[None]  # uint8 (1, 3, S, S)
-        noise = encoder(pixels.to(self.device).float() / 127.5 - 1)  # (1, Z)
+        noise = encoder(to_unit_range(pixels).to(self.device))  # (1, Z)
         texts = captions + ([photo_caption] if photo_caption is not None else [])
         embeddings = self.embed(texts).to(self.device)
         images, _ = self.generator(noise.expand(len(texts), -1), embeddings)

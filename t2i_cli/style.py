@@ -1,6 +1,7 @@
 """Style encoders on disk, each paired with the one generator it inverts.
 
-A style encoder folder (by default ``style-encoder/`` inside the generator's checkpoint folder)::
+A style encoder folder (by default ``style-encoder/`` inside the generator's checkpoint folder,
+or ``RUN/style-encoders/epoch-N`` for a training run's checkpoint)::
 
     config.json                 kind, format, StyleConfig, the generator's sha256, training record
     style_encoder.safetensors   the weights
@@ -43,8 +44,24 @@ class StyleEncoderInfo:
 
 
 def default_style_path(checkpoint: str | Path) -> Path:
-    """Where a generator's style encoder lives unless told otherwise: inside its checkpoint folder."""
-    return resolve_checkpoint(checkpoint) / STYLE_DIR
+    """Where a generator's style encoder lives unless told otherwise: inside its checkpoint folder,
+    or, for a training run's checkpoint (``RUN/checkpoints/epoch-N``, which the run prunes as it
+    goes on), beside them as ``RUN/style-encoders/epoch-N``."""
+    folder = resolve_checkpoint(checkpoint)
+    if folder.parent.name == "checkpoints":
+        return folder.parent.parent / "style-encoders" / folder.name
+    return folder / STYLE_DIR
+
+
+def check_replaceable(folder: Path) -> None:
+    """``--force`` replaces a style encoder, never anything else (a generator, a run)."""
+    if folder.exists():
+        try:
+            kind = json.loads((folder / CONFIG_FILE).read_text()).get("kind")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            kind = None
+        if kind != STYLE_KIND:
+            raise T2IError(f"{folder} exists and is not a style encoder: it would be replaced; name another folder", parameter="out")
 
 
 def generator_sha256(checkpoint: str | Path) -> str:

@@ -225,7 +225,8 @@ def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
         with gr.Tab("Restyle a photo"):
             gr.Markdown(backend.style_note(), elem_id="style-note")
             with gr.Row():
-                photo = gr.Image(type="pil", label="Photo", image_mode="RGB", height=256, elem_id="photo")
+                # image_mode=None: the pipeline converts (transparency onto white, as the data files do).
+                photo = gr.Image(type="pil", label="Photo", image_mode=None, height=256, elem_id="photo")
                 with gr.Column():
                     new_caption = gr.Textbox(value="this flower has yellow petals", label="Caption to draw it with",
                                              elem_id="restyle-caption")

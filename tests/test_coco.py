@@ -1,6 +1,7 @@
 """The COCO captions layout of `t2i data convert`, on a fixture built from the repository's images."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -112,6 +113,9 @@ def test_one_captions_file_splits_by_seed(tmp_path, minilm):
         (lambda doc: doc["images"][2].pop("file_name"), "images[2]: every image needs an id and a file_name"),
         (lambda doc: doc["annotations"][1].update(caption=7), "annotations[1]: every annotation needs an image_id and a caption"),
         (lambda doc: doc["images"][0].update(id=[1]), "id must be an integer or a string"),
+        (lambda doc: doc["images"][0].update(file_name="/data/x.jpg"), "must be a path inside the image folder"),
+        (lambda doc: doc["images"][0].update(file_name="../x.jpg"), "must be a path inside the image folder"),
+        (lambda doc: doc["annotations"][0].update(id=1000), "annotation id 1000 is used twice (also in captions_train2014.json)"),
     ],
 )
 def test_bad_coco_files_are_refused(coco_2014, tmp_path, minilm, change, fragment):
@@ -119,9 +123,21 @@ def test_bad_coco_files_are_refused(coco_2014, tmp_path, minilm, change, fragmen
     document = json.loads(path.read_text())
     change(document)
     write_json(path, document)
-    with pytest.raises(T2IError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(T2IError, match=re.escape(fragment)):
         convert(coco_2014, tmp_path / "out.h5", encoder=minilm, progress=False)
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_one_file_name_may_appear_once_in_each_split(tmp_path, minilm):
+    root = tmp_path / "custom"
+    for split, jpeg in (("train", JPEGS[0]), ("val", JPEGS[1])):
+        (root / split).mkdir(parents=True)
+        shutil.copy(jpeg, root / split / "0001.jpg")
+        write_json(root / f"captions_{split}.json", captions_file([(split, "0001.jpg")], [(f"{split}-1", split, f"a {split} flower")]))
+    report = convert(root, tmp_path / "out.h5", encoder=minilm, progress=False)
+    assert report.counts == {"train": 1, "valid": 1, "test": 0}
+    with CaptionImageFile(tmp_path / "out.h5") as data:
+        assert data.jpeg("valid", "0001") == JPEGS[1].read_bytes()
 
 
 def test_bad_coco_sources_are_one_line_through_the_cli(coco_2014, tmp_path):

@@ -46,12 +46,23 @@ def test_generator_draws_every_side_in_training_and_one_image_in_eval(arch, size
     assert torch.allclose(D(real, captions)[0], D(image_pyramid(real), captions)[0])
 
 
+# Sums of a seeded model's outputs, measured before MSG existed (commit 07dd773): image, D scores, D features.
+BEFORE_MSG = {"dcgan": (0.3512541132104996, 0.586552232503891, 587.052481911931),
+              "dfgan": (1423.4612728635548, 0.030866466462612152, 65.94584491220303)}
+
+
 @pytest.mark.parametrize("arch", ["dcgan", "dfgan"])
 def test_without_msg_the_models_and_their_weights_are_as_before(arch):
     torch.manual_seed(0)
     G, D = build_models(ModelConfig(**TINY[arch]))
     assert not any("side_rgb" in name for name in G.state_dict())
-    image, _ = G.train()(torch.randn(2, 100), torch.randn(2, 384))
+    noise = torch.randn(2, 100, generator=torch.Generator().manual_seed(1))
+    captions = torch.randn(2, 384, generator=torch.Generator().manual_seed(2))
+    image, _ = G.eval()(noise, captions)
+    scores, features = D.eval()(image, captions)
+    sums = (image.double().sum().item(), scores.double().sum().item(), features.double().sum().item())
+    assert sums == pytest.approx(BEFORE_MSG[arch], rel=1e-4)
+    image, _ = G.train()(noise, captions)
     assert isinstance(image, torch.Tensor)
     _, msg_d = build_models(ModelConfig(**TINY[arch], msg=True))
     changed = {k for k, v in D.state_dict().items() if v.shape != msg_d.state_dict()[k].shape}

@@ -123,6 +123,23 @@ def test_saved_encoder_loads_only_for_its_generator(generators, tmp_path):
         read_style_encoder(folder)
 
 
+def test_a_run_keeps_its_style_encoders_beside_the_checkpoints_it_prunes(tiny_run, generators, tmp_path):
+    from t2i_cli.checkpoint import resolve_checkpoint
+    from t2i_cli.style import default_style_path
+
+    epoch = resolve_checkpoint(tiny_run)
+    assert default_style_path(tiny_run) == tiny_run / "style-encoders" / epoch.name
+    assert default_style_path(generators[0]) == generators[0] / STYLE_DIR
+
+
+def test_force_replaces_a_style_encoder_but_never_a_generator(generators, flowers_h5, tmp_path):
+    checkpoint = tmp_path / "g"
+    shutil.copytree(generators[0], checkpoint)
+    result = run("style", "train", "--data", flowers_h5, "-c", checkpoint, "--out", checkpoint, "--force", "--steps", 1, "-q")
+    assert_one_line_error(result, "is not a style encoder: it would be replaced")
+    assert (checkpoint / "generator.safetensors").is_file()
+
+
 def test_recolour_partners_pick_another_colour_of_another_image():
     captions = [["this flower has red petals"], ["a flower with yellow petals", "white petals"], ["pink and purple petals"]]
     pairs = recolour_partners(captions, ["red", None, "white"], np.random.default_rng(0))
@@ -130,6 +147,10 @@ def test_recolour_partners_pick_another_colour_of_another_image():
     for photo, partner, index, colour in pairs:
         assert partner != photo and colour != ["red", None, "white"][photo]
         assert colour in captions[partner][index]  # a caption naming one colour: never the two-colour one
+    # Captions without an embedding (a reference file keeps fewer) are never drawn.
+    for seed in range(20):
+        pairs = recolour_partners(captions, ["red", None, "white"], np.random.default_rng(seed), counts=[1, 1, 1])
+        assert all((partner, index) != (1, 1) for _, partner, index, _ in pairs)
 
 
 def test_evaluation_reports_every_figure(generators, flowers_h5):
@@ -173,7 +194,8 @@ def test_style_train_then_restyle_through_the_cli(generators, flowers_h5, tmp_pa
     assert json.loads(report.read_text())["split"] == "test"
 
 
-def test_restyle_bad_inputs_are_one_line(generators, tmp_path):
+def test_restyle_bad_inputs_are_one_line(generators, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the default --out restyled.png would go
     checkpoint = tmp_path / "g"
     shutil.copytree(generators[0], checkpoint)
     assert_one_line_error(run("restyle", PHOTO, "red petals", "-c", checkpoint), "no style encoder at")

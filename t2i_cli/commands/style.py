@@ -20,7 +20,7 @@ style_app = typer.Typer(no_args_is_help=True, help="The style encoder behind t2i
 
 StyleOption = Annotated[
     Optional[Path],
-    typer.Option("--style", help="Style encoder folder (default: style-encoder/ inside the generator's checkpoint)."),
+    typer.Option("--style", help="Style encoder folder (default: style-encoder/ inside the generator's checkpoint; RUN/style-encoders/epoch-N for a run's)."),
 ]
 DataOption = Annotated[Path, typer.Option("--data", help="The HDF5 file (embedded with the generator's caption encoder).")]
 
@@ -39,8 +39,11 @@ def restyle_cli(
     device: DeviceOption = "auto",
 ) -> None:
     """Keep a photo's layout (pose, place, background) and change its content to a caption's (Reed et al. 2016, §5.3)."""
-    from PIL import Image, UnidentifiedImageError
+    import logging
 
+    from PIL import Image
+
+    from t2i_cli.data.images import image_error_reason
     from t2i_cli.errors import T2IError
     from t2i_cli.grid import IMAGE_FORMATS, save_image
     from t2i_cli.pipeline import T2IPipeline, check_request, validate_captions
@@ -48,6 +51,8 @@ def restyle_cli(
     captions = check_request(captions, upscale=upscale, sr_method=sr_method)
     if photo_caption is not None:
         validate_captions([photo_caption])
+        if sheet is None:
+            logging.getLogger(__name__).warning("--photo-caption only adds the photo's redrawing to --sheet, which was not asked for")
     for path in (out, sheet):
         if path is not None:
             if not image_or_folder(path):
@@ -61,9 +66,8 @@ def restyle_cli(
         raise T2IError(f"photo {photo} does not exist") from None
     except IsADirectoryError:
         raise T2IError(f"photo {photo} is a folder; name one image file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        reason = "not an image format PIL can read" if isinstance(exc, UnidentifiedImageError) else str(exc).strip() or type(exc).__name__
-        raise T2IError(f"photo {photo} does not decode: {reason}") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise T2IError(f"photo {photo} does not decode: {image_error_reason(exc)}") from None
 
     pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
     result = pipeline.restyle(picture, captions, photo_caption=photo_caption, upscale=upscale, sr_method=sr_method, style=style)
@@ -116,7 +120,7 @@ def _print_report(report: dict) -> None:
 def style_train_cli(
     data: DataOption,
     checkpoint: CheckpointOption = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder to write (default: style-encoder/ inside the checkpoint).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder to write (default: style-encoder/ inside the checkpoint; RUN/style-encoders/epoch-N for a run's).")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Training steps (learning rate cosine-decayed over them).")] = 3000,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per step.")] = 32,
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 5e-4,
@@ -132,7 +136,7 @@ def style_train_cli(
     from t2i_cli.devices import resolve_device
     from t2i_cli.errors import T2IError
     from t2i_cli.progress import progress_bar
-    from t2i_cli.style import default_style_path, generator_sha256, write_style_encoder
+    from t2i_cli.style import check_replaceable, default_style_path, generator_sha256, write_style_encoder
     from t2i_cli.training.style import StyleTrainConfig, train_style_encoder
 
     if eval_split not in ("train", "valid", "test", "none"):
@@ -140,30 +144,38 @@ def style_train_cli(
     config = StyleTrainConfig(steps=steps, batch_size=batch_size, lr=lr, width=width, real_weight=real_weight, seed=seed)
     config.validate()
     generator, info = _conditional_generator(checkpoint)
-    train = _load_split(data, "train", info)
     out = out or default_style_path(info.path)
     if out.exists() and not force:
         raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")
+    check_replaceable(out)
     check_output_path(out, as_folder=True)
+    digest = generator_sha256(info.path)  # now: a run that goes on may prune this checkpoint meanwhile
     torch_device = resolve_device(device)
+    # Everything the end needs is loaded before the minutes of training, so no failure there loses them.
+    train = _load_split(data, "train", info)
+    evaluation = None
+    if eval_split != "none":
+        from t2i_cli.evaluation.inception import InceptionFeatures
+
+        evaluation = (_load_split(data, eval_split, info), InceptionFeatures(torch_device))
     with progress_bar("style encoder", total=steps, enabled=not quiet) as advance:
         encoder, trained = train_style_encoder(generator, train, config=config, device=torch_device, on_step=lambda step, stats: advance(1))
     record = {"trained": {**trained, "config": {k: getattr(config, k) for k in ("batch_size", "lr", "width", "real_weight", "seed")},
                           "data": train.record, "generator": str(info.path)}}
     typer.echo(f"trained {counted(steps, 'step')} in {trained['seconds']:.0f} s; last 100 steps: "
                + ", ".join(f"{k} {v:.4f}" for k, v in trained["final"].items()))
-    if eval_split != "none":
-        record["evaluation"] = _evaluate(generator, encoder, _load_split(data, eval_split, info), torch_device)
-    write_style_encoder(out, encoder, generator_sha256=generator_sha256(info.path), record=record)
+    write_style_encoder(out, encoder, generator_sha256=digest, record=record)
+    if evaluation is not None:
+        record["evaluation"] = _evaluate(generator, encoder, *evaluation, torch_device)
+        write_style_encoder(out, encoder, generator_sha256=digest, record=record)
     typer.echo(f"wrote {out}; use it with t2i restyle PHOTO CAPTION -c {info.path}")
 
 
-def _evaluate(generator, encoder, split, device) -> dict:
-    from t2i_cli.evaluation.inception import InceptionFeatures
+def _evaluate(generator, encoder, split, features, device) -> dict:
     from t2i_cli.training.style import evaluate_style_encoder
 
-    report = evaluate_style_encoder(generator, encoder, split, device=device, features=InceptionFeatures(device))
-    unseen = " of classes the generator and S never saw" if split.split != "train" else ""
+    report = evaluate_style_encoder(generator, encoder, split, device=device, features=features)
+    unseen = " of classes the generator and S never saw" if split.split != "train" and split.classes else ""
     typer.echo(f"{split.split} split ({len(split)} photos{unseen}):")
     _print_report(report)
     return report
@@ -185,9 +197,12 @@ def style_eval_cli(
 
     if out is not None:
         check_output_path(out, as_folder=False)
+    from t2i_cli.evaluation.inception import InceptionFeatures
+
     generator, info = _conditional_generator(checkpoint)
     encoder = load_style_encoder(style or default_style_path(info.path), generator_checkpoint=info.path)
-    report = _evaluate(generator, encoder, _load_split(data, split, info), resolve_device(device))
+    torch_device = resolve_device(device)
+    report = _evaluate(generator, encoder, _load_split(data, split, info), InceptionFeatures(torch_device), torch_device)
     if out is not None:
         write_text(out, json.dumps(report, indent=2) + "\n")
         typer.echo(f"wrote {out}")

@@ -277,6 +277,8 @@ class CaptionImageWriter:
             raise ValueError(
                 f"{example.name}: embeddings are {embeddings.shape[-1]}-d, encoder is {self.encoder.dim}-d"
             )
+        if "/" in example.name or example.name in ("", ".", ".."):
+            raise ValueError(f"{example.name!r} cannot name an HDF5 group: the readers make names without '/'")
         h5py = _h5py()
         group = self._h5[split].create_group(example.name)
         group.create_dataset("name", data=example.name, dtype=h5py.string_dtype())

@@ -16,7 +16,7 @@ class BadImage(Exception):
     """An image that cannot be used; the converter skips and counts it, a reader names it."""
 
 
-def _reason(exc: BaseException) -> str:
+def image_error_reason(exc: BaseException) -> str:
     """PIL's complaint without the in-memory buffer it read from (``<_io.BytesIO object at 0x...>``)."""
     if isinstance(exc, UnidentifiedImageError):
         return "not an image format PIL can read"
@@ -66,7 +66,7 @@ def prepare_jpeg(path: Path, *, image_size: int | None = None) -> tuple[bytes, t
             rgb.save(buffer, format="JPEG", quality=JPEG_QUALITY)
             return buffer.getvalue(), rgb.size
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise BadImage(f"{path.name}: {_reason(exc)}") from None
+        raise BadImage(f"{path.name}: {image_error_reason(exc)}") from None
 
 
 def decode_rgb(jpeg: bytes) -> np.ndarray:
@@ -75,4 +75,4 @@ def decode_rgb(jpeg: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(jpeg)) as image:
             return np.asarray(to_rgb(image))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise BadImage(_reason(exc)) from None
+        raise BadImage(image_error_reason(exc)) from None

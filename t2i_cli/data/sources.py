@@ -292,9 +292,10 @@ def open_coco(
 
     With several files, each file's name gives its split (``captions_train2014.json``,
     ``captions_val2014.json``); a single file is divided by a seeded draw per image by
-    ``valid_fraction`` / ``test_fraction``. An image id or an annotation id used twice, or a file that is not a COCO
-    captions file, is an error; images without captions and captions of unlisted images are left
-    out and reported through ``on_skip``.
+    ``valid_fraction`` / ``test_fraction``. An image id or an annotation id used twice (in any of
+    the files), a ``file_name`` outside the image folder, or a file that is not a COCO captions file
+    is an error; images without captions and captions of unlisted images are left out and reported
+    through ``on_skip``.
     """
     root = Path(root)
     check_source_folder(root)
@@ -312,7 +313,8 @@ def open_coco(
 
     rng = random.Random(seed)
     file_of_image: dict = {}  # image id -> the captions file that lists it
-    id_of_name: dict[str, object] = {}
+    file_of_annotation: dict = {}  # annotation id -> the captions file that uses it
+    id_of_name: dict[tuple[str, str], object] = {}  # (split, name) -> image id: names are per split
     items: list[SourceItem] = []
     for path in files:
         images, annotations = _read_coco_file(path)
@@ -322,21 +324,23 @@ def open_coco(
             where = f"{path.name}, images[{position}]"
             if not isinstance(entry, dict) or "id" not in entry or not isinstance(entry.get("file_name"), str) or not entry["file_name"].strip():
                 raise T2IError(f"{where}: every image needs an id and a file_name")
+            relative = Path(entry["file_name"].strip())
+            if relative.is_absolute() or relative.anchor or ".." in relative.parts:
+                raise T2IError(f"{where}: file_name {entry['file_name']!r} must be a path inside the image folder, not {'above' if '..' in relative.parts else 'an absolute'} one")
             image_id = _coco_id(entry["id"], where)
             if image_id in file_of_image:
                 raise T2IError(f"{where}: image id {image_id!r} is listed twice (also in {file_of_image[image_id].name})")
             file_of_image[image_id] = path
             captions_of[image_id] = []
-        annotation_ids = set()
         for position, entry in enumerate(annotations):
             where = f"{path.name}, annotations[{position}]"
             if not isinstance(entry, dict) or "image_id" not in entry or not isinstance(entry.get("caption"), str):
                 raise T2IError(f"{where}: every annotation needs an image_id and a caption string")
             if "id" in entry:
                 annotation_id = _coco_id(entry["id"], where)
-                if annotation_id in annotation_ids:
-                    raise T2IError(f"{where}: annotation id {annotation_id!r} is used twice")
-                annotation_ids.add(annotation_id)
+                if annotation_id in file_of_annotation:
+                    raise T2IError(f"{where}: annotation id {annotation_id!r} is used twice (also in {file_of_annotation[annotation_id].name})")
+                file_of_annotation[annotation_id] = path
             image_id = _coco_id(entry["image_id"], where)
             caption = " ".join(entry["caption"].split())
             if image_id not in captions_of:
@@ -351,10 +355,10 @@ def open_coco(
                 skip("image without captions", file_name)
                 continue
             name = "__".join(Path(file_name).with_suffix("").parts)
-            if id_of_name.setdefault(name, entry["id"]) != entry["id"]:
-                raise T2IError(f"{path.name}: image ids {id_of_name[name]!r} and {entry['id']!r} both name the file {file_name}")
-            image = next((folder / file_name for folder in image_dirs if (folder / file_name).is_file()), None)
             split = named[path] if split_per_file else seeded_split(rng, valid_fraction=valid_fraction, test_fraction=test_fraction)
+            if id_of_name.setdefault((split, name), entry["id"]) != entry["id"]:
+                raise T2IError(f"{path.name}: image ids {id_of_name[split, name]!r} and {entry['id']!r} both name {file_name} in the {split} split")
+            image = next((folder / file_name for folder in image_dirs if (folder / file_name).is_file()), None)
             items.append(SourceItem(split, name, image, tuple(captions), None))
     if not items:
         raise T2IError(f"the COCO captions files of {root} pair no image with a caption")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from t2i_cli.config import ModelConfig
-from t2i_cli.models.pyramid import Images, as_pyramid, finest, to_rgb
+from t2i_cli.models.pyramid import Images, as_pyramid, finest, side_output
 
 
 def _stages(image_size: int) -> int:
@@ -106,7 +106,7 @@ class Generator(nn.Module):
         for layer in self.net:
             features = layer(features)
             if isinstance(layer, nn.ReLU):  # the end of a stage at sides 4, 8, ..., S/2
-                coarse.append(to_rgb(features, self.side_rgb[len(coarse)]))
+                coarse.append(side_output(features, self.side_rgb[len(coarse)]))
         return [features, *reversed(coarse)], ca_stats
 
 

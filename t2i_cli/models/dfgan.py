@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2i_cli.config import ModelConfig
-from t2i_cli.models.pyramid import Images, as_pyramid, finest, to_rgb
+from t2i_cli.models.pyramid import Images, as_pyramid, finest, side_output
 
 
 def _multipliers(image_size: int) -> list[int]:
@@ -120,7 +120,7 @@ class Generator(nn.Module):
         coarse = []
         for index, block in enumerate(self.blocks):
             if pyramid:
-                coarse.append(to_rgb(F.leaky_relu(features, 0.2), self.side_rgb[index]))
+                coarse.append(side_output(F.leaky_relu(features, 0.2), self.side_rgb[index]))
             features = block(features, condition)
         images = torch.tanh(self.to_rgb(F.leaky_relu(features, 0.2)))
         return ([images, *reversed(coarse)] if pyramid else images), None

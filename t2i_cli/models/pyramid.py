@@ -15,18 +15,12 @@ pyramid itself.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
 Images = Union[torch.Tensor, Sequence[torch.Tensor]]  # one batch of images, or a pyramid of them (finest first)
-
-
-def pyramid_levels(image_size: int) -> int:
-    """Sides S, S/2, ..., 4: 5 levels at 64 px."""
-    return int(math.log2(image_size)) - 1
 
 
 def image_pyramid(images: torch.Tensor) -> list[torch.Tensor]:
@@ -51,6 +45,6 @@ def detached(images: Images) -> Images:
     return [level.detach() for level in images] if isinstance(images, (list, tuple)) else images.detach()
 
 
-def to_rgb(features: torch.Tensor, conv: torch.nn.Module) -> torch.Tensor:
+def side_output(features: torch.Tensor, conv: torch.nn.Module) -> torch.Tensor:
     """A side output: (B, C, s, s) features -> (B, 3, s, s) in [-1, 1]."""
     return torch.tanh(conv(features))

@@ -79,11 +79,12 @@ def cutout(images: torch.Tensor, *, ratio: float = CUTOUT_RATIO, generator: torc
 
 
 def _translate_pyramid(levels: list[torch.Tensor], generator: torch.Generator | None) -> list[torch.Tensor]:
-    """One draw on the finest level; each level shifted by it scaled to its side (rounded)."""
+    """One draw on the finest level; each level shifted by it scaled to its side, rounded towards
+    zero (symmetric, and each coarse shift comes from about as many fine ones)."""
     dy, dx = _draw_shift(levels[0], TRANSLATION_RATIO, generator)
     full = levels[0].shape[-1]
-    return [_shift(level, torch.round(dy * level.shape[-1] / full).long(), torch.round(dx * level.shape[-1] / full).long())
-            for level in levels]
+    return [_shift(level, torch.div(dy * level.shape[-1], full, rounding_mode="trunc"),
+                   torch.div(dx * level.shape[-1], full, rounding_mode="trunc")) for level in levels]
 
 
 def _cutout_pyramid(levels: list[torch.Tensor], generator: torch.Generator | None) -> list[torch.Tensor]:

@@ -32,7 +32,7 @@ from srcnn.metrics import psnr
 from t2i_cli.data.split import InMemorySplit, draw_captions
 from t2i_cli.errors import T2IError
 from t2i_cli.evaluation.colour import dominant_colours, petal_colours
-from t2i_cli.grid import to_uint8
+from t2i_cli.grid import to_uint8, to_unit_range
 from t2i_cli.models.style import StyleConfig, StyleEncoder
 from t2i_cli.pipeline import seeded_noise
 from t2i_cli.training.trainer import auto_amp_dtype
@@ -55,11 +55,6 @@ class StyleTrainConfig:
             raise T2IError("steps and batch size must be at least 1")
         if not self.lr > 0 or self.real_weight < 0 or not math.isfinite(self.real_weight):
             raise T2IError("the learning rate must be > 0 and the real-photo weight >= 0")
-
-
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float in [-1, 1], the generator's output range."""
-    return images.float() / 127.5 - 1
 
 
 def style_losses(
@@ -100,7 +95,13 @@ def train_style_encoder(
     g_config = generator.config
     if train.image_size != g_config.image_size or train.augment:
         raise T2IError(f"the training split must be held at the generator's {g_config.image_size} px without crops")
-    torch.manual_seed(config.seed)
+    with torch.random.fork_rng(devices=[]):  # S's initial weights come from the seed; the caller's RNG is left as it was
+        torch.manual_seed(config.seed)
+        return _train(generator, train, config, device, on_step)
+
+
+def _train(generator, train: InMemorySplit, config: StyleTrainConfig, device: torch.device, on_step) -> tuple[StyleEncoder, dict]:
+    g_config = generator.config
     draws = torch.Generator().manual_seed(config.seed)
     encoder = StyleEncoder(StyleConfig(image_size=g_config.image_size, noise_dim=g_config.noise_dim, width=config.width)).to(device)
     generator = generator.to(device).eval().requires_grad_(False)
@@ -152,14 +153,16 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(np.mean([psnr(x.float() / 255, y.float() / 255) for x, y in zip(a, b)]))
 
 
-def recolour_partners(captions: list[list[str]], dominant: list[str | None], rng: np.random.Generator) -> list[tuple[int, int, int, str]]:
+def recolour_partners(captions: list[list[str]], dominant: list[str | None], rng: np.random.Generator,
+                      counts: list[int] | None = None) -> list[tuple[int, int, int, str]]:
     """For each photo with a dominant colour, one caption of another image that names exactly one
     petal colour, different from the photo's, drawn by ``rng`` (a colour uniformly among the other
     colours, then one of its captions): (photo row, partner row, partner caption index, the colour
-    it names). Photos with no flower colour are left out."""
+    it names). Photos with no flower colour are left out. ``counts[row]``: how many of the row's
+    captions have an embedding (reference files may hold fewer); only those are drawn."""
     by_colour: dict[str, list[tuple[int, int]]] = {}
     for row, texts in enumerate(captions):
-        for k, text in enumerate(texts):
+        for k, text in enumerate(texts[: None if counts is None else counts[row]]):
             if len(names := petal_colours(text)) == 1:
                 by_colour.setdefault(names[0], []).append((row, k))
     out = []
@@ -230,7 +233,7 @@ def evaluate_style_encoder(
     }
 
     # 3. Restyling: each photo with another image's caption naming a different petal colour.
-    pairs = recolour_partners(split.captions, dominant_colours(photos.numpy()), rng)
+    pairs = recolour_partners(split.captions, dominant_colours(photos.numpy()), rng, split.counts.tolist())
     if not pairs:
         return {"split": split.split, "generated": generated_report, "photos": photos_report, "restyle": {"pairs": 0}}
     photo_rows = torch.tensor([p[0] for p in pairs], dtype=torch.long)
