@@ -68,10 +68,12 @@ def generator_sha256(checkpoint: str | Path) -> str:
     return sha256_of(resolve_checkpoint(checkpoint) / GENERATOR_FILE)
 
 
-def write_style_encoder(folder: Path, encoder: StyleEncoder, *, generator_sha256: str, record: dict) -> Path:
-    """Write S atomically: a crash mid-save leaves the old folder (if any) as it was."""
+def write_style_encoder(folder: Path, encoder: StyleEncoder, *, generator_sha256: str, record: dict, half: bool = False) -> Path:
+    """Write S atomically (a crash mid-save leaves the old folder, if any, as it was); ``half``
+    stores float16 weights, loaded back as float32."""
     with atomic_folder(folder) as partial:
         weights = {k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items()}
+        weights = {k: v.half() if half and v.is_floating_point() else v for k, v in weights.items()}
         save_file(weights, partial / STYLE_WEIGHTS)
         config = {
             "kind": STYLE_KIND, "format": STYLE_FORMAT, "t2i_version": __version__,

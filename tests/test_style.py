@@ -109,6 +109,10 @@ def test_saved_encoder_loads_only_for_its_generator(generators, tmp_path):
     write_style_encoder(folder, encoder, generator_sha256=generator_sha256(generators[0]), record={"trained": {"steps": 1}})
     loaded = load_style_encoder(folder, generator_checkpoint=generators[0])
     assert all(torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), loaded.state_dict().values()))
+    write_style_encoder(tmp_path / "half", encoder, generator_sha256=generator_sha256(generators[0]), record={}, half=True)
+    halved = load_style_encoder(tmp_path / "half", generator_checkpoint=generators[0])
+    assert all(b.dtype == torch.float32 and torch.allclose(a, b, atol=1e-3) for a, b in zip(encoder.state_dict().values(), halved.state_dict().values()))
+    assert (tmp_path / "half" / "style_encoder.safetensors").stat().st_size < 0.6 * (folder / "style_encoder.safetensors").stat().st_size
     assert read_style_encoder(folder).record == {"trained": {"steps": 1}}
     with pytest.raises(T2IError, match="trained for another generator"):
         load_style_encoder(folder, generator_checkpoint=generators[1])
@@ -153,6 +157,22 @@ def test_recolour_partners_pick_another_colour_of_another_image():
         assert all((partner, index) != (1, 1) for _, partner, index, _ in pairs)
 
 
+def test_flower_overlap_is_where_the_flowers_are_whatever_their_colour():
+    from t2i_cli.training.style import flower_overlap
+
+    def picture(colour, box):  # a coloured square on dark green foliage
+        image = torch.zeros(1, 3, 16, 16, dtype=torch.uint8)
+        image[:, 1] = 90
+        top, left, size = box
+        image[:, :, top : top + size, left : left + size] = torch.tensor(colour, dtype=torch.uint8)[:, None, None]
+        return image
+
+    pink, yellow = (240, 120, 200), (240, 220, 40)
+    assert flower_overlap(picture(pink, (4, 4, 8)), picture(yellow, (4, 4, 8))) == 1.0  # same place, new colour
+    assert flower_overlap(picture(pink, (0, 0, 8)), picture(pink, (8, 8, 8))) == 0.0  # same colour, elsewhere
+    assert flower_overlap(picture(pink, (0, 0, 8)), picture(pink, (4, 0, 8))) == pytest.approx(1 / 3)
+
+
 def test_evaluation_reports_every_figure(generators, flowers_h5):
     generator, _ = load_generator(generators[0])
     encoder = StyleEncoder(StyleConfig(width=4)).eval()
@@ -164,7 +184,8 @@ def test_evaluation_reports_every_figure(generators, flowers_h5):
     report = evaluate_style_encoder(generator, encoder, split, device=torch.device("cpu"), features=features, generated=16)
     assert report["generated"]["images"] == 16 and 0 <= report["generated"]["noise_mse"]
     assert report["photos"]["images"] == len(split) and np.isfinite(report["photos"]["psnr"])
-    assert set(report["restyle"]) >= {"pairs", "new_colour_match", "inception_distance_to_photo_random_noise"}
+    assert set(report["restyle"]) >= {"pairs", "new_colour_match", "flower_overlap_with_photo", "inception_distance_to_photo_random_noise"}
+    assert 0 <= report["photos"]["flower_overlap"] <= 1
 
 
 @pytest.mark.slow

@@ -107,12 +107,14 @@ def _print_report(report: dict) -> None:
     typer.echo(f"  generated images ({generated['images']}): noise MSE {generated['noise_mse']:.3f} (guessing 0: 1.0), "
                f"cosine {generated['noise_cosine']:.3f}; image PSNR {generated['image_psnr']:.2f} dB")
     typer.echo(f"  photos ({photos['images']}), own caption: PSNR {photos['psnr']:.2f} dB (random noise {photos['psnr_random_noise']:.2f}); "
+               f"flower overlap {photos['flower_overlap']:.3f} (random noise {photos['flower_overlap_random_noise']:.3f}); "
                f"Inception distance {photos['inception_distance']:.2f} (random noise {photos['inception_distance_random_noise']:.2f})")
     if not restyle["pairs"]:
         typer.echo("  restyled to another colour: no photo of this split has a flower colour and another colour's caption")
         return
     typer.echo(f"  restyled to another colour ({restyle['pairs']} photos): new colour shown {restyle['new_colour_match']:.3f} "
-               f"(random noise {restyle['new_colour_match_random_noise']:.3f}); Inception distance to the photo "
+               f"(random noise {restyle['new_colour_match_random_noise']:.3f}); flower overlap with the photo "
+               f"{restyle['flower_overlap_with_photo']:.3f} (random noise {restyle['flower_overlap_with_photo_random_noise']:.3f}); Inception distance to the photo "
                f"{restyle['inception_distance_to_photo']:.2f} (random noise {restyle['inception_distance_to_photo_random_noise']:.2f})")
 
 
@@ -128,6 +130,7 @@ def style_train_cli(
     real_weight: Annotated[float, typer.Option(min=0.0, help="Weight of redrawing real training photos (0: the paper's loss on generated images alone).")] = 1.0,
     eval_split: Annotated[str, typer.Option(help="Split to measure S on after training (valid, test), or none.")] = "valid",
     seed: Annotated[int, typer.Option(help="Seed of every draw.")] = 0,
+    half: Annotated[bool, typer.Option("--half/--full", help="Store the weights as float16 (half the size; restyled images differ by ~0.01 grey levels).")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace the output folder if it exists (only once the new one is complete).")] = False,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
@@ -164,10 +167,10 @@ def style_train_cli(
                           "data": train.record, "generator": str(info.path)}}
     typer.echo(f"trained {counted(steps, 'step')} in {trained['seconds']:.0f} s; last 100 steps: "
                + ", ".join(f"{k} {v:.4f}" for k, v in trained["final"].items()))
-    write_style_encoder(out, encoder, generator_sha256=digest, record=record)
+    write_style_encoder(out, encoder, generator_sha256=digest, record=record, half=half)
     if evaluation is not None:
         record["evaluation"] = _evaluate(generator, encoder, *evaluation, torch_device)
-        write_style_encoder(out, encoder, generator_sha256=digest, record=record)
+        write_style_encoder(out, encoder, generator_sha256=digest, record=record, half=half)
     typer.echo(f"wrote {out}; use it with t2i restyle PHOTO CAPTION -c {info.path}")
 
 

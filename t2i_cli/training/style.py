@@ -9,11 +9,12 @@ noise it finds for a photo redraws that photo's layout.
 
 :func:`evaluate_style_encoder` measures three things on a split of classes S never saw:
 - held-out generated images: how well z and the image are recovered;
-- real photos with their own captions: how close ``G(S(x), φ(x))`` comes to x, in PSNR and in
-  Inception feature distance, beside ``G(random z, φ(x))``;
+- real photos with their own captions: how close ``G(S(x), φ(x))`` comes to x, in PSNR, flower
+  overlap and Inception feature distance, beside ``G(random z, φ(x))``;
 - restyling: each photo with a caption of another image that names a different petal colour. Does
-  ``G(S(x), new caption)`` show the new colour (the colour rule of ``t2i evaluate``), and does it
-  stay closer to the photo than ``G(random z, new caption)`` does (the layout kept)?
+  ``G(S(x), new caption)`` show the new colour (the colour rule of ``t2i evaluate``), and does its
+  flower lie where the photo's does (:func:`flower_overlap`), more than ``G(random z, new
+  caption)``'s does (the layout kept)?
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from srcnn.metrics import psnr
 from t2i_cli.data.split import InMemorySplit, draw_captions
 from t2i_cli.errors import T2IError
-from t2i_cli.evaluation.colour import dominant_colours, petal_colours
+from t2i_cli.evaluation.colour import dominant_colours, petal_colours, pixel_names
 from t2i_cli.grid import to_uint8, to_unit_range
 from t2i_cli.models.style import StyleConfig, StyleEncoder
 from t2i_cli.pipeline import seeded_noise
@@ -148,6 +149,15 @@ def _invert(encoder: StyleEncoder, images: torch.Tensor, device, batch_size: int
     return torch.cat([encoder(to_unit_range(images[s : s + batch_size]).to(device)).cpu() for s in range(0, len(images), batch_size)])
 
 
+def flower_overlap(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over image pairs of the intersection over union of their flower masks: the pixels the
+    colour rule names (not foliage, not dark, not grey; ``evaluation/colour.py``). Whatever their
+    colours, two images with the flower in the same place and shape overlap; uint8 (N, 3, H, W)."""
+    first, second = pixel_names(a.numpy()) >= 0, pixel_names(b.numpy()) >= 0  # (N, H, W)
+    union = (first | second).sum((1, 2))
+    return float(np.mean(np.where(union > 0, (first & second).sum((1, 2)) / np.maximum(union, 1), 1.0)))
+
+
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean over images of each pair's PSNR (uint8 images, peak 255)."""
     return float(np.mean([psnr(x.float() / 255, y.float() / 255) for x, y in zip(a, b)]))
@@ -229,6 +239,8 @@ def evaluate_style_encoder(
         "psnr": round(_psnr(redrawn, photos), 2), "psnr_random_noise": round(_psnr(random_drawn, photos), 2),
         "inception_distance": distance(redrawn_features, photo_features),
         "inception_distance_random_noise": distance(random_features, photo_features),
+        "flower_overlap": round(flower_overlap(redrawn, photos), 3),
+        "flower_overlap_random_noise": round(flower_overlap(random_drawn, photos), 3),
         "noise_norm": round(found.norm(dim=1).mean().item() / math.sqrt(noise_dim), 3),  # random z: ~1.0
     }
 
@@ -248,6 +260,8 @@ def evaluate_style_encoder(
     restyle_report = {
         "pairs": len(pairs),
         "new_colour_match": colour_share(restyled), "new_colour_match_random_noise": colour_share(random_restyled),
+        "flower_overlap_with_photo": round(flower_overlap(restyled, photos[photo_rows]), 3),
+        "flower_overlap_with_photo_random_noise": round(flower_overlap(random_restyled, photos[photo_rows]), 3),
         "inception_distance_to_photo": distance(features(restyled), photo_features[photo_rows.numpy()]),
         "inception_distance_to_photo_random_noise": distance(features(random_restyled), photo_features[photo_rows.numpy()]),
     }
