@@ -127,13 +127,19 @@ def test_saved_encoder_loads_only_for_its_generator(generators, tmp_path):
         read_style_encoder(folder)
 
 
-def test_a_run_keeps_its_style_encoders_beside_the_checkpoints_it_prunes(tiny_run, generators, tmp_path):
+def test_a_run_keeps_its_style_encoders_beside_the_checkpoints_it_prunes(tiny_run, generators, flowers_h5, tmp_path):
     from t2i_cli.checkpoint import resolve_checkpoint
     from t2i_cli.style import default_style_path
 
     epoch = resolve_checkpoint(tiny_run)
     assert default_style_path(tiny_run) == tiny_run / "style-encoders" / epoch.name
     assert default_style_path(generators[0]) == generators[0] / STYLE_DIR
+    run_copy = tmp_path / "run"
+    shutil.copytree(tiny_run, run_copy)
+    result = run("style", "train", "--data", flowers_h5, "-c", run_copy, "--steps", 1, "--width", 4, "--eval-split", "none", "-q", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert (run_copy / "style-encoders" / epoch.name / "style_encoder.safetensors").is_file()
+    load_style_encoder(run_copy / "style-encoders" / epoch.name, generator_checkpoint=run_copy)
 
 
 def test_force_replaces_a_style_encoder_but_never_a_generator(generators, flowers_h5, tmp_path):

@@ -147,7 +147,9 @@ def style_train_cli(
     config = StyleTrainConfig(steps=steps, batch_size=batch_size, lr=lr, width=width, real_weight=real_weight, seed=seed)
     config.validate()
     generator, info = _conditional_generator(checkpoint)
-    out = out or default_style_path(info.path)
+    if out is None:
+        out = default_style_path(info.path)
+        out.parent.mkdir(exist_ok=True)  # RUN/style-encoders/ for a run's checkpoint
     if out.exists() and not force:
         raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")
     check_replaceable(out)
