@@ -189,17 +189,24 @@ def is_unsaved_run(path: Path) -> bool:
             and any((path / name).exists() for name in ("metrics.jsonl", "samples", "checkpoints")))
 
 
-def read_checkpoint(path: str | Path) -> CheckpointInfo:
-    folder = resolve_checkpoint(path)
+def read_config(folder: Path, *, kind: str, newest_format: int, what: str) -> dict:
+    """``folder``'s ``config.json``, refused in one line unless it is readable JSON of ``kind`` in a
+    format this t2i reads (``what`` names the thing in messages: "checkpoint", "style encoder")."""
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise T2IError(f"checkpoint {folder} has an unreadable {CONFIG_FILE}: {exc}") from None
-    if not isinstance(config, dict) or config.get("kind") != KIND:
-        kind = config.get("kind") if isinstance(config, dict) else None
-        raise T2IError(f"{folder} is not a t2i generator checkpoint (kind {kind!r}, expected {KIND!r})")
-    if config.get("format", 0) > FORMAT:
-        raise T2IError(f"{folder} has checkpoint format {config['format']}; this t2i reads up to {FORMAT} (upgrade t2i)")
+        raise T2IError(f"{what} {folder} has an unreadable {CONFIG_FILE}: {exc}") from None
+    if not isinstance(config, dict) or config.get("kind") != kind:
+        found = config.get("kind") if isinstance(config, dict) else None
+        raise T2IError(f"{folder} is not a t2i {what} (kind {found!r}, expected {kind!r})")
+    if config.get("format", 0) > newest_format:
+        raise T2IError(f"{folder} has {what} format {config['format']}; this t2i reads up to {newest_format} (upgrade t2i)")
+    return config
+
+
+def read_checkpoint(path: str | Path) -> CheckpointInfo:
+    folder = resolve_checkpoint(path)
+    config = read_config(folder, kind=KIND, newest_format=FORMAT, what="generator checkpoint")
     try:
         model = from_dict(ModelConfig, config["model"], source=str(folder / CONFIG_FILE))
         train = from_dict(TrainConfig, config["train"], source=str(folder / CONFIG_FILE)) if config.get("train") else None

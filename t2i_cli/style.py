@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from t2i_cli import __version__
 from t2i_cli.atomic import atomic_folder
-from t2i_cli.checkpoint import GENERATOR_FILE, load_weights, resolve_checkpoint
+from t2i_cli.checkpoint import CONFIG_FILE, GENERATOR_FILE, load_weights, read_config, resolve_checkpoint
 from t2i_cli.config import from_dict, to_dict
 from t2i_cli.errors import T2IError
 from t2i_cli.models.style import StyleConfig, StyleEncoder
@@ -32,7 +32,6 @@ STYLE_KIND = "t2i-style-encoder"
 STYLE_FORMAT = 1
 STYLE_DIR = "style-encoder"
 STYLE_WEIGHTS = "style_encoder.safetensors"
-CONFIG_FILE = "config.json"
 
 
 @dataclass
@@ -87,15 +86,7 @@ def read_style_encoder(folder: str | Path) -> StyleEncoderInfo:
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file():
         raise T2IError(f"no style encoder at {folder}: train one with t2i style train", parameter="style")
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise T2IError(f"style encoder {folder} has an unreadable {CONFIG_FILE}: {exc}") from None
-    if not isinstance(config, dict) or config.get("kind") != STYLE_KIND:
-        kind = config.get("kind") if isinstance(config, dict) else None
-        raise T2IError(f"{folder} is not a style encoder (kind {kind!r}, expected {STYLE_KIND!r})")
-    if config.get("format", 0) > STYLE_FORMAT:
-        raise T2IError(f"{folder} has style encoder format {config['format']}; this t2i reads up to {STYLE_FORMAT} (upgrade t2i)")
+    config = read_config(folder, kind=STYLE_KIND, newest_format=STYLE_FORMAT, what="style encoder")
     try:
         style = from_dict(StyleConfig, config["style"], source=str(folder / CONFIG_FILE))
         digest = str(config["generator_sha256"])

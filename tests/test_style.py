@@ -120,7 +120,7 @@ def test_saved_encoder_loads_only_for_its_generator(generators, tmp_path):
         load_style_encoder(tmp_path / "nowhere", generator_checkpoint=generators[0])
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "kind": "t2i-gan"}))
-    with pytest.raises(T2IError, match="is not a style encoder"):
+    with pytest.raises(T2IError, match="is not a t2i style encoder"):
         read_style_encoder(folder)
     (folder / "config.json").write_text(json.dumps({**config, "style": {"width": "wide"}}))
     with pytest.raises(T2IError, match="width must be int"):
