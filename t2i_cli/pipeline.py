@@ -73,6 +73,11 @@ class RestyleImages:
     reconstruction: Image.Image | None  # G(S(photo), the photo's own caption), when one was given
     restyled: list[Image.Image]  # G(S(photo), caption), one per caption
 
+    @property
+    def photo_and_reconstruction(self) -> list[Image.Image]:
+        """The photo, then its reconstruction when there is one."""
+        return [self.photo] + ([self.reconstruction] if self.reconstruction is not None else [])
+
 
 @dataclass
 class RestyleResult:
@@ -89,9 +94,8 @@ class RestyleResult:
     def grid(self) -> Image.Image:
         """A sheet: the photo (and its reconstruction), then a row per caption with its restyled image."""
         images = self.final
-        first = [images.photo] + ([images.reconstruction] if images.reconstruction is not None else [])
         label = "photo" if images.reconstruction is None else f"photo | redrawn as: {self.photo_caption}"
-        return captioned_grid([(label, first)] + [(c, [i]) for c, i in zip(self.captions, images.restyled)])
+        return captioned_grid([(label, images.photo_and_reconstruction)] + [(c, [i]) for c, i in zip(self.captions, images.restyled)])
 
 
 def validate_captions(captions: list[str]) -> list[str]:
@@ -282,7 +286,7 @@ class T2IPipeline:
         )
         result = RestyleResult(captions, photo_caption, small)
         if upscaler is not None:
-            first = [small.photo] + ([small.reconstruction] if small.reconstruction is not None else [])
+            first = small.photo_and_reconstruction
             big = upscaler.upscale_images(first + small.restyled)
             result.upscaled = RestyleImages(big[0], big[1] if photo_caption is not None else None, big[len(first):])
             result.upscaler = upscaler.describe()
@@ -301,14 +305,20 @@ class T2IPipeline:
         return GenerationResult(images, [label] * steps, [seed] * steps, steps)
 
 
-@torch.inference_mode()
 def draw_images(generator: torch.nn.Module, embeddings: torch.Tensor | None, seeds: list[int], *,
                 device: torch.device, batch_size: int = 64, progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """uint8 ``(N, 3, S, S)`` images on the CPU, image i from the noise of ``seeds[i]`` and row i of
     ``embeddings`` (None for an unconditional generator), ``batch_size`` at a time (then ``progress(n)``)."""
     noise = seeded_noise(generator.config.noise_dim, seeds)
+    return draw_from_noise(generator, noise, embeddings, device=device, batch_size=batch_size, progress=progress)
+
+
+@torch.inference_mode()
+def draw_from_noise(generator: torch.nn.Module, noise: torch.Tensor, embeddings: torch.Tensor | None, *,
+                    device: torch.device, batch_size: int = 64, progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """:func:`draw_images` for given noise rows ``(N, Z)`` (a style encoder's, or seeded)."""
     out = []
-    for start in range(0, len(seeds), batch_size):
+    for start in range(0, len(noise), batch_size):
         rows = slice(start, start + batch_size)
         batch, _ = generator(noise[rows].to(device), None if embeddings is None else embeddings[rows].to(device))
         out.append(to_uint8(batch).cpu())

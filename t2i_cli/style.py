@@ -100,10 +100,11 @@ def load_style_encoder(folder: str | Path, *, generator_checkpoint: str | Path) 
     """S from ``folder``, refused unless it was trained against ``generator_checkpoint``'s weights."""
     info = read_style_encoder(folder)
     checkpoint = resolve_checkpoint(generator_checkpoint)
-    if info.generator_sha256 != generator_sha256(checkpoint):
+    digest = generator_sha256(checkpoint)
+    if info.generator_sha256 != digest:
         raise T2IError(
             f"style encoder {info.path} was trained for another generator (sha256 {info.generator_sha256[:12]}…), "
-            f"not {checkpoint} (sha256 {generator_sha256(checkpoint)[:12]}…): train one for it with t2i style train",
+            f"not {checkpoint} (sha256 {digest[:12]}…): train one for it with t2i style train",
             parameter="style",
         )
     encoder = StyleEncoder(info.config)

@@ -146,6 +146,19 @@ def test_restyle_tab_says_when_the_generator_has_no_style_encoder(tiny_run):
         backend.restyle(Image.open(PHOTO), "red petals", "", 1, "auto")
 
 
+def loaded_image_widths(page, container: str, *, at_least: int) -> list[int]:
+    """Wait until ``container`` shows ``at_least`` images, each loaded; their natural widths."""
+    page.wait_for_function(
+        """([selector, count]) => {
+            const images = [...document.querySelectorAll(selector + ' img')];
+            return images.length >= count && images.every(i => i.complete && i.naturalWidth > 0);
+        }""",
+        arg=[container, at_least],
+        timeout=60000,
+    )
+    return page.eval_on_selector_all(f"{container} img", "els => els.map(e => e.naturalWidth)")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian package chromium); .ci/run installs it")
 def test_a_real_browser_generates_and_renders_images(server, tmp_path):
@@ -161,14 +174,7 @@ def test_a_real_browser_generates_and_renders_images(server, tmp_path):
         assert "Loaded:" in page.locator("#loaded-models").inner_text(timeout=30000)
         page.locator("#caption textarea").fill("this flower has pink petals")
         page.locator("#generate").click()
-        page.wait_for_function(
-            """() => {
-                const images = [...document.querySelectorAll('#history img')];
-                return images.length >= 4 && images.every(i => i.complete && i.naturalWidth > 0);
-            }""",
-            timeout=60000,
-        )
-        widths = page.eval_on_selector_all("#history img", "els => els.map(e => e.naturalWidth)")
+        widths = loaded_image_widths(page, "#history", at_least=4)
         assert 64 in widths and 256 in widths  # originals beside the x4 versions
         assert "this flower has pink petals" in page.locator("#history").inner_text()
         page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
@@ -194,13 +200,6 @@ def test_a_real_browser_generates_and_renders_images(server, tmp_path):
         page.locator("#photo input[type=file]").set_input_files(str(PHOTO))
         page.locator("#photo-caption textarea").fill("a white flower")
         page.locator("#restyle").click()
-        page.wait_for_function(
-            """() => {
-                const images = [...document.querySelectorAll('#restyled img')];
-                return images.length >= 6 && images.every(i => i.complete && i.naturalWidth > 0);
-            }""",
-            timeout=60000,
-        )
-        widths = page.eval_on_selector_all("#restyled img", "els => els.map(e => e.naturalWidth)")
+        widths = loaded_image_widths(page, "#restyled", at_least=6)
         assert widths.count(64) == 3 and widths.count(256) == 3
         browser.close()

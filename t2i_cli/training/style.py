@@ -33,9 +33,9 @@ from srcnn.metrics import psnr
 from t2i_cli.data.split import InMemorySplit, draw_captions
 from t2i_cli.errors import T2IError
 from t2i_cli.evaluation.colour import dominant_colours, petal_colours, pixel_names
-from t2i_cli.grid import to_uint8, to_unit_range
+from t2i_cli.grid import to_unit_range
 from t2i_cli.models.style import StyleConfig, StyleEncoder
-from t2i_cli.pipeline import seeded_noise
+from t2i_cli.pipeline import draw_from_noise, seeded_noise
 from t2i_cli.training.trainer import auto_amp_dtype
 
 log = logging.getLogger(__name__)
@@ -136,13 +136,9 @@ def _train(generator, train: InMemorySplit, config: StyleTrainConfig, device: to
 # --- measuring ----------------------------------------------------------------------------------
 
 
-def _draw(generator, noise: torch.Tensor, captions: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
+def _draw(generator, noise: torch.Tensor, captions: torch.Tensor, device) -> torch.Tensor:
     """uint8 images of ``generator`` for rows of noise and caption embeddings."""
-    out = []
-    for start in range(0, len(noise), batch_size):
-        images, _ = generator(noise[start : start + batch_size].to(device), captions[start : start + batch_size].to(device))
-        out.append(to_uint8(images).cpu())
-    return torch.cat(out)
+    return draw_from_noise(generator, noise, captions, device=device, batch_size=256)
 
 
 def _invert(encoder: StyleEncoder, images: torch.Tensor, device, batch_size: int = 256) -> torch.Tensor:
