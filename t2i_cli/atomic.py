@@ -2,7 +2,8 @@
 
 Every writer fills a *partial* beside its target, named ``.NAME.partial-PID``, and renames it over
 the target only once the write has completed; an exception (or Ctrl-C) deletes the partial. The
-one naming rule lets :func:`remove_stale_partials` recognise what a killed process left behind.
+one naming rule lets :func:`remove_stale_partials` recognise what a killed process left behind, and
+every atomic write first clears such leftovers from its folder.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     an open file (``np.save`` appends ``.npy`` to a bare path).
     """
     path = Path(path)
+    remove_stale_partials(path.parent)  # a killed writer's leftovers, whichever command it was
     partial = partial_path(path)
     try:
         yield partial
@@ -55,6 +57,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(path.parent)
     partial = partial_path(path)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()

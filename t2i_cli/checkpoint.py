@@ -40,6 +40,7 @@ CONFIG_FILE = "config.json"
 GENERATOR_FILE = "generator.safetensors"
 TRAINING_DIR = "training"
 LATEST_FILE = "latest"
+BEST_FILE = "best.json"  # the checkpoint with the best in-run evaluation, and its figures
 KEEP_CHECKPOINTS = 3
 
 
@@ -145,12 +146,48 @@ def mark_latest(run_dir: Path, checkpoint: Path, *, keep_every: int = 0) -> None
     an epoch divisible by it (for choosing a model by a later evaluation)."""
     run_dir = Path(run_dir)
     write_text(run_dir / LATEST_FILE, str(Path(checkpoint).relative_to(run_dir)) + "\n")
+    best = read_best(run_dir)
     saved = sorted((run_dir / "checkpoints").glob("epoch-*"))
     for stale in saved[:-KEEP_CHECKPOINTS]:
         epoch = stale.name.removeprefix("epoch-")
         if keep_every > 0 and epoch.isdigit() and int(epoch) % keep_every == 0:
             continue
+        if best is not None and stale.name == Path(best["checkpoint"]).name:
+            continue  # the best checkpoint is never pruned
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def mark_best(run_dir: Path, checkpoint: Path, figures: dict) -> None:
+    """Name ``checkpoint`` the run's best in ``RUN/best.json`` (replaced atomically), with the
+    figures that made it so; :func:`mark_latest` never prunes it."""
+    record = {"checkpoint": str(Path(checkpoint).relative_to(run_dir)), **figures}
+    write_text(Path(run_dir) / BEST_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def read_best(run_dir: Path) -> dict | None:
+    """``RUN/best.json`` as a dict, or None when the run has none (no in-run evaluation yet)."""
+    path = Path(run_dir) / BEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise T2IError(f"{path} is unreadable: {exc}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("checkpoint"), str):
+        raise T2IError(f"{path} names no checkpoint")
+    return record
+
+
+def best_checkpoint(run_dir: Path) -> Path:
+    """The folder ``RUN/best.json`` names, refused in one line when there is none."""
+    record = read_best(run_dir)
+    if record is None:
+        raise T2IError(f"{run_dir} has no best checkpoint: train it with --eval-every N to evaluate during training",
+                       parameter="best")
+    folder = Path(run_dir) / record["checkpoint"]
+    if not (folder / CONFIG_FILE).is_file():
+        raise T2IError(f"{run_dir}/{BEST_FILE} names {folder}, which is missing")
+    return folder
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -194,12 +231,15 @@ def read_config(folder: Path, *, kind: str, newest_format: int, what: str) -> di
     format this t2i reads (``what`` names the thing in messages: "checkpoint", "style encoder")."""
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise T2IError(f"{what} {folder} has an unreadable {CONFIG_FILE}: {exc}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise T2IError(f"{what} {folder} has an unreadable {CONFIG_FILE}: {type(exc).__name__ if isinstance(exc, RecursionError) else exc}") from None
     if not isinstance(config, dict) or config.get("kind") != kind:
         found = config.get("kind") if isinstance(config, dict) else None
         raise T2IError(f"{folder} is not a t2i {what} (kind {found!r}, expected {kind!r})")
-    if config.get("format", 0) > newest_format:
+    fmt = config.get("format", 0)
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 0:
+        raise T2IError(f"{what} {folder}: its {CONFIG_FILE} gives format {json.dumps(fmt)}, not a whole number")
+    if fmt > newest_format:
         raise T2IError(f"{folder} has {what} format {config['format']}; this t2i reads up to {newest_format} (upgrade t2i)")
     return config
 
@@ -227,6 +267,9 @@ def load_weights(path: Path, module: torch.nn.Module, *, what: str) -> None:
         raise T2IError(f"{what} weights {path} are missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise T2IError(f"{what} weights {path} are unreadable: {exc}") from None
+    broken = next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if broken is not None:  # such a model draws black or NaN images without a word
+        raise T2IError(f"{what} weights {path} hold NaN or infinite values ({broken}): the file is damaged or came from a diverged run")
     module = unwrapped(module)
     own = module.state_dict()
     weights = {k: v.to(own[k].dtype) if k in own else v for k, v in weights.items()}

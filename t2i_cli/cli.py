@@ -36,6 +36,9 @@ FLAGS = {
     "epochs": "--epochs", "resume": "--resume", "out": "--out", "data": "--data", "gan_type": "--type",
     "conditioning_augmentation": "--ca", "gradient_penalty": "--gp", "preload": "--preload", "workers": "--workers",
     "image_size": "--image-size", "strict": "--strict", "labels": "--labels", "scale": "--scale", "style": "--style", "msg": "--msg",
+    "truncation": "--truncation", "metrics": "--metrics", "best": "--best", "eval_every": "--eval-every",
+    "eval_metrics": "--eval-metrics", "lr_decay": "--lr-decay", "d_warmup_steps": "--d-warmup-steps",
+    "lr": "--lr", "lr_d": "--lr-d", "sheet": "--sheet", "port": "--port",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -11,9 +12,12 @@ from t2i_cli.errors import T2IError
 GAN_TYPES = ("gan", "wgan", "hinge", "vanilla_gan", "vanilla_wgan")
 ARCHITECTURES = ("dcgan", "dfgan")
 DIFFAUG_POLICIES = ("translation", "cutout")
+LR_DECAYS = ("none", "linear", "cosine")
 # Past these a model no longer fits a machine (a 4096 px DCGAN asks for terabytes): refused up front.
 MAX_IMAGE_SIZE = 512
 MAX_WIDTH = 4096
+# Adam steps of this size already throw any network's weights out of range; larger is a slip (1e308).
+MAX_LEARNING_RATE = 1.0
 
 
 @dataclass
@@ -69,6 +73,12 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float | None = None  # None: 0.9 with WGAN-GP, else 0.999 (DF-GAN: 0.9)
     lr_halve_every: int = 100  # epochs; 0 keeps the rate
+    # "none", or "linear" / "cosine": the rates fall to 0 over the run's epochs (per epoch, times the
+    # halvings), the usual last stretch of a GAN run (and of fine-tuning a shipped generator).
+    lr_decay: str = "none"
+    # Steps that train D alone before G takes its first: a pretrained G beside a fresh D would
+    # otherwise follow a random D's gradients (and its EMA with it).
+    d_warmup_steps: int = 0
     cls: bool = True  # matching-aware D: real image + wrong caption scored as fake
     interpolate: bool = True  # GAN-INT: G also trained on interpolated caption embeddings
     int_beta: float = 0.5
@@ -87,6 +97,12 @@ class TrainConfig:
     diffaug: str = ""  # DiffAugment on every image D sees: "", "translation", "cutout" or both, comma-separated
     match_coef: float = 0.0  # > 0: G also minimises a caption-matching loss (training/matching.py), this weight
     ema_decay: float = 0.999
+    # Evaluation during training (t2i_cli/evaluation): every N epochs (0: never) the EMA generator
+    # is measured on eval_split, the figures go to metrics.jsonl and TensorBoard, and the checkpoint
+    # with the lowest FID is kept as the run's best (RUN/best.json).
+    eval_every: int = 0
+    eval_split: str = "valid"
+    eval_metrics: str = "fid,colour,second_colour,diversity"
     save_every: int = 10  # epochs
     keep_every: int = 0  # epochs: also keep every checkpoint of a multiple of this (0: the last 3 only)
     sample_every: int = 1  # epochs
@@ -124,6 +140,16 @@ class TrainConfig:
     def discriminator_lr(self) -> float:
         return self.lr_d or self.lr
 
+    def lr_factor(self, epoch: int) -> float:
+        """What the base rates are multiplied by in epoch ``epoch + 1`` (``epoch`` completed)."""
+        factor = 0.5 ** (epoch // self.lr_halve_every) if self.lr_halve_every else 1.0
+        progress = min(epoch / self.epochs, 1.0)
+        if self.lr_decay == "linear":
+            factor *= 1 - progress
+        elif self.lr_decay == "cosine":
+            factor *= 0.5 * (1 + math.cos(math.pi * progress))
+        return factor
+
     @property
     def betas(self) -> tuple[float, float]:
         beta2 = self.beta2 if self.beta2 is not None else (0.9 if self.gradient_penalty > 0 else 0.999)
@@ -148,14 +174,22 @@ class TrainConfig:
                 raise T2IError(f"the hinge type does not use {', '.join(unused)}; drop it or use the gan or wgan type", parameter="gan_type")
         if self.epochs < 1 or self.batch_size < 2:
             raise T2IError("epochs must be >= 1 and batch size >= 2")
-        if self.lr <= 0 or self.lr_d < 0:
-            raise T2IError(f"learning rates must be positive, got {self.lr} (G) and {self.lr_d} (D)")
+        non_finite = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))]
+        if non_finite:
+            raise T2IError(f"{non_finite[0]} must be a finite number, got {getattr(self, non_finite[0])}", parameter=non_finite[0])
+        if not (0 < self.lr <= MAX_LEARNING_RATE and 0 <= self.lr_d <= MAX_LEARNING_RATE):
+            raise T2IError(f"learning rates must lie in (0, {MAX_LEARNING_RATE}], got {self.lr} (G) and {self.lr_d} (D)",
+                           parameter=("lr",) if not 0 < self.lr <= MAX_LEARNING_RATE else ("lr_d",))
         if not 0 <= self.beta1 < 1 or (self.beta2 is not None and not 0 <= self.beta2 < 1):
             raise T2IError(f"Adam betas must lie in [0, 1), got {self.beta1} and {self.beta2}")
         if self.match_coef < 0:
             raise T2IError(f"match_coef must be >= 0, got {self.match_coef}")
         if self.match_coef > 0 and not self.conditional:
             raise T2IError("the caption-matching loss needs captions: it is for conditional types only")
+        if self.lr_decay not in LR_DECAYS:
+            raise T2IError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}", parameter="lr_decay")
+        if self.d_warmup_steps < 0:
+            raise T2IError(f"d_warmup_steps must be >= 0, got {self.d_warmup_steps}", parameter="d_warmup_steps")
         if self.ma_gp < 0 or self.ma_gp_power <= 0 or self.gp_every < 1:
             raise T2IError("ma_gp must be >= 0, ma_gp_power > 0 and gp_every >= 1")
         self.diffaug_policy()  # raises on an unknown name
@@ -167,6 +201,8 @@ class TrainConfig:
             raise T2IError(f"time limit must be >= 0 minutes, got {self.time_limit}")
         if self.keep_every < 0:
             raise T2IError(f"keep_every must be >= 0, got {self.keep_every}")
+        if self.eval_every < 0:
+            raise T2IError(f"eval_every must be >= 0, got {self.eval_every}", parameter="eval_every")
         if self.diter < 1 or self.save_every < 1 or self.sample_every < 1 or self.log_every < 1:
             raise T2IError("diter, save_every, sample_every and log_every must be >= 1")
         if self.channels_last not in ("auto", "on", "off"):
@@ -222,6 +258,8 @@ def from_dict(cls, data: dict, *, source: str = "config"):
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             wanted = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
             raise T2IError(f"{source}: {key} must be {wanted}, got {json.dumps(value)}")
+        if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN and Infinity, or a flag's nan
+            raise T2IError(f"{source}: {key} must be a finite number, got {value}", parameter=key)
     return cls(**data)
 
 
@@ -233,6 +271,8 @@ def load_config_file(path: Path) -> dict:
         raise T2IError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise T2IError(f"cannot read config file {path}: {exc}") from None
+    except RecursionError:
+        raise T2IError(f"config file {path} nests its JSON too deeply") from None
     if not isinstance(data, dict):
         raise T2IError(f"config file {path} must hold a JSON object")
     for section in ("model", "train"):

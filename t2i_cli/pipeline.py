@@ -19,13 +19,13 @@ from PIL import Image
 
 from srcnn.model import SCALES
 from srcnn.upscale import METHODS
-from t2i_cli.checkpoint import CheckpointInfo, load_weights, read_checkpoint
 from t2i_cli.config import ModelConfig
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import RequestError, T2IError
-from t2i_cli.grid import captioned_grid, to_pil, to_uint8, to_unit_range
-from t2i_cli.models import build_generator
+from t2i_cli.grid import captioned_grid, to_pil, to_unit_range
+from t2i_cli.sampling import NO_TRUNCATION, check_truncation, draw_images, load_generator
 from t2i_cli.weights import WEIGHTS_DIR
+from t2i_cli.text.checks import caption_problem, clean_caption
 from t2i_cli.text.encoder import MINILM_NAME, EncoderIdentity, TextEncoder, load_text_encoder
 
 if TYPE_CHECKING:
@@ -99,19 +99,21 @@ class RestyleResult:
 
 
 def validate_captions(captions: list[str]) -> list[str]:
-    """The captions with their whitespace collapsed; refuses none at all and empty ones."""
+    """The captions cleaned (:func:`~t2i_cli.text.checks.clean_caption`); refuses none at all and
+    any that is no usable text (:func:`~t2i_cli.text.checks.caption_problem`)."""
     if not captions:
         raise RequestError("captions", "no caption given")
     cleaned = []
     for number, caption in enumerate(captions, start=1):
-        if not isinstance(caption, str) or not caption.strip():
-            raise RequestError("captions", f"caption {number} is empty; write what the image should show")
-        cleaned.append(" ".join(caption.split()))
+        problem = caption_problem(caption)
+        if problem is not None:
+            raise RequestError("captions", f"caption {number} {problem}")
+        cleaned.append(clean_caption(caption))
     return cleaned
 
 
 def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int = 0, upscale: int = 1,
-                  sr_method: str = "auto") -> list[str]:
+                  sr_method: str = "auto", truncation: float = NO_TRUNCATION) -> list[str]:
     """Everything about a generation request that can be checked before a model is loaded;
     returns the cleaned captions. Front ends call it first, so bad input costs no loading time."""
     captions = validate_captions([captions] if isinstance(captions, str) else list(captions))
@@ -120,6 +122,7 @@ def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int =
     if len(captions) * num_images > MAX_IMAGES:
         raise RequestError("num_images", f"{len(captions) * num_images} images asked for; at most {MAX_IMAGES} at once")
     check_seed(seed)
+    check_truncation(truncation)
     if upscale not in UPSCALE_FACTORS:
         raise RequestError("upscale", f"the upscale factor must be 1, 2, 3 or 4, got {upscale}")
     if sr_method not in SR_METHODS:
@@ -132,6 +135,8 @@ def check_interpolation(first: str, second: str, *, steps: int = 8, seed: int = 
     first, second = validate_captions([first, second])
     if steps < 2:
         raise RequestError("steps", f"an interpolation needs at least 2 steps, got {steps}")
+    if steps > MAX_IMAGES:
+        raise RequestError("steps", f"an interpolation has at most {MAX_IMAGES} steps, got {steps}")
     check_seed(seed)
     return first, second
 
@@ -189,8 +194,10 @@ class T2IPipeline:
             name = f"{self.source.parent.parent.name} ({self.source.name})"
         return f"generator {name} ({self.model_config.arch}, {self.model_config.image_size} px), encoder {encoder}, on {self.device}"
 
-    def _generate(self, embeddings: torch.Tensor | None, seeds: list[int], batch_size: int, progress=None) -> list[Image.Image]:
-        return to_pil(draw_images(self.generator, embeddings, seeds, device=self.device, batch_size=batch_size, progress=progress))
+    def _generate(self, embeddings: torch.Tensor | None, seeds: list[int], batch_size: int, progress=None,
+                  truncation: float = NO_TRUNCATION) -> list[Image.Image]:
+        return to_pil(draw_images(self.generator, embeddings, seeds, device=self.device, batch_size=batch_size,
+                                  truncation=truncation, progress=progress))
 
     def embed(self, captions: list[str]) -> torch.Tensor | None:
         if self.encoder is None:
@@ -220,17 +227,20 @@ class T2IPipeline:
         upscale: int = 1,
         sr_method: str = "auto",
         batch_size: int = 64,
+        truncation: float = NO_TRUNCATION,
         progress: Callable[[int], None] | None = None,
     ) -> GenerationResult:
-        """Images for ``captions`` (``num_images`` each, seeds ``seed + j``), upscaled when asked;
+        """Images for ``captions`` (``num_images`` each, seeds ``seed + j``, noise truncated to the
+        share ``truncation`` of its distribution: 1 = none), upscaled when asked;
         ``progress(n)`` is called as each batch of n images is drawn."""
-        captions = check_request(captions, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method)
+        captions = check_request(captions, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method,
+                                 truncation=truncation)
         upscaler = self.upscaler(upscale, sr_method) if upscale > 1 else None
         seeds = [seed + j for _ in captions for j in range(num_images)]
         embeddings = self.embed(captions)
         if embeddings is not None:
             embeddings = embeddings.repeat_interleave(num_images, dim=0)  # (C * N, D)
-        images = self._generate(embeddings, seeds, batch_size, progress)
+        images = self._generate(embeddings, seeds, batch_size, progress, truncation=truncation)
         result = GenerationResult(images, [c for c in captions for _ in range(num_images)], seeds, num_images)
         if upscaler is not None:
             result.upscaled = upscaler.upscale_images(images)
@@ -300,45 +310,9 @@ class T2IPipeline:
         ends = self.embed([first, second])  # (2, D)
         weights = torch.linspace(0, 1, steps)[:, None]
         embeddings = (1 - weights) * ends[0] + weights * ends[1]  # (steps, D)
-        images = self._generate(embeddings, [seed] * steps, batch_size=steps)
+        images = self._generate(embeddings, [seed] * steps, batch_size=64)
         label = f"{first}  ->  {second}"
         return GenerationResult(images, [label] * steps, [seed] * steps, steps)
-
-
-def draw_images(generator: torch.nn.Module, embeddings: torch.Tensor | None, seeds: list[int], *,
-                device: torch.device, batch_size: int = 64, progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """uint8 ``(N, 3, S, S)`` images on the CPU, image i from the noise of ``seeds[i]`` and row i of
-    ``embeddings`` (None for an unconditional generator), ``batch_size`` at a time (then ``progress(n)``)."""
-    noise = seeded_noise(generator.config.noise_dim, seeds)
-    return draw_from_noise(generator, noise, embeddings, device=device, batch_size=batch_size, progress=progress)
-
-
-@torch.inference_mode()
-def draw_from_noise(generator: torch.nn.Module, noise: torch.Tensor, embeddings: torch.Tensor | None, *,
-                    device: torch.device, batch_size: int = 64, progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """:func:`draw_images` for given noise rows ``(N, Z)`` (a style encoder's, or seeded)."""
-    out = []
-    for start in range(0, len(noise), batch_size):
-        rows = slice(start, start + batch_size)
-        batch, _ = generator(noise[rows].to(device), None if embeddings is None else embeddings[rows].to(device))
-        out.append(to_uint8(batch).cpu())
-        if progress is not None:
-            progress(len(out[-1]))
-    return torch.cat(out)
-
-
-def seeded_noise(noise_dim: int, seeds: list[int]) -> torch.Tensor:
-    """One noise vector per seed, each from its own generator: image j's pixels depend on its seed
-    alone, never on what else is in the batch."""
-    return torch.stack([torch.randn(noise_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
-
-
-def load_generator(path: str | Path) -> tuple[torch.nn.Module, CheckpointInfo]:
-    """The (EMA) generator of a checkpoint folder or run, on the CPU in eval mode, and its info."""
-    info = read_checkpoint(path)
-    generator = build_generator(info.model)
-    load_weights(info.path / "generator.safetensors", generator, what="generator")
-    return generator.eval().requires_grad_(False), info
 
 
 def check_seed(seed: int) -> None:

@@ -20,6 +20,7 @@ import gradio as gr
 from PIL import Image
 
 from srcnn.errors import SRError
+from t2i_cli.data.images import open_image
 from t2i_cli.errors import T2IError
 from t2i_cli.grid import save_image
 from t2i_cli.pipeline import SR_METHODS, T2IPipeline, check_interpolation, check_request
@@ -107,12 +108,18 @@ class DemoBackend:
         }
         return items, summary
 
-    def restyle(self, photo: Image.Image | None, caption: str, photo_caption: str | None, upscale: int,
+    def restyle(self, photo: Image.Image | str | None, caption: str, photo_caption: str | None, upscale: int,
                 sr_method: str) -> tuple[list[tuple[str, str]], dict]:
         """Gallery items: the photo as the generator sees it, its redrawing (with a photo caption),
-        the restyled image, then each of those upscaled; and a summary."""
+        the restyled image, then each of those upscaled; and a summary. ``photo``: an image, or the
+        path of an upload, decoded here by the project's own loader (its checks, its messages)."""
         if photo is None:
             raise refuse("Upload a photo first: its layout is what the new caption is drawn into.")
+        if not isinstance(photo, Image.Image):
+            try:
+                photo = open_image(photo, what="the photo")
+            except T2IError as exc:
+                raise refuse(f"{exc}: upload a JPEG, PNG or WebP photo.") from None
         if not isinstance(caption, str) or not caption.strip():
             raise refuse("Write a caption: what the photo's flower should become.")
         photo_caption = photo_caption if isinstance(photo_caption, str) and photo_caption.strip() else None
@@ -160,6 +167,54 @@ class DemoBackend:
         return [(self._file(image), f"{i / (steps - 1):.2f}") for i, image in enumerate(result.images)]
 
 
+# Components whose own checks refuse a value the way the backend does: one log line and a plain
+# message. Gradio's Slider, Number and Radio raise their range and choice errors with a traceback in
+# the server log. ``is_template`` makes the page draw each as the Gradio component it extends.
+def _checked(preprocess, payload):
+    try:
+        return preprocess(payload)
+    except gr.Error as exc:
+        raise refuse(exc.message) from None
+
+
+class Slider(gr.Slider):
+    is_template = True
+
+    def preprocess(self, payload):
+        return _checked(super().preprocess, payload)
+
+
+class Number(gr.Number):
+    is_template = True
+
+    def preprocess(self, payload):
+        return _checked(super().preprocess, payload)
+
+
+class Radio(gr.Radio):
+    is_template = True
+
+    def preprocess(self, payload):
+        return _checked(super().preprocess, payload)
+
+
+class PhotoUpload(gr.Image):
+    """An image upload handed over as its file, undecoded: Gradio's own preprocessing opens it with
+    PIL and answers a text file, an empty file or a decompression bomb with its internals (the
+    component's class, the server's temp path, PIL's exception); the backend decodes it instead."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.path is None and payload.url and payload.url.startswith("data:"):
+            import base64
+
+            return base64.b64decode(payload.url.split(",", 1)[-1])
+        return payload.path
+
+
 def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
     backend = DemoBackend(pipeline)
     # Gradio's copies of the page's images go after FILE_LIFETIME, checked as often: a bounded cache.
@@ -174,11 +229,11 @@ def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
                                      label="Caption", scale=4, elem_id="caption")
                 send = gr.Button("Generate", variant="primary", scale=1, elem_id="generate")
             with gr.Row():
-                num_images = gr.Slider(1, MAX_IMAGES, value=2, step=1, label="Images")
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                num_images = Slider(1, MAX_IMAGES, value=2, step=1, label="Images")
+                seed = Number(value=0, precision=0, minimum=0, label="Seed")
                 random_seed = gr.Checkbox(value=False, label="Random seed")
-                upscale = gr.Slider(1, 4, value=4, step=1, label="Upscale factor")
-                sr_method = gr.Radio(list(SR_METHODS), value="auto", label="SR method")
+                upscale = Slider(1, 4, value=4, step=1, label="Upscale factor")
+                sr_method = Radio(list(SR_METHODS), value="auto", label="SR method")
             gr.Examples(EXAMPLES, inputs=caption, label="Example captions")
             # The latest answer again, outside the chat: Gradio's chat shows images as cropped
             # thumbnails with no larger view, while a gallery of its own opens each image whole.
@@ -216,8 +271,8 @@ def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
                 first = gr.Textbox(value="this flower has red petals", label="From")
                 second = gr.Textbox(value="this flower has white petals", label="To")
             with gr.Row():
-                steps = gr.Slider(2, 16, value=8, step=1, label="Steps")
-                interp_seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                steps = Slider(2, 16, value=8, step=1, label="Steps")
+                interp_seed = Number(value=0, precision=0, minimum=0, label="Seed")
                 interp_random = gr.Checkbox(value=False, label="Random seed")
                 go = gr.Button("Interpolate", variant="primary")
             strip = gr.Gallery(label="Caption embedding interpolation (noise held fixed)", columns=8, format="png")
@@ -225,15 +280,16 @@ def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
         with gr.Tab("Restyle a photo"):
             gr.Markdown(backend.style_note(), elem_id="style-note")
             with gr.Row():
-                # image_mode=None: the pipeline converts (transparency onto white, as the data files do).
-                photo = gr.Image(type="pil", label="Photo", image_mode=None, height=256, elem_id="photo")
+                # Decoded by the backend (PhotoUpload); the pipeline converts every mode (transparency
+                # onto white, as the data files do).
+                photo = PhotoUpload(type="filepath", label="Photo", image_mode=None, height=256, elem_id="photo")
                 with gr.Column():
                     new_caption = gr.Textbox(value="this flower has yellow petals", label="Caption to draw it with",
                                              elem_id="restyle-caption")
                     photo_caption = gr.Textbox(value="", label="What the photo shows (optional: adds the generator's redrawing of it)",
                                                elem_id="photo-caption")
-                    restyle_upscale = gr.Slider(1, 4, value=4, step=1, label="Upscale factor")
-                    restyle_method = gr.Radio(list(SR_METHODS), value="auto", label="SR method")
+                    restyle_upscale = Slider(1, 4, value=4, step=1, label="Upscale factor")
+                    restyle_method = Radio(list(SR_METHODS), value="auto", label="SR method")
                     restyle_go = gr.Button("Restyle", variant="primary", elem_id="restyle")
             restyled = gr.Gallery(label="The photo, its redrawing and the restyled image: 64 px, then upscaled", columns=3,
                                   object_fit="contain", format="png", elem_id="restyled")

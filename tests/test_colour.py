@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from t2i_cli.evaluation.colour import COLOURS, colour_match, dominant_colour, dominant_colours, petal_colours
+from t2i_cli.evaluation.colour import (
+    COLOURS,
+    colour_match,
+    dominant_colour,
+    dominant_colours,
+    petal_colours,
+    second_colour_match,
+    second_colours,
+)
 
 GREEN = (40, 120, 40)  # foliage
 DARK = (15, 15, 20)  # night background
@@ -95,3 +103,42 @@ def test_colour_match_counts_images_whose_caption_names_a_colour():
     assert colour_match(["pink"], [()]) == {"captions": 0, "match": None, "per_colour": {}}
     with pytest.raises(ValueError):
         colour_match(["pink"], [])
+
+
+@pytest.mark.parametrize("caption, wanted", [
+    ("this flower has white petals and a yellow center", (("yellow", "centre"),)),
+    ("a passion flower with white petals and a dark round center", (("dark", "centre"),)),
+    ("this flower has pink and purple petals", (("pink", "petals"), ("purple", "petals"))),
+    ("yellow and orange petals around a brown centre", (("dark", "centre"), ("yellow", "petals"), ("orange", "petals"))),
+    ("this flower has white petals", ()),
+    ("a flower with a ring of filaments around the center", ()),
+])
+def test_the_second_colour_parser_reads_centre_colours_and_second_petal_colours(caption, wanted):
+    assert second_colours(caption) == wanted
+
+
+WHITE, YELLOW, PURPLE = (245, 245, 240), (240, 200, 20), (130, 60, 190)
+LAVENDER = (190, 160, 225)  # white and purple averaged into one
+
+
+def test_a_second_colour_counts_only_where_it_is_drawn():
+    daisy = disc(WHITE, GREEN, radius=24, centre=YELLOW, centre_radius=6)
+    plain = disc(WHITE, GREEN, radius=24)
+    off_centre = disc(WHITE, GREEN, radius=24)
+    off_centre[:, :8, :8] = np.array(YELLOW, dtype=np.uint8)[:, None, None]  # yellow, but in a corner
+    two_tone = disc(WHITE, GREEN, radius=24, centre=PURPLE, centre_radius=14)  # a wide purple inner ring
+    averaged = disc(LAVENDER, GREEN, radius=24)
+    centre = [(("yellow", "centre"),)] * 3
+    assert second_colour_match(np.stack([daisy, plain, off_centre]), centre)["match"] == pytest.approx(1 / 3)
+    petals = [(("white", "petals"), ("purple", "petals"))] * 2
+    result = second_colour_match(np.stack([two_tone, averaged]), petals)
+    assert result["match"] == 0.5 and result["per_place"]["petals"] == {"captions": 2, "match": 0.5}
+    both = second_colour_match(np.stack([daisy, plain]), [(("yellow", "centre"),), ()])
+    assert both["captions"] == 1 and both["per_place"]["centre"]["match"] == 1.0 and both["per_place"]["petals"]["match"] is None
+
+
+def test_a_dark_or_brown_centre_is_dark():
+    for centre in ((20, 15, 10), (110, 60, 30)):  # near-black, brown
+        image = disc((240, 210, 30), GREEN, radius=24, centre=centre, centre_radius=7)
+        assert second_colour_match(image[None], [(("dark", "centre"),)])["match"] == 1.0
+    assert second_colour_match(disc((240, 210, 30), GREEN, radius=24)[None], [(("dark", "centre"),)])["match"] == 0.0

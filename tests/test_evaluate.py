@@ -91,14 +91,15 @@ class _Generator(torch.nn.Module):
         return torch.tanh(value)[:, :, None, None].expand(-1, 3, 8, 8), None
 
 
-def test_caption_diversity_is_zero_for_a_generator_that_ignores_its_noise():
-    from t2i_cli.evaluation.evaluate import caption_diversity
+def test_caption_spreads_are_zero_for_a_generator_that_ignores_its_noise():
+    from t2i_cli.evaluation.evaluate import caption_spreads
 
     embeddings = torch.tensor([[0.0, 1.0], [0.5, -1.0], [-0.5, 0.0]])
     pixels = lambda images: images.reshape(len(images), -1).double().numpy()  # noqa: E731 (features: the pixels)
     kwargs = dict(seed=0, device=torch.device("cpu"), samples=4)
-    assert caption_diversity(_Generator(uses_noise=False), embeddings, pixels, **kwargs) == 0.0
-    assert caption_diversity(_Generator(uses_noise=True), embeddings, pixels, **kwargs) > 1.0
+    assert caption_spreads(_Generator(uses_noise=False), embeddings, pixels, **kwargs).tolist() == [0.0, 0.0, 0.0]
+    spreads = caption_spreads(_Generator(uses_noise=True), embeddings, pixels, **kwargs)
+    assert spreads.shape == (3,) and (spreads > 1.0).all()
 
 
 @pytest.fixture(scope="module")

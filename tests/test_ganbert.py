@@ -249,4 +249,4 @@ def test_a_ganbert_encoder_conditions_the_gan_and_is_recorded(tmp_path, tiny_ber
     image = tmp_path / "out.png"
     result = run("generate", "red petals", "-c", run_dir, "--encoder", f"ganbert:{ckpt}", "--out", image)
     assert result.exit_code == 0 and image.is_file(), result.output
-    assert_one_line_error(run("generate", "red petals", "-c", run_dir, "--encoder", "minilm", "--out", image), "encoder mismatch")
+    assert_one_line_error(run("generate", "red petals", "-c", run_dir, "--encoder", "minilm", "--out", tmp_path / "other.png"), "encoder mismatch")

@@ -139,6 +139,8 @@ def test_generate_bad_inputs_are_one_line(tmp_path, tiny_run):
     assert_one_line_error(run("generate", "x", "--sr-method", "lanczos", *c), "the upscaling method must be auto, fsrcnn, srcnn or bicubic, got 'lanczos' (--sr-method)")
     # Checked before anything is loaded: the request's fault is named, not the missing checkpoint.
     assert_one_line_error(run("generate", "x", "-n", 0, "-c", tmp_path / "nothing"), "the number of images per caption must be at least 1, got 0 (-n)")
+    assert_one_line_error(run("generate", "x", "--truncation", 0, *c), "the truncation must lie in (0, 1] (1 = none), got 0.0 (--truncation)")
+    assert_one_line_error(run("generate", "x", "--truncation", 1.5, *c), "the truncation must lie in (0, 1] (1 = none), got 1.5 (--truncation)")
     assert_one_line_error(run("interpolate", "a", "b", "--steps", 1, *c), "an interpolation needs at least 2 steps, got 1 (--steps)")
     assert_one_line_error(run("interpolate", "a", "b", "--out", tmp_path / "walk", *c), "the interpolation is one image: name a file (.png, .jpg, .jpeg, .webp)")
 
@@ -200,3 +202,21 @@ def test_export_writes_a_generation_only_half_precision_checkpoint(tmp_path, tin
     assert len(config["data"]["sha256"]) == 20 and config["data"]["encoder"]["dim"] == 384
     assert_one_line_error(run("export", tiny_run, out), "already exists")
     assert_one_line_error(run("export", tmp_path / "none", tmp_path / "o"), "does not exist")
+
+
+def test_truncation_one_is_the_untruncated_draw_bit_for_bit_and_lower_keeps_noise_inside_its_threshold(pipeline):
+    from t2i_cli.sampling import seeded_noise, truncation_threshold
+
+    seeds = [0, 7, 2**40]
+    plain = torch.stack([torch.randn(100, generator=torch.Generator().manual_seed(s)) for s in seeds])  # the draw before truncation existed
+    assert torch.equal(seeded_noise(100, seeds), plain) and torch.equal(seeded_noise(100, seeds, truncation=1.0), plain)
+    assert truncation_threshold(1.0) == float("inf") and truncation_threshold(0.5) == pytest.approx(0.6745, abs=1e-4)
+    cut = seeded_noise(100, seeds, truncation=0.5)
+    assert cut.abs().max() <= truncation_threshold(0.5)
+    inside = plain.abs() <= truncation_threshold(0.5)
+    assert torch.equal(cut[inside], plain[inside])  # only the entries beyond the cut are drawn again
+    assert torch.equal(seeded_noise(100, seeds[1:], truncation=0.5), cut[1:])  # per seed, whatever the batch
+    default = pipeline("a flower with red petals", num_images=2, seed=3)
+    assert [i.tobytes() for i in pipeline("a flower with red petals", num_images=2, seed=3, truncation=1.0).images] == \
+        [i.tobytes() for i in default.images]
+    assert pipeline("a flower with red petals", num_images=2, seed=3, truncation=0.3).images[0].tobytes() != default.images[0].tobytes()

@@ -17,7 +17,8 @@ from t2i_cli.data.split import InMemorySplit
 from t2i_cli.errors import T2IError
 from t2i_cli.models import build_generator
 from t2i_cli.models.style import StyleConfig, StyleEncoder
-from t2i_cli.pipeline import T2IPipeline, load_generator
+from t2i_cli.pipeline import T2IPipeline
+from t2i_cli.sampling import load_generator
 from t2i_cli.style import STYLE_DIR, load_style_encoder, read_style_encoder, write_style_encoder
 from t2i_cli.training.style import (
     StyleTrainConfig, evaluate_style_encoder, recolour_partners, style_losses, train_style_encoder,

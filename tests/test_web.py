@@ -203,3 +203,60 @@ def test_a_real_browser_generates_and_renders_images(server, tmp_path):
         widths = loaded_image_widths(page, "#restyled", at_least=6)
         assert widths.count(64) == 3 and widths.count(256) == 3
         browser.close()
+
+
+@pytest.mark.parametrize("name, content, fragment", [
+    ("notimage.jpg", b"this is a text file", "the photo does not decode: not an image format PIL can read"),
+    ("empty.png", b"", "the photo does not decode: an empty file"),
+    ("truncated.jpg", PHOTO.read_bytes()[:400], "the photo does not decode"),
+])
+def test_a_bad_photo_is_one_plain_message_without_the_servers_insides(client, tmp_path, caplog, name, content, fragment):
+    from gradio_client import handle_file
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    with caplog.at_level("INFO", logger="t2i_cli.web"), pytest.raises(Exception) as raised:
+        client.predict(handle_file(str(path)), "yellow petals", "", 1, "auto", api_name="/restyle")
+    message = str(raised.value)
+    assert fragment in message and "upload a JPEG, PNG or WebP photo" in message
+    for insides in ("/tmp", "gradio", "ImageData", "UnidentifiedImageError", "OSError", "Traceback", name):
+        assert insides not in message
+    refused = [r for r in caplog.records if r.name == "t2i_cli.web" and "refused a request" in r.getMessage()]
+    assert len(refused) == 1 and refused[0].exc_info is None
+
+
+def test_a_decompression_bomb_photo_is_refused_plainly(client, tmp_path):
+    from gradio_client import handle_file
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # 400 MP in a few kB: over PIL's safe limit
+    with pytest.raises(Exception, match="more pixels than are decoded safely") as raised:
+        client.predict(handle_file(str(bomb)), "yellow petals", "", 1, "auto", api_name="/restyle")
+    assert "/tmp" not in str(raised.value) and "DecompressionBombError" not in str(raised.value)
+
+
+def test_values_out_of_range_are_refused_in_one_log_line_without_a_traceback(client, caplog, capfd):
+    cases = [
+        (("red", 50, 0, False, 1, "bicubic"), "Value 50 is greater than maximum value 8"),
+        (("red", 1, -5, False, 1, "bicubic"), "Value -5 is less than minimum value 0"),
+        (("red", 1, 0, False, 7, "bicubic"), "Value 7 is greater than maximum value 4"),
+        (("red", 1, 0, False, 1, "lanczos"), "lanczos"),
+    ]
+    with caplog.at_level("INFO", logger="t2i_cli.web"):
+        for args, fragment in cases:
+            with pytest.raises(Exception, match=fragment.replace("(", r"\(")):
+                client.predict(*args, api_name="/generate")
+    refused = [r for r in caplog.records if r.name == "t2i_cli.web" and "refused a request" in r.getMessage()]
+    assert len(refused) == len(cases)
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err and "TextEncodeInput" not in out + err
+
+
+def test_a_caption_that_is_not_valid_unicode_is_refused_plainly(with_style):
+    from t2i_cli.web import DemoBackend
+
+    backend = DemoBackend(T2IPipeline.from_pretrained(with_style, device="cpu"))
+    for caption in ("pink \udcff petals", "\x01\x02"):  # a JSON escape of a lone surrogate; control characters only
+        with pytest.raises(gradio.Error) as raised:
+            backend.generate(caption, 1, 0, False, 1, "bicubic")
+        assert raised.value.message.startswith("caption 1 ") and "TextEncodeInput" not in raised.value.message

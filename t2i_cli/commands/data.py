@@ -17,6 +17,7 @@ from t2i_cli.commands.options import (
     EmbeddingDtypeOption,
     EncoderOption,
     QuietOption,
+    check_output_path,
     counted,
 )
 
@@ -50,11 +51,16 @@ def convert_cli(
 ) -> None:
     """Convert a folder of images and captions into a t2i HDF5 file, embedding every caption."""
     from t2i_cli.data.convert import convert, skip_summary
+    from t2i_cli.data.h5 import is_hdf5
     from t2i_cli.errors import T2IError
     from t2i_cli.text.encoder import load_text_encoder
 
-    if output.exists() and not force:  # before the encoder's seconds of loading; the writer checks again
-        raise T2IError(f"{output} already exists, and replacing it was not asked for", parameter="overwrite")
+    # Before the encoder's seconds of loading (the writer checks again). --force replaces a data
+    # file only: a caption file named by mistake would otherwise become HDF5.
+    check_output_path(output, as_folder=False, force=force)
+    if output.exists() and not is_hdf5(output):
+        raise T2IError(f"{output} exists and is not an HDF5 data file; --force replaces only data files: name another output",
+                       parameter="output")
     text_encoder = load_text_encoder(encoder, device=device)
     report = convert(
         source,

@@ -31,7 +31,26 @@ def demo_cli(
     from t2i_cli.pipeline import T2IPipeline
     from t2i_cli.web import build_demo
 
+    check_port_free(host, port)  # before the models load, and before saying it serves
     pipeline = T2IPipeline.from_pretrained(checkpoint, device=device)
     demo = build_demo(pipeline)
+    try:
+        demo.launch(server_name=host, server_port=port, share=share, show_error=True, prevent_thread_lock=True)
+    except OSError as exc:  # taken in the seconds the models loaded
+        raise T2IError(f"cannot serve on {host}:{port}: {exc.strerror or exc}", parameter="port") from None
     typer.echo(f"serving on http://{host}:{port} ({pipeline.describe()})")
-    demo.launch(server_name=host, server_port=port, share=share, show_error=True)
+    demo.block_thread()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another program listens on, in one line."""
+    import socket
+
+    from t2i_cli.errors import T2IError
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        raise T2IError(f"cannot serve on {host}:{port}: {exc.strerror or exc} (is another demo running? choose --port)",
+                       parameter="port") from None

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from t2i_cli.commands.generate import TruncationOption
 from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path
 
 EVALUATE_EXAMPLE = "Example: t2i evaluate --checkpoint weights/flowers-gan --data flowers.h5 --split test --out test.json"
@@ -21,13 +22,15 @@ def evaluate_cli(
     out: Annotated[Optional[Path], typer.Option("--out", help="JSON report to write (a sample sheet goes beside it as .png).")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of caption picks, halves and noise.")] = 0,
     image_encoder: Annotated[Optional[Path], typer.Option(help="An image encoder from t2i eval-encoder train (default: trained once and cached).")] = None,
+    metrics: Annotated[str, typer.Option("--metrics", help="all, or a comma-separated choice of fid (with KID), r_precision, colour, second_colour, diversity.")] = "all",
+    truncation: TruncationOption = 1.0,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
     """FID and KID against the split's real images (beside the real-vs-real floor), R-precision, colour match and diversity."""
     from t2i_cli.atomic import write_text
     from t2i_cli.devices import resolve_device
-    from t2i_cli.evaluation.evaluate import evaluate
+    from t2i_cli.evaluation.evaluate import evaluate, parse_metrics
     from t2i_cli.grid import save_png
     from t2i_cli.pipeline import default_checkpoint
 
@@ -35,34 +38,58 @@ def evaluate_cli(
         check_output_path(out, as_folder=False)
     report, sheet = evaluate(
         checkpoint or default_checkpoint(), data, split, seed=seed, device=resolve_device(device), image_encoder=image_encoder,
-        show_progress=not quiet,
+        metrics=parse_metrics(metrics), truncation=truncation, show_progress=not quiet,
     )
-    kid, kid_floor = report["kid"], report["kid_floor"]
-    typer.echo(f"{report['checkpoint']} on {data} ({split}, {report['images']} images, halves of {report['half_size']}):")
-    typer.echo(f"  FID {report['fid']:.2f}   (floor, real vs real: {report['fid_floor']:.2f})")
-    typer.echo(f"  KID {kid['mean']:.4f} ± {kid['std']:.4f}   (floor: {kid_floor['mean']:.4f} ± {kid_floor['std']:.4f})")
-    typer.echo(
-        f"  R-precision {report['r_precision']:.3f}   (real images: {report['r_precision_real']:.3f}; "
-        f"their other captions: {report['r_precision_other_captions']:.3f}; chance {1 / report['r_candidates']:.3f})"
-    )
-    typer.echo(
-        f"  Colour match {_share(report['colour_match'])}   (real images, same captions: {_share(report['colour_match_real'])}; "
-        f"{report['colour_captions']} captions name a petal colour)"
-    )
-    if report["colour_match_per_colour"]:
-        typer.echo("    " + ", ".join(
-            f"{name} {row['generated']:.2f}/{row['real']:.2f} ({row['captions']})" for name, row in report["colour_match_per_colour"].items()
-        ) + "   (generated/real, captions)")
-    typer.echo(
-        f"  Diversity {report['diversity']:.2f}   (real images of one class: "
-        f"{'n/a' if report['diversity_real'] is None else format(report['diversity_real'], '.2f')}; "
-        f"{report['diversity_samples']} noise seeds x {report['diversity_captions']} captions; 0 = the same image whatever the noise)"
-    )
+    sampling = "" if truncation == 1 else f", truncation {truncation:g}"
+    typer.echo(f"{report['checkpoint']} on {data} ({split}, {report['images']} images{sampling}):")
+    for line in report_lines(report):
+        typer.echo("  " + line)
     if out is not None:
         sheet_path = save_png(sheet, out.with_suffix(".png"))
         report["sheet"] = str(sheet_path)
         write_text(out, json.dumps(report, indent=2) + "\n")
         typer.echo(f"wrote {out} and {sheet_path}")
+
+
+def report_lines(report: dict) -> list[str]:
+    """The figures of an evaluation report that it holds, a line each, every one beside its real-image reference."""
+    lines = []
+    if "fid" in report:
+        kid, kid_floor = report["kid"], report["kid_floor"]
+        lines.append(f"FID {report['fid']:.2f}   (floor, real vs real: {report['fid_floor']:.2f}; halves of {report['half_size']})")
+        lines.append(f"KID {kid['mean']:.4f} ± {kid['std']:.4f}   (floor: {kid_floor['mean']:.4f} ± {kid_floor['std']:.4f})")
+    if "r_precision" in report:
+        lines.append(
+            f"R-precision {report['r_precision']:.3f}   (real images: {report['r_precision_real']:.3f}; "
+            f"their other captions: {report['r_precision_other_captions']:.3f}; chance {1 / report['r_candidates']:.3f})"
+        )
+    if "colour_match" in report:
+        lines.append(
+            f"Colour match {_share(report['colour_match'])}   (real images, same captions: {_share(report['colour_match_real'])}; "
+            f"{report['colour_captions']} captions name a petal colour)"
+        )
+        if report["colour_match_per_colour"]:
+            lines.append("  " + ", ".join(
+                f"{name} {row['generated']:.2f}/{row['real']:.2f} ({row['captions']})" for name, row in report["colour_match_per_colour"].items()
+            ) + "   (generated/real, captions)")
+    if "second_colour" in report:
+        lines.append(
+            f"Second colours {_share(report['second_colour'])}   (real images, same captions: {_share(report['second_colour_real'])}; "
+            f"{report['second_colour_captions']} captions name a centre colour or two petal colours)"
+        )
+        lines.append("  " + ", ".join(
+            f"{place} {_share(row['generated'])}/{_share(row['real'])} ({row['captions']})"
+            for place, row in report["second_colour_per_place"].items()
+        ) + "   (generated/real, captions)")
+    if "diversity" in report:
+        real = report["diversity_real"]
+        lines.append(
+            f"Diversity {report['diversity']:.2f}, least varied tenth of captions {report['diversity_lowest_tenth']:.2f}   "
+            f"(real images of one class: {'n/a' if real is None else format(real, '.2f')}, least varied tenth of classes "
+            f"{'n/a' if real is None else format(report['diversity_real_lowest_tenth'], '.2f')}; "
+            f"{report['diversity_samples']} noise seeds x {report['diversity_captions']} captions; 0 = the same image whatever the noise)"
+        )
+    return lines
 
 
 def _share(value: float | None) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.options import DeviceOption, check_output_path, counted, image_or_folder
+from t2i_cli.commands.options import DeviceOption, ForceOption, check_output_path, counted, image_or_folder
 from t2i_cli.commands.sr import SRMethodOption
 
 GENERATE_EXAMPLE = 'Example: t2i generate "this flower has pink petals" -n 8 --seed 1 --out pink.png'
@@ -24,6 +24,11 @@ EncoderOverride = Annotated[
 ]
 PROGRESS_FROM = 64  # images: a bar for requests that take seconds, none for the quick ones
 SeedOption = Annotated[int, typer.Option("--seed", "-s", help="Image j of each caption uses seed + j.")]
+TruncationOption = Annotated[
+    float,
+    typer.Option("--truncation", help="Share of the noise distribution kept (BigGAN's truncation trick): 1 = all, "
+                                      "lower trades variety for typical images."),
+]
 
 
 def safe_stem(caption: str, limit: int = 40) -> str:
@@ -41,9 +46,11 @@ def generate_cli(
     out: Annotated[Path, typer.Option("--out", "-o", help="An image file (.png, .jpg, .webp: one image, or a captioned sheet of all) or a folder (one PNG per image).")] = Path("generated.png"),
     upscale: Annotated[int, typer.Option("--upscale", "-u", help="Enlarge the 64 px images x2, x3 or x4 (1: no).")] = 1,
     sr_method: SRMethodOption = "auto",
+    truncation: TruncationOption = 1.0,
     checkpoint: CheckpointOption = None,
     encoder: EncoderOverride = None,
     device: DeviceOption = "auto",
+    force: ForceOption = False,
 ) -> None:
     """Generate images from captions with a trained generator, optionally upscaled."""
     from t2i_cli.errors import T2IError
@@ -59,14 +66,21 @@ def generate_cli(
             raise T2IError(f"captions file {captions_file} does not exist") from None
         except UnicodeDecodeError:
             raise T2IError(f"captions file {captions_file} is not UTF-8 text") from None
-    texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method)
+    texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation)
     as_file = image_or_folder(out)
-    check_output_path(out, as_folder=not as_file)
+    inputs = [captions_file] if captions_file is not None else []
+    check_output_path(out, as_folder=not as_file, inputs=inputs, force=force)
+    names = [f"{index:03d}-{safe_stem(caption)}-seed{seed + j}.png" for index, caption in enumerate(texts) for j in range(num_images)]
+    if not as_file:
+        from t2i_cli.outputs import check_outputs
+
+        check_outputs([out / name for name in names], inputs=inputs, force=force)
 
     pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
     total = len(texts) * num_images
     with progress_bar("generating", total=total, enabled=total > PROGRESS_FROM) as advance:
-        result = pipeline(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, progress=advance)
+        result = pipeline(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation,
+                          progress=advance)
     images = result.final
     if as_file:  # one image, or a sheet with a row per caption, wrapped past 16 images
         picture = images[0] if len(images) == 1 else result.grid()
@@ -74,9 +88,8 @@ def generate_cli(
         typer.echo(f"wrote {out} ({counted(len(images), 'image')}, {picture.width}x{picture.height})")
         return
     out.mkdir(exist_ok=True)
-    per_caption = result.per_caption
-    for index, (image, caption, image_seed) in enumerate(zip(images, result.captions, result.seeds)):
-        save_image(image, out / f"{index // per_caption:03d}-{safe_stem(caption)}-seed{image_seed}.png")
+    for image, name in zip(images, names):
+        save_image(image, out / name)
     typer.echo(f"wrote {counted(len(images), 'image')} to {out}/")
 
 
@@ -89,6 +102,7 @@ def interpolate_cli(
     checkpoint: CheckpointOption = None,
     encoder: EncoderOverride = None,
     device: DeviceOption = "auto",
+    force: ForceOption = False,
 ) -> None:
     """Walk the caption-embedding space from one caption to another with the noise held fixed."""
     from t2i_cli.errors import T2IError
@@ -98,7 +112,7 @@ def interpolate_cli(
     first, second = check_interpolation(first, second, steps=steps, seed=seed)
     if not image_or_folder(out):
         raise T2IError(f"the interpolation is one image: name a file ({', '.join(IMAGE_FORMATS)}), got {out}", parameter="out")
-    check_output_path(out, as_folder=False)
+    check_output_path(out, as_folder=False, force=force)
     pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
     save_image(pipeline.interpolate(first, second, steps=steps, seed=seed).grid(), out)
     typer.echo(f"wrote {out} ({steps} images)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -72,20 +71,14 @@ def unique_names(stems: list[str]) -> list[str]:
     return names
 
 
-def check_output_path(out: Path, *, as_folder: bool) -> None:
-    """Fail before any work when ``out`` cannot be written: its folder missing or read-only.
+def check_output_path(out: Path, *, as_folder: bool, inputs=(), force: bool | None = None, parameter: str = "out") -> None:
+    """Fail before any work when ``out`` cannot or must not be written: :func:`t2i_cli.outputs.check_output`."""
+    from t2i_cli.outputs import check_output
 
-    With ``as_folder``, ``out`` itself is a folder that may not exist yet (its parent must).
-    """
-    from t2i_cli.errors import T2IError
+    check_output(out, as_folder=as_folder, inputs=inputs, force=force, parameter=parameter)
 
-    parent = out if as_folder and out.exists() else out.parent
-    if not parent.is_dir():
-        raise T2IError(f"output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise T2IError(f"output folder {parent} is not writable")
-    if as_folder and out.exists() and not out.is_dir():
-        raise T2IError(f"{out} exists and is not a folder")
+
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace output files that already exist.")]
 
 
 __all__ = [
@@ -95,6 +88,7 @@ __all__ = [
     "EmbeddingDtype",
     "EmbeddingDtypeOption",
     "EncoderOption",
+    "ForceOption",
     "QuietOption",
     "check_output_path",
     "counted",

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path, counted, image_or_folder, unique_names
+from t2i_cli.commands.options import DeviceOption, ForceOption, QuietOption, check_output_path, counted, image_or_folder, unique_names
 
 sr_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the SR upscalers (FSRCNN, SRCNN).")
 
@@ -164,10 +164,12 @@ def upscale_cli(
     sr_method: SRMethodOption = "auto",
     sr_weights: SRWeightsOption = None,
     device: DeviceOption = "auto",
+    force: ForceOption = False,
 ) -> None:
     """Enlarge images x2, x3 or x4 with the shipped SR network (bicubic where no weights exist)."""
     from srcnn.errors import SRError
     from srcnn.upscale import Upscaler, check_output_size, check_scale
+    from t2i_cli.data.images import to_8bit
     from t2i_cli.devices import resolve_device
     from t2i_cli.grid import save_image
 
@@ -175,7 +177,12 @@ def upscale_cli(
     single_file = image_or_folder(out)
     if single_file and len(inputs) != 1:
         raise SRError("an image file takes one input image; name a folder for several", parameter="out")
-    check_output_path(out, as_folder=not single_file)
+    check_output_path(out, as_folder=not single_file, inputs=inputs, force=force)
+    targets = [out] if single_file else [out / f"{name}.png" for name in unique_names([f"{path.stem}_x{scale}" for path in inputs])]
+    if not single_file:
+        from t2i_cli.outputs import check_outputs
+
+        check_outputs(targets, inputs=inputs, force=force)
     from PIL import Image
 
     images = []
@@ -184,8 +191,9 @@ def upscale_cli(
             with Image.open(path) as image:
                 check_output_size(image.size, scale, what=str(path))  # from the header, before decoding
                 image.load()
-                # RGB, RGBA and grayscale keep their mode through the upscaler; others become RGB.
-                images.append(image.copy() if image.mode in ("RGB", "RGBA", "L", "LA") else image.convert("RGB"))
+                # RGB, RGBA and grayscale (with alpha) keep their mode through the upscaler, with
+                # their range and transparency; every other mode is brought to one of those first.
+                images.append(to_8bit(image.copy()))
         except FileNotFoundError:
             raise SRError(f"image {path} does not exist") from None
         except Image.DecompressionBombError:
@@ -198,7 +206,7 @@ def upscale_cli(
         save_image(results[0], out)
         typer.echo(f"wrote {out} ({results[0].width}x{results[0].height}, {upscaler.describe()})")
         return
-    out.mkdir(exist_ok=True)
-    for name, image in zip(unique_names([f"{path.stem}_x{scale}" for path in inputs]), results):
-        save_image(image, out / f"{name}.png")
+    out.mkdir(parents=True, exist_ok=True)
+    for target, image in zip(targets, results):
+        save_image(image, target)
     typer.echo(f"wrote {counted(len(results), 'image')} to {out}/ ({upscaler.describe()})")

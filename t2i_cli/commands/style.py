@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from t2i_cli.commands.generate import CheckpointOption, EncoderOverride
-from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path, counted, image_or_folder
+from t2i_cli.commands.options import DeviceOption, ForceOption, QuietOption, check_output_path, counted, image_or_folder
 from t2i_cli.commands.sr import SRMethodOption
 
 RESTYLE_EXAMPLE = 'Example: t2i restyle my-rose.jpg "this flower has yellow petals" --upscale 4 --out yellow-rose.png'
@@ -37,15 +37,15 @@ def restyle_cli(
     style: StyleOption = None,
     encoder: EncoderOverride = None,
     device: DeviceOption = "auto",
+    force: ForceOption = False,
 ) -> None:
     """Keep a photo's layout (pose, place, background) and change its content to a caption's (Reed et al. 2016, §5.3)."""
     import logging
 
-    from PIL import Image
-
-    from t2i_cli.data.images import image_error_reason
+    from t2i_cli.data.images import open_image
     from t2i_cli.errors import T2IError
     from t2i_cli.grid import IMAGE_FORMATS, save_image
+    from t2i_cli.outputs import same_file
     from t2i_cli.pipeline import T2IPipeline, check_request, validate_captions
 
     captions = check_request(captions, upscale=upscale, sr_method=sr_method)
@@ -53,21 +53,14 @@ def restyle_cli(
         validate_captions([photo_caption])
         if sheet is None:
             logging.getLogger(__name__).warning("--photo-caption only adds the photo's redrawing to --sheet, which was not asked for")
-    for path in (out, sheet):
+    for path, parameter in ((out, "out"), (sheet, "sheet")):
         if path is not None:
             if not image_or_folder(path):
-                raise T2IError(f"name an image file ({', '.join(IMAGE_FORMATS)}), got {path}", parameter="out")
-            check_output_path(path, as_folder=False)
-    try:
-        with Image.open(photo) as opened:
-            opened.load()
-            picture = opened.copy()
-    except FileNotFoundError:
-        raise T2IError(f"photo {photo} does not exist") from None
-    except IsADirectoryError:
-        raise T2IError(f"photo {photo} is a folder; name one image file") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise T2IError(f"photo {photo} does not decode: {image_error_reason(exc)}") from None
+                raise T2IError(f"name an image file ({', '.join(IMAGE_FORMATS)}), got {path}", parameter=parameter)
+            check_output_path(path, as_folder=False, inputs=[photo], force=force, parameter=parameter)
+    if sheet is not None and same_file(sheet, out) or (sheet is not None and sheet.resolve() == out.resolve()):
+        raise T2IError(f"--sheet and --out both name {out}; name two files", parameter="sheet")
+    picture = open_image(photo, what=f"photo {photo}")
 
     pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
     result = pipeline.restyle(picture, captions, photo_caption=photo_caption, upscale=upscale, sr_method=sr_method, style=style)
@@ -87,7 +80,8 @@ def restyle_cli(
 def _conditional_generator(checkpoint: Path | None):
     """The frozen generator of ``checkpoint`` (default: the shipped one) and its checkpoint info."""
     from t2i_cli.errors import T2IError
-    from t2i_cli.pipeline import default_checkpoint, load_generator
+    from t2i_cli.pipeline import default_checkpoint
+    from t2i_cli.sampling import load_generator
 
     generator, info = load_generator(checkpoint or default_checkpoint())
     if not info.model.conditional:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,6 +29,8 @@ def train_cli(
     beta1: Annotated[Optional[float], typer.Option(help="Adam beta1 (0.5; dfgan 0.0).")] = None,
     beta2: Annotated[Optional[float], typer.Option(help="Adam beta2 (0.999, or 0.9 with a penalty; dfgan 0.9).")] = None,
     lr_halve_every: Annotated[Optional[int], typer.Option(help="Epochs between halvings (100; 0 = never).")] = None,
+    lr_decay: Annotated[Optional[str], typer.Option("--lr-decay", help="none, linear or cosine: the rates fall to 0 over --epochs.")] = None,
+    d_warmup_steps: Annotated[Optional[int], typer.Option("--d-warmup-steps", help="Train D alone for N steps first (a pretrained G with a fresh D).")] = None,
     diter: Annotated[Optional[int], typer.Option(help="WGAN critic steps per generator step (5).")] = None,
     gradient_penalty: Annotated[Optional[float], typer.Option("--gp", help="WGAN-GP lambda (e.g. 10) instead of weight clipping.")] = None,
     ma_gp: Annotated[Optional[float], typer.Option("--ma-gp", help="hinge: matching-aware gradient penalty weight (2; 0 = off).")] = None,
@@ -51,6 +54,9 @@ def train_cli(
     compile_models: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile G and D (slow first steps).")] = None,
     ema_decay: Annotated[Optional[float], typer.Option(help="EMA of G used for samples and checkpoints (0.999).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Measure the EMA generator on --eval-split every N epochs (FID, KID, colours, diversity) and keep the best checkpoint by FID (0 = never).")] = None,
+    eval_split: Annotated[Optional[str], typer.Option("--eval-split", help="Split of the in-run evaluation (valid).")] = None,
+    eval_metrics: Annotated[Optional[str], typer.Option("--eval-metrics", help="Its metrics: fid, colour, second_colour, diversity (all four by default).")] = None,
     save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N epochs (and at the end).")] = None,
     keep_every: Annotated[Optional[int], typer.Option(help="Keep every checkpoint of an epoch divisible by N, beside the last 3 (0 = only those).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of every random draw.")] = None,
@@ -66,11 +72,12 @@ def train_cli(
 
     flags = {
         "data": str(data) if data else None, "gan_type": gan_type, "split": split, "epochs": epochs, "time_limit": time_limit,
-        "batch_size": batch_size, "lr": lr, "lr_halve_every": lr_halve_every, "diter": diter,
+        "batch_size": batch_size, "lr": lr, "lr_halve_every": lr_halve_every, "lr_decay": lr_decay,
+        "d_warmup_steps": d_warmup_steps, "diter": diter,
         "gradient_penalty": gradient_penalty, "ma_gp": ma_gp, "gp_every": gp_every, "diffaug": diffaug, "match_coef": match_coef,
         "lr_d": lr_d, "beta1": beta1, "beta2": beta2, "cls": cls, "interpolate": interpolate, "l1_coef": l1_coef,
         "l2_coef": l2_coef, "augment": augment, "preload": preload, "amp": amp,
-        "channels_last": channels_last, "compile": compile_models, "ema_decay": ema_decay, "workers": workers, "save_every": save_every, "keep_every": keep_every, "seed": seed,
+        "channels_last": channels_last, "compile": compile_models, "ema_decay": ema_decay, "workers": workers, "save_every": save_every, "eval_every": eval_every, "eval_split": eval_split, "eval_metrics": eval_metrics, "keep_every": keep_every, "seed": seed,
         "pretrained_generator": str(pretrained_generator) if pretrained_generator else None,
         "pretrained_discriminator": str(pretrained_discriminator) if pretrained_discriminator else None,
         "device": device if device != "auto" else None,
@@ -81,6 +88,9 @@ def train_cli(
     }
     flags = {k: v for k, v in flags.items() if v is not None}
     model_flags = {k: v for k, v in model_flags.items() if v is not None}
+    for name, value in flags.items():  # --lr nan: refused here, before a config file could be blamed
+        if isinstance(value, float) and not math.isfinite(value):
+            raise T2IError(f"{name} must be a finite number, got {value}", parameter=name)
 
     if resume is not None:
         if out is not None and Path(out) != Path(resume):
@@ -110,10 +120,13 @@ def export_cli(
     out: Annotated[Path, typer.Argument(help="Folder to write: config.json + generator.safetensors, nothing else.")],
     half: Annotated[bool, typer.Option("--half/--full", help="Store the weights as float16 (half the size).")] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists (only once the new one is complete).")] = False,
+    best: Annotated[bool, typer.Option("--best", help="Export the run's best checkpoint by its in-run FID (t2i train --eval-every) instead of its latest.")] = False,
 ) -> None:
     """Export a checkpoint's EMA generator for generation only (what weights/ ships)."""
-    from t2i_cli.checkpoint import GENERATOR_FILE, export_checkpoint
+    from t2i_cli.checkpoint import GENERATOR_FILE, best_checkpoint, export_checkpoint
 
+    if best:
+        checkpoint = best_checkpoint(checkpoint)
     info = export_checkpoint(checkpoint, out, half=half, overwrite=force)
     size = (out / GENERATOR_FILE).stat().st_size / 1e6
     typer.echo(f"wrote {out} (epoch {info.epoch}, {'float16' if half else 'float32'}, {size:.1f} MB)")

@@ -70,6 +70,19 @@ def _strings(value) -> list[str]:
     return out
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path: str | Path) -> bool:
+    """Whether ``path`` is an HDF5 file (its signature at the start; files with a user block, where
+    the signature sits later, are not written by t2i)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
 def _h5py():
     import h5py
 

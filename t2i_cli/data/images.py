@@ -23,7 +23,63 @@ def image_error_reason(exc: BaseException) -> str:
     return str(exc).strip() or type(exc).__name__
 
 
+def open_image(source: str | Path | bytes, *, what: str) -> Image.Image:
+    """A whole decoded image from a file or its bytes, or one :class:`~t2i_cli.errors.T2IError`
+    naming it as ``what`` ("photo x.jpg"; the demo says just "the photo", never a server path):
+    missing, a folder, empty, truncated, not an image, or a decompression bomb."""
+    from t2i_cli.errors import T2IError
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
+            opened.load()
+            return opened.copy()
+    except FileNotFoundError:
+        raise T2IError(f"{what} does not exist") from None
+    except IsADirectoryError:
+        raise T2IError(f"{what} is a folder; name one image file") from None
+    except Image.DecompressionBombError:
+        raise T2IError(f"{what} has more pixels than are decoded safely (a decompression bomb?)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        reason = "an empty file" if isinstance(exc, UnidentifiedImageError) and _is_empty(source) else image_error_reason(exc)
+        raise T2IError(f"{what} does not decode: {reason}") from None
+
+
+def _is_empty(source: str | Path | bytes) -> bool:
+    try:
+        return len(source) == 0 if isinstance(source, bytes) else Path(source).stat().st_size == 0
+    except OSError:
+        return False
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """``image`` in one of the modes the project works in — L, LA, RGB, RGBA — with its range and
+    alpha kept: 16-bit and 32-bit grayscale (I;16*, I) are scaled from their range to 0-255 rather
+    than clipped (PIL's own convert turns anything over 255 white), float images (F) in [0, 1]
+    are scaled and others clipped, palettes with a transparent index become RGBA, premultiplied
+    modes are unpremultiplied, and CMYK, YCbCr, LAB, HSV and 1-bit images become RGB or L."""
+    mode = image.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return image
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(image.convert("F") if mode.startswith("I;16") else image, dtype=np.float64)
+        top = float(values.max()) if values.size else 0.0
+        if mode == "F":
+            scale = 255.0 if top <= 1.0 else 1.0
+        else:  # integers: 8-bit data kept, 16-bit data (the usual I;16 / I content) scaled from 65535
+            scale = 1.0 if top <= 255 else 255.0 / 65535.0
+        return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in image.info
+        return image.convert("RGBA" if has_alpha else "RGB")
+    if mode in ("RGBa", "La"):
+        return image.convert("RGBA" if mode == "RGBa" else "LA")
+    if mode == "1":
+        return image.convert("L")
+    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
+    image = to_8bit(image)
     if image.mode == "RGB":
         return image
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):

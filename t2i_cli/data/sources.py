@@ -20,6 +20,7 @@ from typing import Callable
 
 from t2i_cli.data.images import IMAGE_SUFFIXES
 from t2i_cli.errors import T2IError
+from t2i_cli.text.checks import caption_problem, clean_caption
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,10 @@ def read_captions(path: Path) -> list[str]:
         raise CaptionFileError(f"{path.name}: no such caption file") from None
     except OSError as exc:
         raise CaptionFileError(f"{path.name}: {exc.strerror}") from None
-    captions = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.splitlines() if line.strip()]
+    captions = [clean_caption(line) for line in lines if caption_problem(line) is None]
     if not captions:
-        raise CaptionFileError(f"{path.name}: no captions (empty file)")
+        raise CaptionFileError(f"{path.name}: no captions ({'empty file' if not lines else 'no line holds a word'})")
     return captions
 
 
@@ -264,6 +266,8 @@ def _read_coco_file(path: Path) -> tuple[list, list]:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise T2IError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise T2IError(f"{path} nests its JSON too deeply to be a COCO captions file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise T2IError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
@@ -342,11 +346,13 @@ def open_coco(
                     raise T2IError(f"{where}: annotation id {annotation_id!r} is used twice (also in {file_of_annotation[annotation_id].name})")
                 file_of_annotation[annotation_id] = path
             image_id = _coco_id(entry["image_id"], where)
-            caption = " ".join(entry["caption"].split())
+            problem = caption_problem(entry["caption"])
             if image_id not in captions_of:
                 skip("caption without image", f"image id {image_id!r} in {path.name}")
-            elif caption:
-                captions_of[image_id].append(caption)
+            elif problem is not None and entry["caption"].strip():
+                skip("caption that is no usable text", f"{where}: the caption {problem}")
+            elif problem is None:
+                captions_of[image_id].append(clean_caption(entry["caption"]))
 
         for entry in images:
             file_name = entry["file_name"].strip()

@@ -204,3 +204,97 @@ def colour_match(dominant: Sequence[str | None], named: Sequence[Sequence[str]])
         "per_colour": {name: {"captions": per[name][1], "match": per[name][0] / per[name][1]}
                        for name in COLOURS if name in per},
     }
+
+
+# --- second colours: a centre colour, a second petal colour ---------------------------------------
+# What the main petal colour misses: "white petals and a yellow center", "yellow and orange petals".
+# A centre colour must cover part of the middle of the image; each of two petal colours must hold a
+# share of the flower. "dark" (dark, brown, black centres) is its own tone here: those pixels fall
+# below the petal rule's dark cut, so they are named by value instead.
+# Calibrated on the train split of oxford102-64 (one seeded caption per image; the radius and the
+# centre share chosen among 0.1-0.3 each for the widest gap between images with their own captions
+# and with shuffled ones): own 0.86 vs shuffled 0.15 (centre 0.75 vs 0.33, petals 0.93 vs 0.08);
+# on valid 0.81 vs 0.11 and on test 0.88 vs 0.15, neither of which played a part.
+SECOND_PLACES = ("centre", "petals")
+_CENTRE_WORDS = {**{w: n for w, n in COLOUR_WORDS.items() if n}, "dark": "dark", "brown": "dark", "black": "dark"}
+_CENTRE = re.compile(
+    r"\b(?P<c>" + "|".join(sorted(_CENTRE_WORDS, key=len, reverse=True)) + r")(?:-?ish)?\s+"
+    r"(?:(?:round|domed|raised|small|large|big|flat|prominent|fuzzy)\s+)?center\b"
+)
+CENTRE_RADIUS = 0.2  # of the half-size: a disc of ~13 px across at 64 px
+CENTRE_MIN_SHARE = 0.1  # of the disc that must be the centre's colour
+BROWN_MAX_VALUE = 0.6  # orange-red hues darker than this read as brown ("dark")
+SECOND_PETAL_MIN_SHARE = 0.15  # of the flower (centre-weighted) each named petal colour must hold
+
+
+def second_colours(caption: str) -> tuple[tuple[str, str], ...]:
+    """The colours a caption names besides one main petal colour, as ``(name, place)`` pairs: a
+    centre colour (``place`` "centre"; names from :data:`COLOURS` or "dark") and, for two or more
+    petal colours, each of them (``place`` "petals": all must be drawn, or two colours averaged
+    into one would pass as the second). ``()`` if the caption names neither."""
+    text = caption.lower().replace("centre", "center")
+    found: list[tuple[str, str]] = []
+    if (centre := _CENTRE.search(text)) is not None:
+        found.append((_CENTRE_WORDS[centre.group("c")], "centre"))
+    petals = petal_colours(caption)
+    if len(petals) > 1:
+        found.extend((name, "petals") for name in petals)
+    return tuple(found)
+
+
+def _dark_or_brown(images: np.ndarray) -> np.ndarray:
+    """Per pixel, whether it reads as a dark centre: dark, or a dull orange-red (brown). (N, H, W) bool."""
+    hue, saturation, value = _hsv(np.asarray(images))
+    brown = ((hue < 45) | (hue >= 345)) & (saturation >= WHITE_MAX_SATURATION) & (value < BROWN_MAX_VALUE)
+    return (value < DARK_MAX_VALUE) | brown
+
+
+def centre_shares(images: np.ndarray, name: str) -> np.ndarray:
+    """The share of each image's central disc (radius :data:`CENTRE_RADIUS` of the half-size) whose
+    pixels are ``name`` (a colour of :data:`COLOURS`, or "dark"): float (N,)."""
+    images = np.asarray(images)
+    height, width = images.shape[2:]
+    y = (np.arange(height) - (height - 1) / 2) / (height / 2)
+    x = (np.arange(width) - (width - 1) / 2) / (width / 2)
+    disc = (y[:, None] ** 2 + x[None, :] ** 2) <= CENTRE_RADIUS**2  # (H, W)
+    named = _dark_or_brown(images) if name == "dark" else pixel_names(images) == COLOURS.index(name)
+    return named[:, disc].mean(axis=1)
+
+
+def second_colour_match(images: np.ndarray, wanted: Sequence[Sequence[tuple[str, str]]]) -> dict:
+    """How often image i shows the colours its caption names in their places (from
+    :func:`second_colours`): a centre colour over :data:`CENTRE_MIN_SHARE` of the central disc, each
+    named petal colour over :data:`SECOND_PETAL_MIN_SHARE` of the flower. Images whose caption names
+    none are skipped. Returns ``{"captions": n, "match": share or None, "per_place": {place:
+    {"captions": n, "match": share or None}}}``, an image a hit in a place when every colour named
+    there is drawn, and a hit overall when it is in every place its caption names."""
+    images = np.asarray(images)
+    if len(images) != len(wanted):
+        raise ValueError(f"{len(images)} images but {len(wanted)} captions")
+    rows = [i for i, names in enumerate(wanted) if names]
+    per = {place: [0, 0] for place in SECOND_PLACES}
+    hits = 0
+    if rows:
+        chosen = images[rows]
+        flower = colour_weights(chosen)  # (n, colours), centre-weighted
+        flower = flower / np.maximum(flower.sum(axis=1, keepdims=True), 1e-12)
+        centre = {name: centre_shares(chosen, name) for name in {n for i in rows for n, p in wanted[i] if p == "centre"}}
+        for k, i in enumerate(rows):
+            image_hit = True
+            for place in SECOND_PLACES:
+                names = [name for name, where in wanted[i] if where == place]
+                if not names:
+                    continue
+                if place == "centre":
+                    hit = all(centre[name][k] >= CENTRE_MIN_SHARE for name in names)
+                else:
+                    hit = all(flower[k, COLOURS.index(name)] >= SECOND_PETAL_MIN_SHARE for name in names)
+                per[place][0] += hit
+                per[place][1] += 1
+                image_hit &= hit
+            hits += image_hit
+    return {
+        "captions": len(rows),
+        "match": hits / len(rows) if rows else None,
+        "per_place": {place: {"captions": n, "match": h / n if n else None} for place, (h, n) in per.items()},
+    }

@@ -99,11 +99,10 @@ def other_captions_embeddings(embeddings: np.ndarray, counts: np.ndarray, picked
     return totals / np.maximum(keep.sum(axis=1, keepdims=True), 1)
 
 
-def mean_pairwise_distance(features: np.ndarray) -> float:
-    """Mean Euclidean distance over all pairs within each group, averaged over the groups.
+def pairwise_spreads(features: np.ndarray) -> np.ndarray:
+    """Per group, the mean Euclidean distance over all pairs within it: ``(G,)``.
 
-    ``features`` (K, D) for one group of K >= 2 or (G, K, D) for G groups of K. Every group has the
-    same size, so each counts the same."""
+    ``features`` (K, D) for one group of K >= 2 or (G, K, D) for G groups of K."""
     x = np.asarray(features, dtype=np.float64)
     if x.ndim == 2:
         x = x[None]
@@ -112,7 +111,13 @@ def mean_pairwise_distance(features: np.ndarray) -> float:
     # Differences rather than the |a|² + |b|² - 2ab expansion, which cancels badly for near-equal
     # rows: a collapsed generator must come out as 0, not as the rounding noise of 2048-d norms.
     rows, cols = np.triu_indices(x.shape[1], k=1)
-    return float(np.linalg.norm(x[:, rows] - x[:, cols], axis=-1).mean())
+    return np.linalg.norm(x[:, rows] - x[:, cols], axis=-1).mean(axis=1)
+
+
+def mean_pairwise_distance(features: np.ndarray) -> float:
+    """:func:`pairwise_spreads` averaged over the groups (every group has the same size, so each
+    counts the same)."""
+    return float(pairwise_spreads(features).mean())
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:

@@ -31,6 +31,9 @@ class MetricsFile:
     def on_epoch_end(self, trainer: Trainer, epoch: int, sample: Path | None) -> None:
         pass
 
+    def on_evaluation(self, trainer: Trainer, epoch: int, figures: dict) -> None:
+        self.on_log(trainer, {"epoch": epoch, "step": trainer.state.step, **evaluation_scalars(trainer.config.eval_split, figures)})
+
     def on_train_end(self, trainer: Trainer) -> None:
         pass
 
@@ -62,6 +65,12 @@ class TensorBoardLog:
 
             with Image.open(sample) as grid:
                 self.writer.add_image("samples", np.asarray(grid.convert("RGB")), epoch, dataformats="HWC")
+            self.writer.flush()
+
+    def on_evaluation(self, trainer: Trainer, epoch: int, figures: dict) -> None:
+        if self.writer is not None:
+            for key, value in evaluation_scalars(trainer.config.eval_split, figures).items():
+                self.writer.add_scalar(key, value, trainer.state.step)
             self.writer.flush()
 
     def on_train_end(self, trainer: Trainer) -> None:
@@ -109,8 +118,29 @@ class RichProgress:
     def on_epoch_end(self, trainer: Trainer, epoch: int, sample: Path | None) -> None:
         self.bar.update(self.task, completed=epoch * len(trainer.loader), epoch=epoch + 1)
 
+    def on_evaluation(self, trainer: Trainer, epoch: int, figures: dict) -> None:
+        shown = ", ".join(f"{key.split('/')[1]} {value:.4g}" for key, value in evaluation_scalars(trainer.config.eval_split, figures).items())
+        self.bar.console.log(f"epoch {epoch}, {trainer.config.eval_split}: {shown}")
+
     def on_train_end(self, trainer: Trainer) -> None:
         self.bar.stop()
+
+
+# The figures of an in-run evaluation that are logged as scalars (see evaluation/evaluate.py).
+EVALUATION_SCALARS = ("fid", "fid_floor", "kid", "colour_match", "colour_match_real", "second_colour", "second_colour_real",
+                      "diversity", "diversity_real", "diversity_lowest_tenth", "diversity_real_lowest_tenth", "seconds")
+
+
+def evaluation_scalars(split: str, figures: dict) -> dict[str, float]:
+    """``{"valid/fid": 102.3, ...}``: the evaluation's numbers, named by split (KID by its mean)."""
+    scalars = {}
+    for key in EVALUATION_SCALARS:
+        value = figures.get(key)
+        if isinstance(value, dict):
+            value = value.get("mean")
+        if isinstance(value, (int, float)):
+            scalars[f"{split}/{key}"] = float(value)
+    return scalars
 
 
 def _logged_step(line: str) -> int | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from t2i_cli.atomic import remove_stale_partials
-from t2i_cli.checkpoint import complete_checkpoints, is_unsaved_run, read_checkpoint
+from t2i_cli.checkpoint import CONFIG_FILE, complete_checkpoints, is_unsaved_run, read_checkpoint
 from t2i_cli.config import ModelConfig, TrainConfig
 from t2i_cli.data.batches import InMemoryBatches
 from t2i_cli.data.dataset import CaptionImageDataset
@@ -28,7 +28,7 @@ SAMPLE_ROWS = 8
 # Settings that may change when a run resumes; everything else is the run's identity.
 RESUMABLE_OVERRIDES = (
     "epochs", "time_limit", "workers", "device", "amp", "channels_last", "compile", "preload", "save_every", "keep_every", "sample_every",
-    "log_every", "data",
+    "log_every", "data", "eval_every", "eval_split", "eval_metrics",
 )
 
 
@@ -73,6 +73,12 @@ def train(
     """Train (or resume) a run in ``run_dir``; returns the finished trainer."""
     run_dir = Path(run_dir)
     if resume:
+        if (run_dir / CONFIG_FILE).is_file() and run_dir.parent.name == "checkpoints":
+            raise T2IError(f"{run_dir} is one checkpoint of the run {run_dir.parent.parent}: resume the run folder "
+                           f"(--resume {run_dir.parent.parent}), which goes on from its latest checkpoint", parameter="resume")
+        if (run_dir / CONFIG_FILE).is_file():
+            raise T2IError(f"{run_dir} is a checkpoint, not a training run: resume a run folder, or start a new run from "
+                           f"these weights with --pretrained-generator", parameter="resume")
         info = read_checkpoint(run_dir)
         if info.train is None:
             raise T2IError(f"{info.path} holds no training config to resume")
@@ -156,6 +162,14 @@ def train(
         # Rank 0 trains (or finds) it; the others wait for its copy in the run folder.
         matcher = match_encoder_for_run(run_dir, Path(config.data), model_config.image_size, device=device, make=group.is_main)
         torch.manual_seed(config.seed)  # training the encoder drew from the global generator
+    evaluator = None
+    if config.eval_every > 0 and group.is_main:
+        from t2i_cli.evaluation.evaluate import SplitEvaluator
+
+        if not config.conditional:
+            raise T2IError("the in-run evaluation draws from captions: an unconditional run cannot have one", parameter="eval_every")
+        evaluator = SplitEvaluator(Path(config.data), config.eval_split, image_size=model_config.image_size, device=device,
+                                   metrics=config.eval_metrics, seed=config.seed)
     generator, discriminator = build_models(model_config)
     # Only rank 0 writes logs, samples and checkpoints.
     callbacks = ([MetricsFile(), TensorBoardLog()] + ([RichProgress()] if progress else [])) if group.is_main else []
@@ -174,6 +188,7 @@ def train(
         group=group,
         matcher=matcher,
         data_record=record,
+        evaluator=evaluator,
     )
     if resume:
         trainer.resume(run_dir)

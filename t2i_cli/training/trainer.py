@@ -37,7 +37,9 @@ import torch
 from t2i_cli.checkpoint import (
     load_training_state,
     load_weights,
+    mark_best,
     mark_latest,
+    read_best,
     read_checkpoint,
     unwrapped,
     unwrapped_state,
@@ -66,6 +68,7 @@ class Callback(Protocol):
     def on_train_start(self, trainer: "Trainer") -> None: ...
     def on_log(self, trainer: "Trainer", metrics: dict) -> None: ...
     def on_epoch_end(self, trainer: "Trainer", epoch: int, sample: Path | None) -> None: ...
+    def on_evaluation(self, trainer: "Trainer", epoch: int, figures: dict) -> None: ...
     def on_train_end(self, trainer: "Trainer") -> None: ...
 
 
@@ -137,6 +140,7 @@ class Trainer:
         group: ProcessGroup = ProcessGroup(),
         matcher: torch.nn.Module | None = None,
         data_record: dict | None = None,
+        evaluator=None,
     ):
         self.config, self.model_config = config, model_config
         self.data_record = data_record  # written into every checkpoint: what this run trains on
@@ -180,6 +184,10 @@ class Trainer:
         sample_noise = torch.Generator().manual_seed(config.seed)
         self.sample_noise = torch.randn(SAMPLE_NOISES, model_config.noise_dim, generator=sample_noise)
         self._diverged = torch.zeros((), dtype=torch.bool, device=device)
+        # ``evaluator(generator) -> figures`` every ``eval_every`` epochs (rank 0 only); the
+        # lowest FID so far names the run's best checkpoint.
+        self.evaluator = evaluator
+        self.best_fid = float("inf")
 
     # --- setup ----------------------------------------------------------------------------------
     def load_pretrained(self, generator: str = "", discriminator: str = "") -> None:
@@ -214,6 +222,9 @@ class Trainer:
         self.loader_generator.set_state(state["loader_rng"])
         if self.device.type == "cuda" and state.get("cuda_rng"):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        best = read_best(run_dir)
+        if best is not None and isinstance(best.get("fid"), (int, float)):
+            self.best_fid = float(best["fid"])
         log.info("resumed from %s after epoch %d", info.path, self.state.epoch)
 
     # --- the step -------------------------------------------------------------------------------
@@ -223,7 +234,10 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _generator_due(self) -> bool:
-        """WGAN: G steps once per ``diter`` critic steps, 100 during warm-up (Arjovsky et al.)."""
+        """Whether G steps after the D step just taken: not during D's warm-up (``d_warmup_steps``);
+        WGAN: once per ``diter`` critic steps, 100 during warm-up (Arjovsky et al.)."""
+        if self.state.step <= self.config.d_warmup_steps:
+            return False
         if not self.config.wasserstein:
             return True
         g = self.state.generator_steps
@@ -390,6 +404,8 @@ class Trainer:
         stats["D(G(z))"] = fake_scores.detach().float().mean()
         self._diverged |= ~torch.isfinite(d_loss.detach())
         self.state.step += 1
+        if not self._generator_due():
+            return stats
 
         # G step. D's weights take no gradient here (saves their share of the backward).
         D.requires_grad_(False)
@@ -411,7 +427,9 @@ class Trainer:
         # Warm-up: early on the average follows G closely, so the first sample grids show what G
         # has learnt rather than the random initialisation (decay reaches ema_decay after ~10k steps).
         steps = self.state.generator_steps
-        decay = min(self.config.ema_decay, (1 + steps) / (10 + steps))
+        decay = self.config.ema_decay
+        if not self.config.pretrained_generator:  # a pretrained G's average starts where it is
+            decay = min(decay, (1 + steps) / (10 + steps))
         ema_params = list(self.G_ema.parameters())
         torch._foreach_lerp_(ema_params, [p.detach() for p in self.G.parameters()], 1 - decay)
         for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers()):
@@ -427,10 +445,10 @@ class Trainer:
             )
 
     def _set_learning_rate(self) -> None:
-        halvings = self.state.epoch // self.config.lr_halve_every if self.config.lr_halve_every else 0
+        factor = self.config.lr_factor(self.state.epoch)
         for optimizer, lr in ((self.opt_G, self.config.lr), (self.opt_D, self.config.discriminator_lr)):
             for group in optimizer.param_groups:
-                group["lr"] = lr * 0.5**halvings
+                group["lr"] = lr * factor
 
     def fit(self) -> None:
         cfg = self.config
@@ -470,14 +488,21 @@ class Trainer:
         self.state.train_seconds += self.group.maximum(time.perf_counter() - started, self.device)
         self.state.epoch += 1
         last = self.state.epoch == cfg.epochs or self.out_of_time()
-        sample = None
+        sample = figures = None
         if self.group.is_main:
             sample = self.save_samples() if self.state.epoch % cfg.sample_every == 0 or last else None
-            if self.state.epoch % cfg.save_every == 0 or last:
-                self.save_checkpoint()
+            if self.evaluator is not None and (self.state.epoch % cfg.eval_every == 0 or last):
+                figures = self.evaluator(self.G_ema)
+            if self.state.epoch % cfg.save_every == 0 or last or figures is not None:
+                folder = self.save_checkpoint()
+                if figures is not None and figures.get("fid", float("inf")) < self.best_fid:
+                    self.best_fid = figures["fid"]
+                    mark_best(self.run_dir, folder, {"epoch": self.state.epoch, "split": cfg.eval_split, **figures})
         self.group.barrier()  # the other ranks go on (or read the run) once rank 0 has written it
         for callback in self.callbacks:
             callback.on_epoch_end(self, self.state.epoch, sample)
+            if figures is not None:
+                callback.on_evaluation(self, self.state.epoch, figures)
 
     def out_of_time(self) -> bool:
         """Whether the run has trained for its time limit (all sessions together)."""

@@ -1,0 +1,82 @@
+"""Drawing from a generator: seeded noise (optionally truncated) and the batched draw loop.
+
+Below the pipeline, training and evaluation alike: each of them draws through here, so one seed
+gives one image everywhere. Image i's noise comes from its own generator seeded with ``seeds[i]``,
+so its pixels never depend on what else is in the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from t2i_cli.checkpoint import CheckpointInfo, load_weights, read_checkpoint
+from t2i_cli.errors import RequestError
+from t2i_cli.grid import to_uint8
+from t2i_cli.models import build_generator
+
+NO_TRUNCATION = 1.0
+
+
+def truncation_threshold(psi: float) -> float:
+    """The |z| beyond which a noise entry is drawn again, for truncation ``psi``: the share of the
+    standard normal's mass that is kept (BigGAN's truncation trick, parameterised so that 1 keeps
+    everything: psi 0.9 cuts at 1.64, 0.5 at 0.67)."""
+    check_truncation(psi)
+    return math.inf if psi >= NO_TRUNCATION else math.sqrt(2) * torch.erfinv(torch.tensor(psi, dtype=torch.float64)).item()
+
+
+def check_truncation(psi: float) -> None:
+    if not (isinstance(psi, (int, float)) and 0 < psi <= NO_TRUNCATION):
+        raise RequestError("truncation", f"the truncation must lie in (0, 1] (1 = none), got {psi}")
+
+
+def seeded_noise(noise_dim: int, seeds: list[int], *, truncation: float = NO_TRUNCATION) -> torch.Tensor:
+    """One noise vector ``(len(seeds), noise_dim)`` per seed, each from its own generator. With
+    ``truncation`` < 1, entries beyond :func:`truncation_threshold` are drawn again from the same
+    generator until none is (at 1 nothing is redrawn: the bits are those of an untruncated draw)."""
+    threshold = truncation_threshold(truncation)
+    rows = []
+    for seed in seeds:
+        stream = torch.Generator().manual_seed(seed)
+        z = torch.randn(noise_dim, generator=stream)
+        outside = z.abs() > threshold
+        while outside.any():
+            z[outside] = torch.randn(int(outside.sum()), generator=stream)
+            outside = z.abs() > threshold
+        rows.append(z)
+    return torch.stack(rows) if rows else torch.empty(0, noise_dim)
+
+
+def draw_images(generator: torch.nn.Module, embeddings: torch.Tensor | None, seeds: list[int], *,
+                device: torch.device, batch_size: int = 64, truncation: float = NO_TRUNCATION,
+                progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """uint8 ``(N, 3, S, S)`` images on the CPU, image i from the noise of ``seeds[i]`` and row i of
+    ``embeddings`` (None for an unconditional generator), ``batch_size`` at a time (then ``progress(n)``)."""
+    noise = seeded_noise(generator.config.noise_dim, seeds, truncation=truncation)
+    return draw_from_noise(generator, noise, embeddings, device=device, batch_size=batch_size, progress=progress)
+
+
+@torch.inference_mode()
+def draw_from_noise(generator: torch.nn.Module, noise: torch.Tensor, embeddings: torch.Tensor | None, *,
+                    device: torch.device, batch_size: int = 64, progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """:func:`draw_images` for given noise rows ``(N, Z)`` (a style encoder's, or seeded)."""
+    out = []
+    for start in range(0, len(noise), batch_size):
+        rows = slice(start, start + batch_size)
+        batch, _ = generator(noise[rows].to(device), None if embeddings is None else embeddings[rows].to(device))
+        out.append(to_uint8(batch).cpu())
+        if progress is not None:
+            progress(len(out[-1]))
+    return torch.cat(out)
+
+
+def load_generator(path: str | Path) -> tuple[torch.nn.Module, CheckpointInfo]:
+    """The (EMA) generator of a checkpoint folder or run, on the CPU in eval mode, and its info."""
+    info = read_checkpoint(path)
+    generator = build_generator(info.model)
+    load_weights(info.path / "generator.safetensors", generator, what="generator")
+    return generator.eval().requires_grad_(False), info
