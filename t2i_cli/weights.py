@@ -8,14 +8,29 @@ suite checks every listed file against its hash, so a changed file cannot ship u
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 
 from t2i_cli.atomic import write_text
 from t2i_cli.errors import T2IError
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = "MANIFEST.json"
+
+
+def shipped_weights_dir() -> Path:
+    """Where the shipped weights are: the repository's ``weights/`` beside this package (a clone,
+    an editable install), else the ``t2i_weights`` package a wheel installs."""
+    checkout = Path(__file__).resolve().parent.parent / "weights"
+    if (checkout / MANIFEST).is_file():
+        return checkout
+    spec = importlib.util.find_spec("t2i_weights")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return checkout
+
+
+WEIGHTS_DIR = shipped_weights_dir()
 
 
 def sha256_of(path: Path) -> str:
