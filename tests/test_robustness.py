@@ -149,6 +149,8 @@ def test_unwritable_outputs_fail_before_any_work_naming_the_users_path(tiny_run,
     result = run("restyle", PHOTO, "red", "-c", tiny_run, "--out", tmp_path / "a.png", "--sheet", tmp_path)
     assert_one_line_error(result, "(--sheet)")
     assert ".partial-" not in result.output
+    trained = run("style", "train", "--data", flowers_h5, "-c", tiny_run, "--out", "/proc/s-c", "--steps", 1)
+    assert_one_line_error(trained, "cannot write /proc/s-c")
     (tmp_path / "report").mkdir()
     assert_one_line_error(run("style", "eval", "--data", flowers_h5, "-c", tiny_run, "--out", tmp_path / "report"), "is a folder")
 

@@ -154,8 +154,10 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, flo
         return loss * float("nan"), stats
 
     monkeypatch.setattr(losses, "discriminator_loss", poisoned)
-    with pytest.raises(TrainingDiverged, match="NaN or infinite in epoch 2"):
+    with pytest.raises(TrainingDiverged, match="NaN or infinite in epoch 2.*checkpoints/epoch-0001, is intact"):
         train(tiny_train_config(flowers_h5), ModelConfig(), run, resume=True, overrides={"epochs": 3}, progress=False)
+    with pytest.raises(TrainingDiverged, match="NaN or infinite in epoch 1.*No checkpoint was written before it"):
+        train(tiny_train_config(flowers_h5, epochs=1), ModelConfig(**TINY_MODEL), tmp_path / "fresh", progress=False)
     assert (run / "latest").read_text().strip() == "checkpoints/epoch-0001"
     assert (run / "checkpoints" / "epoch-0001" / "generator.safetensors").read_bytes() == good
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-0001"]

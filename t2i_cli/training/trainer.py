@@ -35,6 +35,7 @@ from typing import Protocol
 import torch
 
 from t2i_cli.checkpoint import (
+    complete_checkpoints,
     load_training_state,
     load_weights,
     mark_best,
@@ -438,11 +439,11 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------
     def _check_finite(self) -> None:
         if bool(self._diverged):
-            raise TrainingDiverged(
-                f"a loss became NaN or infinite in epoch {self.state.epoch + 1}; training stopped. "
-                f"The last good checkpoint in {self.run_dir} is intact: resume from it with a lower "
-                f"learning rate, or change the loss weights"
-            )
+            saved = complete_checkpoints(self.run_dir)
+            where = (f"The last good checkpoint, {saved[-1].relative_to(self.run_dir)}, is intact: resume from it with a lower "
+                     f"learning rate, or change the loss weights" if saved else
+                     "No checkpoint was written before it: start again with a lower learning rate, or change the loss weights")
+            raise TrainingDiverged(f"a loss became NaN or infinite in epoch {self.state.epoch + 1}; training stopped. {where}")
 
     def _set_learning_rate(self) -> None:
         factor = self.config.lr_factor(self.state.epoch)
