@@ -81,7 +81,8 @@ def save_weights(model: nn.Module, path: Path, *, extra: dict | None = None) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"kind": WEIGHTS_KIND, "config": model.config.to_json(), "scale": str(model.config.scale)}
     metadata.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # The partial-file name every t2i writer uses, so a later write into the folder clears it after a kill.
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp), metadata=metadata)
         os.replace(tmp, path)

@@ -3,7 +3,7 @@
 Every writer asks :func:`check_output` about its target first, so a bad path costs no minutes of
 training or evaluation, and every message names the user's path (never a hidden partial file):
 
-- the folder it goes in must exist and take a new file (probed by creating and removing the very
+- the folder it goes in must exist (an output folder's missing parents are made) and take a new file (probed by creating and removing the very
   partial name the atomic writer will use, so ``/proc``, read-only mounts and full permissions
   checks all fail here, not after the work);
 - a file target must not be a folder, and a folder target not a file;
@@ -40,7 +40,7 @@ def check_output(out: Path, *, as_folder: bool = False, inputs: Iterable[Path] =
                  parameter: str = "out") -> None:
     """Refuse ``out`` in one line when it cannot or must not be written (see the module docstring).
 
-    With ``as_folder``, ``out`` is a folder that may not exist yet (its parent must)."""
+    With ``as_folder``, ``out`` is a folder that may not exist yet, nor its parents (they are made)."""
     out = Path(out)
     for source in inputs:
         if same_file(out, source):
@@ -48,7 +48,11 @@ def check_output(out: Path, *, as_folder: bool = False, inputs: Iterable[Path] =
     if as_folder:
         if out.exists() and not out.is_dir():
             raise T2IError(f"{out} exists and is not a folder", parameter=parameter)
-        folder = out if out.is_dir() else out.parent
+        folder = out  # the nearest folder that exists: the writer makes the rest (mkdir -p)
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise T2IError(f"{folder} is not a folder, so {out} cannot be made inside it", parameter=parameter)
     else:
         if out.is_dir():
             raise T2IError(f"{out} is a folder; name a file", parameter=parameter)

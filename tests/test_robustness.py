@@ -78,10 +78,11 @@ def test_an_existing_output_is_replaced_only_with_force(tiny_run, tmp_path):
     assert run("upscale", small, "--out", folder, "--sr-method", "bicubic", "--force").exit_code == 0
     with Image.open(folder / "x_x2.png") as image:
         assert image.size == (32, 32)
-    nested = tmp_path / "a" / "b"  # a new folder inside a new folder, as --out a/ already could
-    assert run("upscale", small, "--out", nested, "--sr-method", "bicubic").exit_code == 1  # its parent must exist ...
-    (tmp_path / "a").mkdir()
-    assert run("upscale", small, "--out", nested, "--sr-method", "bicubic").exit_code == 0  # ... then it is made
+    nested = tmp_path / "a" / "b"  # --out a/b/ is made with its parent, as --out a/ is
+    assert run("upscale", small, "--out", nested, "--sr-method", "bicubic").exit_code == 0
+    assert (nested / "x_x2.png").is_file()
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(run("upscale", small, "--out", tmp_path / "file" / "sub", "--sr-method", "bicubic"), "is not a folder")
 
 
 def test_convert_force_replaces_only_a_data_file(tmp_path):

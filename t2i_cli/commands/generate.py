@@ -87,7 +87,7 @@ def generate_cli(
         save_image(picture, out)
         typer.echo(f"wrote {out} ({counted(len(images), 'image')}, {picture.width}x{picture.height})")
         return
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for image, name in zip(images, names):
         save_image(image, out / name)
     typer.echo(f"wrote {counted(len(images), 'image')} to {out}/")

@@ -55,6 +55,7 @@ def sr_train_cli(
     seed: Annotated[int, typer.Option(help="Seed of the split and the patches.")] = 0,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Train an SR network for one scale on image folders, keeping the weights with the best valid PSNR."""
     from srcnn.data import AUGMENT_SIZES, holdout_split
@@ -82,6 +83,8 @@ def sr_train_cli(
     config.validate()
     if out.suffix != ".safetensors":
         raise SRError(f"--out must end in .safetensors, got {out}", parameter="out")
+    # Before minutes of training; replacing weights (the shipped ones, say) takes --force.
+    check_output_path(out, as_folder=False, inputs=[init] if init else [], force=force)
     train_paths, valid_paths = holdout_split(list_images(data), valid_fraction=valid_fraction, seed=seed)
 
     def report(row: dict) -> None:
