@@ -23,7 +23,7 @@ from t2i_cli.config import ModelConfig
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import RequestError, T2IError
 from t2i_cli.grid import captioned_grid, to_pil, to_unit_range
-from t2i_cli.sampling import NO_TRUNCATION, check_truncation, draw_images, load_generator
+from t2i_cli.sampling import NO_TRUNCATION, check_strength, check_truncation, draw_images, load_generator
 from t2i_cli.weights import WEIGHTS_DIR
 from t2i_cli.text.checks import caption_problem, clean_caption
 from t2i_cli.text.encoder import MINILM_NAME, EncoderIdentity, TextEncoder, load_text_encoder
@@ -113,7 +113,8 @@ def validate_captions(captions: list[str]) -> list[str]:
 
 
 def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int = 0, upscale: int = 1,
-                  sr_method: str = "auto", truncation: float = NO_TRUNCATION) -> list[str]:
+                  sr_method: str = "auto", truncation: float = NO_TRUNCATION, variation_of: int | None = None,
+                  strength: float = 0.0) -> list[str]:
     """Everything about a generation request that can be checked before a model is loaded;
     returns the cleaned captions. Front ends call it first, so bad input costs no loading time."""
     captions = validate_captions([captions] if isinstance(captions, str) else list(captions))
@@ -123,6 +124,9 @@ def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int =
         raise RequestError("num_images", f"{len(captions) * num_images} images asked for; at most {MAX_IMAGES} at once")
     check_seed(seed)
     check_truncation(truncation)
+    if variation_of is not None:
+        check_seed(variation_of, parameter="variation_of")
+        check_strength(strength)
     if upscale not in UPSCALE_FACTORS:
         raise RequestError("upscale", f"the upscale factor must be 1, 2, 3 or 4, got {upscale}")
     if sr_method not in SR_METHODS:
@@ -195,9 +199,9 @@ class T2IPipeline:
         return f"generator {name} ({self.model_config.arch}, {self.model_config.image_size} px), encoder {encoder}, on {self.device}"
 
     def _generate(self, embeddings: torch.Tensor | None, seeds: list[int], batch_size: int, progress=None,
-                  truncation: float = NO_TRUNCATION) -> list[Image.Image]:
+                  truncation: float = NO_TRUNCATION, variation_of: int | None = None, strength: float = 0.0) -> list[Image.Image]:
         return to_pil(draw_images(self.generator, embeddings, seeds, device=self.device, batch_size=batch_size,
-                                  truncation=truncation, progress=progress))
+                                  truncation=truncation, variation_of=variation_of, strength=strength, progress=progress))
 
     def embed(self, captions: list[str]) -> torch.Tensor | None:
         if self.encoder is None:
@@ -228,19 +232,24 @@ class T2IPipeline:
         sr_method: str = "auto",
         batch_size: int = 64,
         truncation: float = NO_TRUNCATION,
+        variation_of: int | None = None,
+        strength: float = 0.0,
         progress: Callable[[int], None] | None = None,
     ) -> GenerationResult:
         """Images for ``captions`` (``num_images`` each, seeds ``seed + j``, noise truncated to the
-        share ``truncation`` of its distribution: 1 = none), upscaled when asked;
+        share ``truncation`` of its distribution: 1 = none), upscaled when asked. With
+        ``variation_of``, image j's noise is seed ``variation_of``'s moved by ``strength`` towards
+        seed ``seed + j``'s (:func:`~t2i_cli.sampling.variation_noise`): variations of one flower.
         ``progress(n)`` is called as each batch of n images is drawn."""
         captions = check_request(captions, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method,
-                                 truncation=truncation)
+                                 truncation=truncation, variation_of=variation_of, strength=strength)
         upscaler = self.upscaler(upscale, sr_method) if upscale > 1 else None
         seeds = [seed + j for _ in captions for j in range(num_images)]
         embeddings = self.embed(captions)
         if embeddings is not None:
             embeddings = embeddings.repeat_interleave(num_images, dim=0)  # (C * N, D)
-        images = self._generate(embeddings, seeds, batch_size, progress, truncation=truncation)
+        images = self._generate(embeddings, seeds, batch_size, progress, truncation=truncation, variation_of=variation_of,
+                                strength=strength)
         result = GenerationResult(images, [c for c in captions for _ in range(num_images)], seeds, num_images)
         if upscaler is not None:
             result.upscaled = upscaler.upscale_images(images)
@@ -315,10 +324,11 @@ class T2IPipeline:
         return GenerationResult(images, [label] * steps, [seed] * steps, steps)
 
 
-def check_seed(seed: int) -> None:
+def check_seed(seed: int, *, parameter: str = "seed") -> None:
     # Image j of a request uses seed + j: the last of MAX_IMAGES must still fit a 64-bit seed.
     if seed < 0 or seed > 2**63 - 1 - MAX_IMAGES:
-        raise RequestError("seed", f"the seed must be a whole number from 0 to 2^63 - {MAX_IMAGES + 1}, got {seed}")
+        what = "the seed" if parameter == "seed" else "the seed to vary"
+        raise RequestError(parameter, f"{what} must be a whole number from 0 to 2^63 - {MAX_IMAGES + 1}, got {seed}")
 
 
 def _encoder_for(identity: EncoderIdentity | None, *, spec: str | None, device: str, checkpoint: Path) -> TextEncoder:

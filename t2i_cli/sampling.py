@@ -51,12 +51,34 @@ def seeded_noise(noise_dim: int, seeds: list[int], *, truncation: float = NO_TRU
     return torch.stack(rows) if rows else torch.empty(0, noise_dim)
 
 
+def check_strength(strength: float) -> None:
+    if not (isinstance(strength, (int, float)) and 0 <= strength <= 1):
+        raise RequestError("strength", f"the variation strength must lie in [0, 1], got {strength}")
+
+
+def variation_noise(noise_dim: int, base_seed: int, seeds: list[int], strength: float, *,
+                    truncation: float = NO_TRUNCATION) -> torch.Tensor:
+    """Noise near seed ``base_seed``'s: ``sqrt(1 - s^2) z_base + s z_i`` with ``z_i`` the noise of
+    ``seeds[i]`` and ``s`` the ``strength`` (0: the base noise itself, 1: seed i's own). The mix keeps
+    the noise's spread, so a variation is as typical a draw as the flower it varies."""
+    check_strength(strength)
+    base = seeded_noise(noise_dim, [base_seed], truncation=truncation)
+    fresh = seeded_noise(noise_dim, seeds, truncation=truncation)
+    return math.sqrt(1 - strength**2) * base + strength * fresh
+
+
 def draw_images(generator: torch.nn.Module, embeddings: torch.Tensor | None, seeds: list[int], *,
                 device: torch.device, batch_size: int = 64, truncation: float = NO_TRUNCATION,
+                variation_of: int | None = None, strength: float = 0.0,
                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """uint8 ``(N, 3, S, S)`` images on the CPU, image i from the noise of ``seeds[i]`` and row i of
-    ``embeddings`` (None for an unconditional generator), ``batch_size`` at a time (then ``progress(n)``)."""
-    noise = seeded_noise(generator.config.noise_dim, seeds, truncation=truncation)
+    """uint8 ``(N, 3, S, S)`` images on the CPU, image i from the noise of ``seeds[i]`` (or, with
+    ``variation_of``, from :func:`variation_noise` around that seed's) and row i of ``embeddings``
+    (None for an unconditional generator), ``batch_size`` at a time (then ``progress(n)``)."""
+    noise_dim = generator.config.noise_dim
+    if variation_of is None:
+        noise = seeded_noise(noise_dim, seeds, truncation=truncation)
+    else:
+        noise = variation_noise(noise_dim, variation_of, seeds, strength, truncation=truncation)
     return draw_from_noise(generator, noise, embeddings, device=device, batch_size=batch_size, progress=progress)
 
 

@@ -220,3 +220,33 @@ def test_truncation_one_is_the_untruncated_draw_bit_for_bit_and_lower_keeps_nois
     assert [i.tobytes() for i in pipeline("a flower with red petals", num_images=2, seed=3, truncation=1.0).images] == \
         [i.tobytes() for i in default.images]
     assert pipeline("a flower with red petals", num_images=2, seed=3, truncation=0.3).images[0].tobytes() != default.images[0].tobytes()
+
+
+def test_variations_start_at_the_flower_and_move_away_as_the_strength_grows(pipeline):
+    import numpy as np
+
+    caption = "a flower with red petals"
+    flower = np.asarray(pipeline(caption, seed=7).images[0], dtype=float)
+    own = [np.asarray(i, dtype=float) for i in pipeline(caption, num_images=6, seed=100).images]
+
+    def variations(strength):
+        result = pipeline(caption, num_images=6, seed=100, variation_of=7, strength=strength)
+        return [np.asarray(i, dtype=float) for i in result.images]
+
+    assert all(np.array_equal(v, flower) for v in variations(0.0))  # strength 0: the flower itself
+    assert all(np.abs(v - o).max() <= 1 for v, o in zip(variations(1.0), own))  # strength 1: seed + j's own (float rounding)
+    distance = [np.mean([np.abs(v - flower).mean() for v in variations(s)]) for s in (0.1, 0.3, 0.6)]
+    assert 0 < distance[0] < distance[1] < distance[2]
+
+
+def test_generate_variation_flags_reproduce_the_pipeline_and_refuse_bad_values(tmp_path, tiny_run, pipeline):
+    out = tmp_path / "v"
+    result = run("generate", "white petals", "-n", 2, "--seed", 3, "--variation-of", 9, "--strength", 0.25, "-c", tiny_run, "--out", out)
+    assert result.exit_code == 0, result.output
+    expected = pipeline("white petals", num_images=2, seed=3, variation_of=9, strength=0.25).images
+    written = [Image.open(p).convert("RGB").tobytes() for p in sorted(out.glob("*.png"))]
+    assert written == [i.tobytes() for i in expected]
+    assert_one_line_error(run("generate", "x", "--variation-of", 1, "--strength", 1.5, "-c", tiny_run, "--out", tmp_path / "a.png"),
+                          "the variation strength must lie in [0, 1], got 1.5 (--strength)")
+    assert_one_line_error(run("generate", "x", "--variation-of", -1, "-c", tiny_run, "--out", tmp_path / "a.png"),
+                          "the seed to vary must be a whole number from 0 to 2^63 - 1025, got -1 (--variation-of)")

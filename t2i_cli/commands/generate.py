@@ -47,6 +47,8 @@ def generate_cli(
     upscale: Annotated[int, typer.Option("--upscale", "-u", help="Enlarge the 64 px images x2, x3 or x4 (1: no).")] = 1,
     sr_method: SRMethodOption = "auto",
     truncation: TruncationOption = 1.0,
+    variation_of: Annotated[Optional[int], typer.Option("--variation-of", help="Draw variations of the flower of this seed: image j's noise moves from it towards seed + j's by --strength.")] = None,
+    strength: Annotated[float, typer.Option("--strength", help="With --variation-of: 0 keeps the flower's noise, 1 is seed + j's own (0.3: near variations).")] = 0.3,
     checkpoint: CheckpointOption = None,
     encoder: EncoderOverride = None,
     device: DeviceOption = "auto",
@@ -66,7 +68,8 @@ def generate_cli(
             raise T2IError(f"captions file {captions_file} does not exist") from None
         except UnicodeDecodeError:
             raise T2IError(f"captions file {captions_file} is not UTF-8 text") from None
-    texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation)
+    texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation,
+                          variation_of=variation_of, strength=strength)
     as_file = image_or_folder(out)
     inputs = [captions_file] if captions_file is not None else []
     check_output_path(out, as_folder=not as_file, inputs=inputs, force=force)
@@ -80,7 +83,7 @@ def generate_cli(
     total = len(texts) * num_images
     with progress_bar("generating", total=total, enabled=total > PROGRESS_FROM) as advance:
         result = pipeline(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation,
-                          progress=advance)
+                          variation_of=variation_of, strength=strength, progress=advance)
     images = result.final
     if as_file:  # one image, or a sheet with a row per caption, wrapped past 16 images
         picture = images[0] if len(images) == 1 else result.grid()
