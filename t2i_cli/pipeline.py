@@ -7,6 +7,7 @@ picture, whatever else is in the batch, and different captions with one seed sha
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -23,7 +24,7 @@ from t2i_cli.config import ModelConfig
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import RequestError, T2IError
 from t2i_cli.grid import captioned_grid, to_pil, to_unit_range
-from t2i_cli.sampling import NO_TRUNCATION, check_strength, check_truncation, draw_images, load_generator
+from t2i_cli.sampling import NO_TRUNCATION, Sampling, check_strength, draw_images, load_generator
 from t2i_cli.weights import WEIGHTS_DIR
 from t2i_cli.text.checks import caption_problem, clean_caption
 from t2i_cli.text.encoder import MINILM_NAME, EncoderIdentity, TextEncoder, load_text_encoder
@@ -114,7 +115,7 @@ def validate_captions(captions: list[str]) -> list[str]:
 
 def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int = 0, upscale: int = 1,
                   sr_method: str = "auto", truncation: float = NO_TRUNCATION, variation_of: int | None = None,
-                  strength: float = 0.0) -> list[str]:
+                  strength: float = 0.0, rerank: int = 1) -> list[str]:
     """Everything about a generation request that can be checked before a model is loaded;
     returns the cleaned captions. Front ends call it first, so bad input costs no loading time."""
     captions = validate_captions([captions] if isinstance(captions, str) else list(captions))
@@ -123,7 +124,7 @@ def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int =
     if len(captions) * num_images > MAX_IMAGES:
         raise RequestError("num_images", f"{len(captions) * num_images} images asked for; at most {MAX_IMAGES} at once")
     check_seed(seed)
-    check_truncation(truncation)
+    Sampling(truncation=truncation, rerank=rerank).check()
     if variation_of is not None:
         check_seed(variation_of, parameter="variation_of")
         check_strength(strength)
@@ -162,6 +163,7 @@ class T2IPipeline:
         self.source = source
         self._upscalers: dict[tuple[int, str], "Upscaler"] = {}
         self._style_encoders: dict[Path | None, torch.nn.Module] = {}
+        self._scorer = None
 
     @classmethod
     def from_pretrained(
@@ -199,9 +201,26 @@ class T2IPipeline:
         return f"generator {name} ({self.model_config.arch}, {self.model_config.image_size} px), encoder {encoder}, on {self.device}"
 
     def _generate(self, embeddings: torch.Tensor | None, seeds: list[int], batch_size: int, progress=None,
-                  truncation: float = NO_TRUNCATION, variation_of: int | None = None, strength: float = 0.0) -> list[Image.Image]:
+                  truncation: float = NO_TRUNCATION, variation_of: int | None = None, strength: float = 0.0,
+                  rerank: int = 1) -> list[Image.Image]:
+        sampling = Sampling(truncation=truncation, rerank=rerank, scorer=self.scorer() if rerank > 1 else None)
         return to_pil(draw_images(self.generator, embeddings, seeds, device=self.device, batch_size=batch_size,
-                                  truncation=truncation, variation_of=variation_of, strength=strength, progress=progress))
+                                  sampling=sampling, variation_of=variation_of, strength=strength, progress=progress))
+
+    def scorer(self):
+        """What ``rerank`` scores candidates with: the caption-matching encoder in the ``matcher``
+        folder beside the generator's weights (loaded once; not the network behind R-precision or FID)."""
+        from t2i_cli.training.matching import MATCHER_DIR, caption_scorer, load_match_encoder
+
+        if self._scorer is None:
+            if self.source is None or not (self.source / MATCHER_DIR).is_dir():
+                where = self.source / MATCHER_DIR if self.source is not None else "CHECKPOINT/matcher"
+                raise T2IError(f"this generator has no caption-matching model to rerank with: make one with "
+                               f"t2i eval-encoder train --matcher --data DATA.h5 --out {where}", parameter="rerank")
+            identity = json.loads(self.encoder.identity.to_json()) if self.encoder is not None else None
+            model = load_match_encoder(self.source / MATCHER_DIR, device=self.device, encoder=identity)
+            self._scorer = caption_scorer(model, self.device)
+        return self._scorer
 
     def embed(self, captions: list[str]) -> torch.Tensor | None:
         if self.encoder is None:
@@ -234,22 +253,25 @@ class T2IPipeline:
         truncation: float = NO_TRUNCATION,
         variation_of: int | None = None,
         strength: float = 0.0,
+        rerank: int = 1,
         progress: Callable[[int], None] | None = None,
     ) -> GenerationResult:
         """Images for ``captions`` (``num_images`` each, seeds ``seed + j``, noise truncated to the
         share ``truncation`` of its distribution: 1 = none), upscaled when asked. With
         ``variation_of``, image j's noise is seed ``variation_of``'s moved by ``strength`` towards
         seed ``seed + j``'s (:func:`~t2i_cli.sampling.variation_noise`): variations of one flower.
+        With ``rerank`` K > 1, each image is the best of K candidates by the caption-matching model
+        (:meth:`scorer`); the first candidate is the image drawn without reranking.
         ``progress(n)`` is called as each batch of n images is drawn."""
         captions = check_request(captions, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method,
-                                 truncation=truncation, variation_of=variation_of, strength=strength)
+                                 truncation=truncation, variation_of=variation_of, strength=strength, rerank=rerank)
         upscaler = self.upscaler(upscale, sr_method) if upscale > 1 else None
         seeds = [seed + j for _ in captions for j in range(num_images)]
         embeddings = self.embed(captions)
         if embeddings is not None:
             embeddings = embeddings.repeat_interleave(num_images, dim=0)  # (C * N, D)
         images = self._generate(embeddings, seeds, batch_size, progress, truncation=truncation, variation_of=variation_of,
-                                strength=strength)
+                                strength=strength, rerank=rerank)
         result = GenerationResult(images, [c for c in captions for _ in range(num_images)], seeds, num_images)
         if upscaler is not None:
             result.upscaled = upscaler.upscale_images(images)

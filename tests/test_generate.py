@@ -250,3 +250,41 @@ def test_generate_variation_flags_reproduce_the_pipeline_and_refuse_bad_values(t
                           "the variation strength must lie in [0, 1], got 1.5 (--strength)")
     assert_one_line_error(run("generate", "x", "--variation-of", -1, "-c", tiny_run, "--out", tmp_path / "a.png"),
                           "the seed to vary must be a whole number from 0 to 2^63 - 1025, got -1 (--variation-of)")
+
+
+def test_rerank_keeps_the_best_scored_candidate_and_one_candidate_is_the_plain_draw(pipeline):
+    from t2i_cli.sampling import Sampling, draw_images, seeded_noise
+
+    seeds = [4, 5, 6]
+    candidates = seeded_noise(100, seeds, candidates=3)
+    assert candidates.shape == (3, 3, 100) and torch.equal(candidates[:, 0], seeded_noise(100, seeds))
+    embeddings = pipeline.embed(["red petals"] * 3)
+    generator, device = pipeline.generator, pipeline.device
+    plain = draw_images(generator, embeddings, seeds, device=device)
+    assert torch.equal(draw_images(generator, embeddings, seeds, device=device, sampling=Sampling(rerank=1)), plain)
+
+    brightness = lambda images, captions: images.float().mean((1, 2, 3))  # noqa: E731 (prefers the brightest)
+    chosen = draw_images(generator, embeddings, seeds, device=device, batch_size=4, sampling=Sampling(rerank=3, scorer=brightness))
+    from t2i_cli.sampling import draw_from_noise
+
+    every = draw_from_noise(generator, candidates.reshape(-1, 100), embeddings.repeat_interleave(3, 0), device=device).reshape(3, 3, 3, 64, 64)
+    best = every.float().mean((2, 3, 4)).argmax(1)
+    assert torch.equal(chosen, every[torch.arange(3), best])
+
+
+def test_generate_rerank_needs_the_generators_matcher_and_then_is_reproducible(tmp_path, tiny_run, flowers_h5):
+    from t2i_cli.checkpoint import read_checkpoint
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(read_checkpoint(tiny_run).path, checkpoint)
+    out = tmp_path / "r.png"
+    assert_one_line_error(run("generate", "red petals", "--rerank", 4, "-c", checkpoint, "--out", out),
+                          f"this generator has no caption-matching model to rerank with: make one with t2i eval-encoder train --matcher --data DATA.h5 --out {checkpoint / 'matcher'} (--rerank)")
+    assert_one_line_error(run("generate", "red petals", "--rerank", 99, "-c", checkpoint, "--out", out), "rerank must draw 1 to 32 candidates an image, got 99 (--rerank)")
+    trained = run("eval-encoder", "train", "--matcher", "--data", flowers_h5, "--steps", 2, "--out", checkpoint / "matcher", "-q")
+    assert trained.exit_code == 0, trained.output
+    first = run("generate", "red petals", "-n", 3, "--rerank", 4, "-c", checkpoint, "--out", tmp_path / "a")
+    again = run("generate", "red petals", "-n", 3, "--rerank", 4, "-c", checkpoint, "--out", tmp_path / "b")
+    assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+    pixels = [[Image.open(p).tobytes() for p in sorted((tmp_path / d).glob("*.png"))] for d in ("a", "b")]
+    assert len(pixels[0]) == 3 and pixels[0] == pixels[1]

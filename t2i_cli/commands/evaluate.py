@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.generate import TruncationOption
+from t2i_cli.commands.generate import RerankOption, TruncationOption
 from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path
 
 EVALUATE_EXAMPLE = "Example: t2i evaluate --checkpoint weights/flowers-gan --data flowers.h5 --split test --out test.json"
@@ -24,6 +24,7 @@ def evaluate_cli(
     image_encoder: Annotated[Optional[Path], typer.Option(help="An image encoder from t2i eval-encoder train (default: trained once and cached).")] = None,
     metrics: Annotated[str, typer.Option("--metrics", help="all, or a comma-separated choice of fid (with KID), r_precision, colour, second_colour, diversity.")] = "all",
     truncation: TruncationOption = 1.0,
+    rerank: RerankOption = 1,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
@@ -38,9 +39,9 @@ def evaluate_cli(
         check_output_path(out, as_folder=False)
     report, sheet = evaluate(
         checkpoint or default_checkpoint(), data, split, seed=seed, device=resolve_device(device), image_encoder=image_encoder,
-        metrics=parse_metrics(metrics), truncation=truncation, show_progress=not quiet,
+        metrics=parse_metrics(metrics), truncation=truncation, rerank=rerank, show_progress=not quiet,
     )
-    sampling = "" if truncation == 1 else f", truncation {truncation:g}"
+    sampling = ("" if truncation == 1 else f", truncation {truncation:g}") + ("" if rerank == 1 else f", best of {rerank}")
     typer.echo(f"{report['checkpoint']} on {data} ({split}, {report['images']} images{sampling}):")
     for line in report_lines(report):
         typer.echo("  " + line)
@@ -102,19 +103,29 @@ def eval_encoder_train_cli(
     out: Annotated[Path, typer.Option("--out", help="Folder to write.")],
     steps: Annotated[int, typer.Option(min=1, help="Contrastive training steps.")] = 1500,
     image_size: Annotated[int, typer.Option(help="Image size of the generator it will judge.")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Seed (0; 1 with --matcher).")] = None,
+    matcher: Annotated[bool, typer.Option("--matcher", help="Train the caption-matching model of generate --rerank instead (another architecture and seed than R-precision's); write it to CHECKPOINT/matcher.")] = False,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
-    """Train the image encoder of R-precision against the caption embeddings of the train split."""
+    """Train the image encoder of R-precision (or, with --matcher, of --rerank) against the caption embeddings of the train split."""
     from t2i_cli.devices import resolve_device
     from t2i_cli.data.split import InMemorySplit
     from t2i_cli.evaluation.image_encoder import ImageEncoderConfig, save_image_encoder, train_image_encoder
     from t2i_cli.progress import progress_bar
 
     check_output_path(out, as_folder=True)
+    if matcher:
+        from t2i_cli.training.matching import KIND, train_match_encoder
+
+        with progress_bar("caption-matching encoder", total=steps, enabled=not quiet) as advance:
+            model, config, identity = train_match_encoder(data, image_size, device=resolve_device(device), steps=steps, seed=seed,
+                                                          progress=advance)
+        save_image_encoder(model, out, config=config, data_identity=identity, kind=KIND)
+        typer.echo(f"wrote {out}; generate --rerank K uses it when it is the folder 'matcher' beside the generator's weights")
+        return
     train = InMemorySplit.load(data, "train", image_size=image_size)
-    config = ImageEncoderConfig(dim=int(train.embeddings.shape[-1]), steps=steps, seed=seed)
+    config = ImageEncoderConfig(dim=int(train.embeddings.shape[-1]), steps=steps, seed=0 if seed is None else seed)
     with progress_bar("image encoder", total=steps, enabled=not quiet) as advance:
         model = train_image_encoder(train.images, train.embeddings, train.counts, config, device=resolve_device(device), progress=advance)
     save_image_encoder(model, out, config=config, data_identity=train.identity)

@@ -24,6 +24,11 @@ EncoderOverride = Annotated[
 ]
 PROGRESS_FROM = 64  # images: a bar for requests that take seconds, none for the quick ones
 SeedOption = Annotated[int, typer.Option("--seed", "-s", help="Image j of each caption uses seed + j.")]
+RerankOption = Annotated[
+    int,
+    typer.Option("--rerank", help="Draw K candidates for each image and keep the one the generator's caption-matching "
+                                  "model scores best (1: no reranking)."),
+]
 TruncationOption = Annotated[
     float,
     typer.Option("--truncation", help="Share of the noise distribution kept (BigGAN's truncation trick): 1 = all, "
@@ -49,6 +54,7 @@ def generate_cli(
     truncation: TruncationOption = 1.0,
     variation_of: Annotated[Optional[int], typer.Option("--variation-of", help="Draw variations of the flower of this seed: image j's noise moves from it towards seed + j's by --strength.")] = None,
     strength: Annotated[float, typer.Option("--strength", help="With --variation-of: 0 keeps the flower's noise, 1 is seed + j's own (0.3: near variations).")] = 0.3,
+    rerank: RerankOption = 1,
     checkpoint: CheckpointOption = None,
     encoder: EncoderOverride = None,
     device: DeviceOption = "auto",
@@ -69,7 +75,7 @@ def generate_cli(
         except UnicodeDecodeError:
             raise T2IError(f"captions file {captions_file} is not UTF-8 text") from None
     texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation,
-                          variation_of=variation_of, strength=strength)
+                          variation_of=variation_of, strength=strength, rerank=rerank)
     as_file = image_or_folder(out)
     inputs = [captions_file] if captions_file is not None else []
     check_output_path(out, as_folder=not as_file, inputs=inputs, force=force)
@@ -83,7 +89,7 @@ def generate_cli(
     total = len(texts) * num_images
     with progress_bar("generating", total=total, enabled=total > PROGRESS_FROM) as advance:
         result = pipeline(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation,
-                          variation_of=variation_of, strength=strength, progress=advance)
+                          variation_of=variation_of, strength=strength, rerank=rerank, progress=advance)
     images = result.final
     if as_file:  # one image, or a sheet with a row per caption, wrapped past 16 images
         picture = images[0] if len(images) == 1 else result.grid()

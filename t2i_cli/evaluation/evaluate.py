@@ -59,7 +59,7 @@ from t2i_cli.evaluation.metrics import (
     r_precision,
 )
 from t2i_cli.grid import captioned_grid, to_pil
-from t2i_cli.sampling import NO_TRUNCATION, check_truncation, draw_images, load_generator
+from t2i_cli.sampling import Sampling, draw_images, load_generator
 from t2i_cli.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -107,14 +107,14 @@ def _real_features(split: InMemorySplit, inception: InceptionFeatures, progress)
     return features
 
 
-def _generate(generator, embeddings: torch.Tensor, seed: int, device: torch.device, truncation: float = NO_TRUNCATION) -> torch.Tensor:
+def _generate(generator, embeddings: torch.Tensor, seed: int, device: torch.device, sampling: Sampling = Sampling()) -> torch.Tensor:
     """uint8 images, row i from noise seed ``seed + i``: the pipeline's own drawing."""
     return draw_images(generator, embeddings, list(range(seed, seed + len(embeddings))), device=device, batch_size=256,
-                       truncation=truncation)
+                       sampling=sampling)
 
 
 def caption_spreads(generator, embeddings: torch.Tensor, features, *, seed: int, device: torch.device,
-                    samples: int | None = None, truncation: float = NO_TRUNCATION) -> np.ndarray:
+                    samples: int | None = None, sampling: Sampling = Sampling()) -> np.ndarray:
     """Per row of ``embeddings`` (K, D), the mean pairwise feature distance within the ``samples``
     images (default :data:`DIVERSITY_SAMPLES`) drawn from it: ``(K,)``. ``features``: uint8 images
     (M, 3, S, S) -> (M, F) array (Inception pool features). Only ``generator(noise, embeddings)``
@@ -122,7 +122,7 @@ def caption_spreads(generator, embeddings: torch.Tensor, features, *, seed: int,
     samples = samples or DIVERSITY_SAMPLES
     # Caption k's images are rows k*samples ... k*samples + samples - 1; every row has its own noise
     # seed (seed + row), so the images of one caption differ by their noise only.
-    images = _generate(generator, embeddings.repeat_interleave(samples, 0), seed, device, truncation)
+    images = _generate(generator, embeddings.repeat_interleave(samples, 0), seed, device, sampling)
     return pairwise_spreads(np.asarray(features(images)).reshape(len(embeddings), samples, -1))
 
 
@@ -207,15 +207,15 @@ class EvalSplit:
 
 
 def measure(generator, evals: EvalSplit, *, device: torch.device, inception: InceptionFeatures | None = None,
-            metrics: Sequence[str] = METRICS, image_encoder=None, truncation: float = NO_TRUNCATION,
+            metrics: Sequence[str] = METRICS, image_encoder=None, sampling: Sampling = Sampling(),
             show_progress: bool = False) -> dict:
     """The chosen ``metrics`` of ``generator`` on ``evals``, as a JSON-ready dict (figures beside the
     real images' own). ``inception`` is needed for fid and diversity, ``image_encoder`` for r_precision."""
     metrics = parse_metrics(metrics)
     seed, count = evals.seed, evals.count
-    report: dict = {"images": count, "truncation": truncation}
+    report: dict = {"images": count, "truncation": sampling.truncation, "rerank": sampling.rerank}
     needs_drawing = any(m in metrics for m in ("fid", "r_precision", "colour", "second_colour"))
-    fake = _generate(generator, evals.caption_embeddings, seed, device, truncation) if needs_drawing else None
+    fake = _generate(generator, evals.caption_embeddings, seed, device, sampling) if needs_drawing else None
     if "fid" in metrics:
         with progress_bar("Inception, real images", total=count, enabled=show_progress) as advance:
             real_features = evals.real_features(inception, advance)
@@ -275,7 +275,7 @@ def measure(generator, evals: EvalSplit, *, device: torch.device, inception: Inc
         with progress_bar("diversity", total=len(rows) * DIVERSITY_SAMPLES, enabled=show_progress) as advance:
             spreads = caption_spreads(
                 generator, evals.caption_embeddings[rows], lambda images: inception(images, progress=advance),
-                seed=seed, device=device, truncation=truncation,
+                seed=seed, device=device, sampling=sampling,
             )
         real_spreads = pairwise_spreads(evals.real_features(inception)[evals.class_groups]) if len(evals.class_groups) else None
         report.update(
@@ -311,12 +311,12 @@ class SplitEvaluator:
 
 
 def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device: torch.device,
-             image_encoder: Path | None = None, metrics: Sequence[str] = METRICS, truncation: float = NO_TRUNCATION,
+             image_encoder: Path | None = None, metrics: Sequence[str] = METRICS, truncation: float = 1.0, rerank: int = 1,
              show_progress: bool = False) -> tuple[dict, Image.Image]:
     """Run the protocol; returns the JSON-ready report and the sample sheet."""
     started = time.perf_counter()
     metrics = parse_metrics(metrics)
-    check_truncation(truncation)
+    Sampling(truncation=truncation, rerank=rerank).check()
     generator, info = load_generator(checkpoint)
     if not info.model.conditional:
         raise T2IError(f"{checkpoint} is unconditional; t2i evaluate measures caption-conditioned generators")
@@ -334,10 +334,19 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
                                                   show_progress=show_progress)
         if description.get("data", {}).get("encoder") != evals.real.identity["encoder"]:
             raise T2IError("the evaluation image encoder was trained against another caption encoder's embeddings")
+    sampling = Sampling(truncation=truncation, rerank=rerank)
+    if rerank > 1:  # the generator's own caption-matching model: not R-precision's encoder, not Inception
+        from t2i_cli.training.matching import MATCHER_DIR, caption_scorer, load_match_encoder
+
+        folder = info.path / MATCHER_DIR
+        if not folder.is_dir():
+            raise T2IError(f"{checkpoint} has no caption-matching model ({folder}) to rerank with", parameter="rerank")
+        scorer = caption_scorer(load_match_encoder(folder, device=device, encoder=evals.real.identity["encoder"]), device)
+        sampling = Sampling(truncation=truncation, rerank=rerank, scorer=scorer)
     inception = InceptionFeatures(device) if ("fid" in metrics or "diversity" in metrics) else None
     generator.to(device)
     figures = measure(generator, evals, device=device, inception=inception, metrics=metrics, image_encoder=encoder,
-                      truncation=truncation, show_progress=show_progress)
+                      sampling=sampling, show_progress=show_progress)
     log.debug("figures %s, %.0f s so far", figures, time.perf_counter() - started)
     protocol = {
         "fid_kid": "real half A vs images generated from half B's captions; floor: real A vs real B",
@@ -357,7 +366,7 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
               "metrics": list(metrics), **figures, "protocol": protocol, "seconds": round(time.perf_counter() - started, 1)}
     rows = []
     for i in evals.order[:SHEET_ROWS]:
-        samples = _generate(generator, evals.caption_embeddings[i : i + 1].repeat(SHEET_SAMPLES, 1), seed, device, truncation)
+        samples = _generate(generator, evals.caption_embeddings[i : i + 1].repeat(SHEET_SAMPLES, 1), seed, device, sampling)
         rows.append((evals.captions[i], to_pil(evals.real.images[i : i + 1]) + to_pil(samples)))
     return report, captioned_grid(rows)
 

@@ -38,6 +38,7 @@ from t2i_cli.evaluation.image_encoder import ImageEncoderConfig, cache_key, load
 log = logging.getLogger(__name__)
 
 RUN_FOLDER = "match-encoder"
+MATCHER_DIR = "matcher"  # beside a generator's weights: the model --rerank scores candidates with
 # Another seed than the evaluation encoder's 0; width 32 keeps its one-off training to minutes on a CPU.
 MATCH_ENCODER = ImageEncoderConfig(dim=0, width=32, steps=1500, batch_size=128, lr=1e-3, temperature=0.07, seed=1)
 KIND = "t2i-match-encoder"
@@ -103,3 +104,48 @@ def match_encoder_for_run(
     except T2IError:
         raise T2IError(f"the run's caption-matching encoder {folder} is unreadable; delete that folder to train it again") from None
     return model.eval().requires_grad_(False)
+
+
+def load_match_encoder(folder: Path, *, device: torch.device | str = "cpu", encoder: dict | None = None) -> MatchEncoder:
+    """A caption-matching encoder saved by :func:`save_image_encoder` with this module's kind, in
+    eval mode; with ``encoder`` (a caption encoder identity as JSON), refused unless it was trained
+    against that encoder's embeddings."""
+    folder = Path(folder)
+    try:
+        import json
+
+        kind = json.loads((folder / "image_encoder.json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    if kind != KIND:
+        raise T2IError(f"{folder} is not a caption-matching encoder (kind {kind!r}, expected {KIND!r})", parameter="rerank")
+    model, description = load_image_encoder(folder, device=torch.device(device), build=_build)
+    if encoder is not None and description.get("data", {}).get("encoder") != encoder:
+        raise T2IError(f"the caption-matching encoder {folder} was trained against another caption encoder's embeddings",
+                       parameter="rerank")
+    return model.eval().requires_grad_(False)
+
+
+def caption_scorer(model: MatchEncoder, device: torch.device | str = "cpu"):
+    """``score(images, captions)``: the cosine between each uint8 image's matching vector and its
+    caption embedding, ``(N,)`` on the CPU (what ``--rerank`` keeps the highest of)."""
+
+    def score(images: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
+        vectors = model(images.to(device))
+        return (vectors * F.normalize(captions.to(device).float(), dim=-1)).sum(-1).float().cpu()
+
+    return score
+
+
+def train_match_encoder(data: Path, image_size: int, *, device: torch.device, steps: int | None = None, seed: int | None = None,
+                        progress=None) -> tuple[MatchEncoder, ImageEncoderConfig, dict]:
+    """Train a caption-matching encoder on the train split of ``data`` (the recipe of
+    :data:`MATCH_ENCODER`, ``steps``/``seed`` overriding it); returns it, its config and the
+    split's identity (for :func:`save_image_encoder` with ``kind=KIND``)."""
+    from t2i_cli.data.split import InMemorySplit
+
+    train = InMemorySplit.load(data, "train", image_size=image_size)
+    config = replace(MATCH_ENCODER, dim=int(train.embeddings.shape[-1]))
+    config = replace(config, **{k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
+    model = train_image_encoder(train.images, train.embeddings, train.counts, config, device=device, progress=progress, build=_build)
+    return model, config, train.identity
