@@ -39,7 +39,7 @@ FLAGS = {
     "truncation": "--truncation", "metrics": "--metrics", "best": "--best", "eval_every": "--eval-every",
     "eval_metrics": "--eval-metrics", "lr_decay": "--lr-decay", "d_warmup_steps": "--d-warmup-steps",
     "lr": "--lr", "lr_d": "--lr-d", "sheet": "--sheet", "port": "--port",
-    "variation_of": "--variation-of", "strength": "--strength", "rerank": "--rerank",
+    "variation_of": "--variation-of", "strength": "--strength", "rerank": "--rerank", "sr_weights": "--sr-weights",
 }
 
 

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from PIL import Image
@@ -155,6 +155,7 @@ class T2IPipeline:
         model_config: ModelConfig,
         device: torch.device,
         source: Path | None = None,
+        sr_weights: Sequence[str | Path] = (),
     ):
         self.generator = generator.to(device).eval().requires_grad_(False)
         self.encoder = encoder
@@ -162,17 +163,20 @@ class T2IPipeline:
         self.device = device
         self.source = source
         self._upscalers: dict[tuple[int, str], "Upscaler"] = {}
+        self.sr_weights = _sr_weights_by_scale(sr_weights)  # the caller's SR networks, by scale; the shipped ones elsewhere
         self._style_encoders: dict[Path | None, torch.nn.Module] = {}
         self._scorer = None
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path | None = None, *, device: str = "auto", encoder: str | None = None
+        cls, path: str | Path | None = None, *, device: str = "auto", encoder: str | None = None,
+        sr_weights: Sequence[str | Path] = (),
     ) -> "T2IPipeline":
         """Load a checkpoint folder or training run; its config says how to rebuild everything.
 
         ``encoder`` overrides how the recorded encoder is found (needed for ``hf:PATH`` ones); the
-        loaded encoder must have the identity the generator was trained with.
+        loaded encoder must have the identity the generator was trained with. ``sr_weights``: SR
+        weights files (SRCNN or FSRCNN, one per scale) used instead of the shipped ones.
         """
         if path is None:
             path = default_checkpoint()
@@ -191,7 +195,8 @@ class T2IPipeline:
             text_encoder = _encoder_for(info.encoder, spec=encoder, device=device, checkpoint=info.path)
             log.debug("caption encoder %s (%s backend) loaded in %.2f s", text_encoder.identity,
                       getattr(text_encoder, "backend", "?"), time.perf_counter() - started)
-        return cls(generator=generator, encoder=text_encoder, model_config=info.model, device=torch_device, source=info.path)
+        return cls(generator=generator, encoder=text_encoder, model_config=info.model, device=torch_device, source=info.path,
+                   sr_weights=sr_weights)
 
     def describe(self) -> str:
         encoder = self.encoder.identity if self.encoder is not None else "none (unconditional)"
@@ -233,12 +238,14 @@ class T2IPipeline:
         return self.encoder.encode(captions)
 
     def upscaler(self, scale: int, method: str = "auto") -> "Upscaler":
-        """The SR stage for ``scale``, loaded once: the shipped network (FSRCNN or SRCNN) from ``weights/``, or bicubic."""
+        """The SR stage for ``scale``, loaded once: the caller's weights for that scale
+        (``sr_weights``), else the shipped network (FSRCNN or SRCNN) from ``weights/``, or bicubic."""
         from srcnn.upscale import Upscaler
 
         key = (scale, method)
         if key not in self._upscalers:
-            self._upscalers[key] = Upscaler.load(scale, weights_dir=WEIGHTS_DIR, method=method, device=self.device)
+            own = self.sr_weights.get(scale) if method != "bicubic" else None
+            self._upscalers[key] = Upscaler.load(scale, weights_dir=WEIGHTS_DIR, weights=own, method=method, device=self.device)
         return self._upscalers[key]
 
     def __call__(
@@ -344,6 +351,20 @@ class T2IPipeline:
         images = self._generate(embeddings, [seed] * steps, batch_size=64)
         label = f"{first}  ->  {second}"
         return GenerationResult(images, [label] * steps, [seed] * steps, steps)
+
+
+def _sr_weights_by_scale(files: Sequence[str | Path]) -> dict[int, Path]:
+    """``{scale: file}`` for SR weights files, each read (and so checked) now; two files for one
+    scale are refused."""
+    from srcnn.upscale import load_model
+
+    by_scale: dict[int, Path] = {}
+    for file in files:
+        scale = load_model(Path(file)).config.scale
+        if scale in by_scale:
+            raise T2IError(f"two SR weights files for x{scale}: {by_scale[scale]} and {file}; give one per scale", parameter="sr_weights")
+        by_scale[scale] = Path(file)
+    return by_scale
 
 
 def check_seed(seed: int, *, parameter: str = "seed") -> None:

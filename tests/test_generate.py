@@ -288,3 +288,20 @@ def test_generate_rerank_needs_the_generators_matcher_and_then_is_reproducible(t
     assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
     pixels = [[Image.open(p).tobytes() for p in sorted((tmp_path / d).glob("*.png"))] for d in ("a", "b")]
     assert len(pixels[0]) == 3 and pixels[0] == pixels[1]
+
+
+def test_generate_and_the_pipeline_take_sr_weights_of_the_callers(tmp_path, tiny_run):
+    from srcnn.model import SRCNN, SRConfig
+    from srcnn.upscale import save_weights
+
+    own_x2 = save_weights(SRCNN(SRConfig(scale=2, widths=(8, 4))), tmp_path / "own_x2.safetensors")
+    pipeline = T2IPipeline.from_pretrained(tiny_run, device="cpu", sr_weights=[own_x2])
+    assert "own_x2.safetensors" in pipeline.upscaler(2).describe() and "own_x2" not in pipeline.upscaler(4).describe()
+    with pytest.raises(T2IError, match="two SR weights files for x2"):
+        T2IPipeline.from_pretrained(tiny_run, device="cpu", sr_weights=[own_x2, own_x2])
+    out = tmp_path / "big.png"
+    result = run("generate", "red petals", "--upscale", 2, "--sr-weights", own_x2, "-c", tiny_run, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (128, 128)
+    assert_one_line_error(run("generate", "red petals", "--upscale", 4, "--sr-weights", own_x2, "-c", tiny_run, "--out", tmp_path / "x.png"),
+                          "are for x2, but --upscale is 4 (--upscale)")

@@ -7,16 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
+from t2i_cli.commands.generate import CheckpointOption, EncoderOverride
 from t2i_cli.commands.options import DeviceOption
 
 EXAMPLE = "Example: t2i demo --port 7860   (then open http://127.0.0.1:7860)"
 
 
 def demo_cli(
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Generator checkpoint or run (default: the shipped one).")] = None,
+    checkpoint: CheckpointOption = None,
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the page to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860,
     share: Annotated[bool, typer.Option("--share", help="Also open a public gradio.live link.")] = False,
+    encoder: EncoderOverride = None,
+    sr_weights: Annotated[Optional[list[Path]], typer.Option("--sr-weights", help="SR weights to upscale with instead of the shipped ones (repeat: one file per scale).")] = None,
     device: DeviceOption = "auto",
 ) -> None:
     """Serve the Gradio page: captions in, 64 px images and their upscaled versions out."""
@@ -32,7 +35,7 @@ def demo_cli(
     from t2i_cli.web import build_demo
 
     check_port_free(host, port)  # before the models load, and before saying it serves
-    pipeline = T2IPipeline.from_pretrained(checkpoint, device=device)
+    pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder, sr_weights=sr_weights or [])
     demo = build_demo(pipeline)
     try:
         demo.launch(server_name=host, server_port=port, share=share, show_error=True, prevent_thread_lock=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from t2i_cli.commands.options import DeviceOption, ForceOption, check_output_path, counted, image_or_folder
-from t2i_cli.commands.sr import SRMethodOption
+from t2i_cli.commands.sr import SRMethodOption, SRWeightsOption
 
 GENERATE_EXAMPLE = 'Example: t2i generate "this flower has pink petals" -n 8 --seed 1 --out pink.png'
 INTERPOLATE_EXAMPLE = 'Example: t2i interpolate "red petals" "white petals" --steps 8 --out red-to-white.png'
@@ -51,6 +51,7 @@ def generate_cli(
     out: Annotated[Path, typer.Option("--out", "-o", help="An image file (.png, .jpg, .webp: one image, or a captioned sheet of all) or a folder (one PNG per image).")] = Path("generated.png"),
     upscale: Annotated[int, typer.Option("--upscale", "-u", help="Enlarge the 64 px images x2, x3 or x4 (1: no).")] = 1,
     sr_method: SRMethodOption = "auto",
+    sr_weights: SRWeightsOption = None,
     truncation: TruncationOption = 1.0,
     variation_of: Annotated[Optional[int], typer.Option("--variation-of", help="Draw variations of the flower of this seed: image j's noise moves from it towards seed + j's by --strength.")] = None,
     strength: Annotated[float, typer.Option("--strength", help="With --variation-of: 0 keeps the flower's noise, 1 is seed + j's own (0.3: near variations).")] = 0.3,
@@ -85,7 +86,9 @@ def generate_cli(
 
         check_outputs([out / name for name in names], inputs=inputs, force=force)
 
-    pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
+    pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder, sr_weights=[sr_weights] if sr_weights else [])
+    if sr_weights is not None and upscale not in pipeline.sr_weights:
+        raise T2IError(f"--sr-weights {sr_weights} are for x{next(iter(pipeline.sr_weights))}, but --upscale is {upscale}", parameter="upscale")
     total = len(texts) * num_images
     with progress_bar("generating", total=total, enabled=total > PROGRESS_FROM) as advance:
         result = pipeline(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation,
