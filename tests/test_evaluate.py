@@ -177,3 +177,17 @@ def test_evaluate_reranks_with_the_generators_matcher_and_says_so(tmp_path, tiny
     best, _ = evaluate(checkpoint, flowers_h5, "train", device=cpu, metrics=("colour", "second_colour"), rerank=3)
     assert (plain["rerank"], best["rerank"]) == (1, 3) and plain["metrics"] == ["colour", "second_colour"]
     assert "fid" not in best and best["colour_captions"] == plain["colour_captions"]
+
+
+def test_an_image_encoder_of_the_other_kind_is_refused(tmp_path, flowers_h5):
+    from t2i_cli.errors import T2IError
+    from t2i_cli.evaluation.image_encoder import load_image_encoder, save_image_encoder
+    from t2i_cli.training.matching import KIND, load_match_encoder, train_match_encoder
+
+    model, config, identity = train_match_encoder(flowers_h5, 64, device=torch.device("cpu"), steps=1)
+    save_image_encoder(model, tmp_path / "matcher", config=config, data_identity=identity, kind=KIND)
+    with pytest.raises(T2IError, match="is an image encoder of kind 't2i-match-encoder', not 't2i-eval-image-encoder'"):
+        load_image_encoder(tmp_path / "matcher", device=torch.device("cpu"))
+    assert load_match_encoder(tmp_path / "matcher", encoder=identity["encoder"]) is not None
+    with pytest.raises(T2IError, match="another caption encoder's embeddings"):
+        load_match_encoder(tmp_path / "matcher", encoder={"name": "other", "dim": 384, "revision": "x"})

@@ -21,6 +21,7 @@ from t2i_cli.atomic import atomic_folder
 from t2i_cli.errors import T2IError
 
 FORMAT = 1
+EVAL_KIND = "t2i-eval-image-encoder"  # R-precision's; the caption-matching one (training/matching.py) has its own
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def cache_key(data_identity: dict, config: ImageEncoderConfig) -> str:
 
 
 def save_image_encoder(
-    model: nn.Module, folder: Path, *, config: ImageEncoderConfig, data_identity: dict, kind: str = "t2i-eval-image-encoder"
+    model: nn.Module, folder: Path, *, config: ImageEncoderConfig, data_identity: dict, kind: str = EVAL_KIND
 ) -> Path:
     """Write ``folder`` atomically: weights (safetensors) + ``image_encoder.json``."""
     from safetensors.torch import save_file
@@ -115,14 +116,22 @@ def save_image_encoder(
 
 
 def load_image_encoder(
-    folder: Path, *, device: torch.device, build: Callable[[ImageEncoderConfig], nn.Module] | None = None
+    folder: Path, *, device: torch.device, build: Callable[[ImageEncoderConfig], nn.Module] | None = None,
+    kind: str = EVAL_KIND,
 ) -> tuple[nn.Module, dict]:
-    """A saved encoder and its description; ``build`` as in :func:`train_image_encoder`."""
+    """A saved encoder and its description, refused unless it is of ``kind`` (R-precision's, or the
+    caption-matching one of ``--rerank`` and ``--match-coef``); ``build`` as in :func:`train_image_encoder`."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
     try:
         description = json.loads((folder / "image_encoder.json").read_text())
+        found = description.get("kind", EVAL_KIND)  # files from before the kind was written are R-precision's
+    except (OSError, ValueError, AttributeError):
+        raise T2IError(f"{folder} is not a readable image encoder (no readable image_encoder.json)") from None
+    if found != kind:
+        raise T2IError(f"{folder} is an image encoder of kind {found!r}, not {kind!r}")
+    try:
         config = ImageEncoderConfig(**description["config"])
         model = (build or _default_build)(config)
         model.load_state_dict(load_file(str(folder / "image_encoder.safetensors")))

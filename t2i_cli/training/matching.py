@@ -100,7 +100,7 @@ def match_encoder_for_run(
         with atomic_folder(folder) as partial:
             shutil.copytree(cached, partial, dirs_exist_ok=True)
     try:
-        model, _ = load_image_encoder(folder, device=device, build=_build)
+        model, _ = load_image_encoder(folder, device=device, build=_build, kind=KIND)
     except T2IError:
         raise T2IError(f"the run's caption-matching encoder {folder} is unreadable; delete that folder to train it again") from None
     return model.eval().requires_grad_(False)
@@ -110,16 +110,7 @@ def load_match_encoder(folder: Path, *, device: torch.device | str = "cpu", enco
     """A caption-matching encoder saved by :func:`save_image_encoder` with this module's kind, in
     eval mode; with ``encoder`` (a caption encoder identity as JSON), refused unless it was trained
     against that encoder's embeddings."""
-    folder = Path(folder)
-    try:
-        import json
-
-        kind = json.loads((folder / "image_encoder.json").read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
-        kind = None
-    if kind != KIND:
-        raise T2IError(f"{folder} is not a caption-matching encoder (kind {kind!r}, expected {KIND!r})", parameter="rerank")
-    model, description = load_image_encoder(folder, device=torch.device(device), build=_build)
+    model, description = load_image_encoder(Path(folder), device=torch.device(device), build=_build, kind=KIND)
     if encoder is not None and description.get("data", {}).get("encoder") != encoder:
         raise T2IError(f"the caption-matching encoder {folder} was trained against another caption encoder's embeddings",
                        parameter="rerank")
