@@ -178,7 +178,7 @@ class TrainConfig:
         if non_finite:
             raise T2IError(f"{non_finite[0]} must be a finite number, got {getattr(self, non_finite[0])}", parameter=non_finite[0])
         if not (0 < self.lr <= MAX_LEARNING_RATE and 0 <= self.lr_d <= MAX_LEARNING_RATE):
-            raise T2IError(f"learning rates must lie in (0, {MAX_LEARNING_RATE}], got {self.lr} (G) and {self.lr_d} (D)",
+            raise T2IError(f"learning rates must lie in (0, {MAX_LEARNING_RATE}], got {self.lr} (G) and {self.discriminator_lr} (D)",
                            parameter=("lr",) if not 0 < self.lr <= MAX_LEARNING_RATE else ("lr_d",))
         if not 0 <= self.beta1 < 1 or (self.beta2 is not None and not 0 <= self.beta2 < 1):
             raise T2IError(f"Adam betas must lie in [0, 1), got {self.beta1} and {self.beta2}")

@@ -202,6 +202,15 @@ def test_a_real_browser_generates_and_renders_images(server, tmp_path):
         page.locator("#restyle").click()
         widths = loaded_image_widths(page, "#restyled", at_least=6)
         assert widths.count(64) == 3 and widths.count(256) == 3
+        # A file that is no image: one plain message on the page, nothing of the server's insides.
+        not_image = tmp_path / "notimage.jpg"
+        not_image.write_text("this is a text file")
+        page.locator("#photo input[type=file]").set_input_files(str(not_image))
+        page.locator("#restyle").click()
+        page.get_by_text("the photo does not decode").first.wait_for(timeout=30000)
+        shown = page.locator("body").inner_text()
+        for insides in ("/tmp", "ImageData", "UnidentifiedImageError", "Could not preprocess", "Traceback"):
+            assert insides not in shown
         browser.close()
 
 
