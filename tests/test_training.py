@@ -317,3 +317,9 @@ def test_in_run_evaluation_measures_the_real_figures(tmp_path, flowers_h5):
     assert best["checkpoint"] == "checkpoints/epoch-0001" and best["split"] == "train"
     assert best["fid"] > best["fid_floor"] >= 0 and 0 <= best["kid"]["mean"] and best["seconds"] > 0
     assert {"colour_match", "second_colour", "diversity", "diversity_real", "diversity_lowest_tenth"} <= set(best)
+    from t2i_cli.evaluation.evaluate import evaluate
+
+    report, _ = evaluate(run / best["checkpoint"], flowers_h5, "train", device=torch.device("cpu"),
+                         metrics=("fid", "colour", "second_colour", "diversity"))
+    for key in ("fid", "fid_floor", "kid", "colour_match", "second_colour", "diversity", "diversity_lowest_tenth"):
+        assert report[key] == best[key], key  # the in-run figures are t2i evaluate's

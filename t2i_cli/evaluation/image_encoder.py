@@ -124,11 +124,13 @@ def load_image_encoder(
     from safetensors.torch import load_file
 
     folder = Path(folder)
+    what = "evaluation image encoder (t2i eval-encoder train writes one)" if kind == EVAL_KIND else \
+        "caption-matching encoder (t2i eval-encoder train --matcher writes one)"
     try:
         description = json.loads((folder / "image_encoder.json").read_text())
         found = description.get("kind", EVAL_KIND)  # files from before the kind was written are R-precision's
     except (OSError, ValueError, AttributeError):
-        raise T2IError(f"{folder} is not a readable image encoder (no readable image_encoder.json)") from None
+        raise T2IError(f"{folder} is not a readable {what}") from None
     if found != kind:
         raise T2IError(f"{folder} is an image encoder of kind {found!r}, not {kind!r}")
     try:
@@ -136,5 +138,5 @@ def load_image_encoder(
         model = (build or _default_build)(config)
         model.load_state_dict(load_file(str(folder / "image_encoder.safetensors")))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
-        raise T2IError(f"{folder} is not a readable evaluation image encoder (t2i eval-encoder train writes one)") from None
+        raise T2IError(f"{folder} is not a readable {what}") from None
     return model.to(device).eval(), description
