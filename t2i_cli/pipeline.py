@@ -215,16 +215,14 @@ class T2IPipeline:
     def scorer(self):
         """What ``rerank`` scores candidates with: the caption-matching encoder in the ``matcher``
         folder beside the generator's weights (loaded once; not the network behind R-precision or FID)."""
-        from t2i_cli.training.matching import MATCHER_DIR, caption_scorer, load_match_encoder
+        from t2i_cli.training.matching import checkpoint_scorer
 
         if self._scorer is None:
-            if self.source is None or not (self.source / MATCHER_DIR).is_dir():
-                where = self.source / MATCHER_DIR if self.source is not None else "CHECKPOINT/matcher"
-                raise T2IError(f"this generator has no caption-matching model to rerank with: make one with "
-                               f"t2i eval-encoder train --matcher --data DATA.h5 --out {where}", parameter="rerank")
+            if self.source is None:
+                raise T2IError("this pipeline's generator was not loaded from a checkpoint, so it has no caption-matching "
+                               "model to rerank with", parameter="rerank")
             identity = json.loads(self.encoder.identity.to_json()) if self.encoder is not None else None
-            model = load_match_encoder(self.source / MATCHER_DIR, device=self.device, encoder=identity)
-            self._scorer = caption_scorer(model, self.device)
+            self._scorer = checkpoint_scorer(self.source, device=self.device, encoder=identity)
         return self._scorer
 
     def embed(self, captions: list[str]) -> torch.Tensor | None:

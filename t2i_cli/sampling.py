@@ -99,14 +99,13 @@ class Sampling:
 
 
 def draw_images(generator: torch.nn.Module, embeddings: torch.Tensor | None, seeds: list[int], *,
-                device: torch.device, batch_size: int = 64, truncation: float = NO_TRUNCATION,
-                variation_of: int | None = None, strength: float = 0.0, sampling: Sampling | None = None,
+                device: torch.device, batch_size: int = 64, sampling: Sampling = Sampling(),
+                variation_of: int | None = None, strength: float = 0.0,
                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """uint8 ``(N, 3, S, S)`` images on the CPU, image i from the noise of ``seeds[i]`` (or, with
     ``variation_of``, from :func:`variation_noise` around that seed's) and row i of ``embeddings``
-    (None for an unconditional generator), ``batch_size`` at a time (then ``progress(n)``).
-    ``sampling`` (truncation and reranking) replaces ``truncation`` when given."""
-    sampling = sampling or Sampling(truncation=truncation)
+    (None for an unconditional generator), drawn as ``sampling`` says (truncation, reranking),
+    ``batch_size`` at a time (then ``progress(n)``)."""
     sampling.check()
     noise_dim, k = generator.config.noise_dim, sampling.rerank
     if variation_of is None:

@@ -58,7 +58,7 @@ def restyle_cli(
             if not image_or_folder(path):
                 raise T2IError(f"name an image file ({', '.join(IMAGE_FORMATS)}), got {path}", parameter=parameter)
             check_output_path(path, as_folder=False, inputs=[photo], force=force, parameter=parameter)
-    if sheet is not None and same_file(sheet, out) or (sheet is not None and sheet.resolve() == out.resolve()):
+    if sheet is not None and (same_file(sheet, out) or sheet.resolve() == out.resolve()):
         raise T2IError(f"--sheet and --out both name {out}; name two files", parameter="sheet")
     picture = open_image(photo, what=f"photo {photo}")
 

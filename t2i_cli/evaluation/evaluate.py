@@ -139,7 +139,6 @@ def _class_groups(class_indices: np.ndarray | None, size: int, rng: np.random.Ge
 
 
 METRICS = ("fid", "r_precision", "colour", "second_colour", "diversity")
-IN_RUN_METRICS = ("fid", "colour", "second_colour", "diversity")  # R-precision needs the image encoder trained first
 
 
 def parse_metrics(names: str | Sequence[str]) -> tuple[str, ...]:
@@ -295,7 +294,7 @@ class SplitEvaluator:
     --eval-every``): ``evaluator(generator)`` -> the figures of :func:`measure` plus ``seconds``."""
 
     def __init__(self, data: Path, split: str, *, image_size: int, device: torch.device,
-                 metrics: str | Sequence[str] = IN_RUN_METRICS, seed: int = 0):
+                 metrics: str | Sequence[str], seed: int = 0):
         self.metrics = parse_metrics(metrics)
         if "r_precision" in self.metrics:
             raise T2IError("R-precision is for t2i evaluate (its image encoder is trained first); leave it out of the in-run metrics",
@@ -334,15 +333,12 @@ def evaluate(checkpoint: Path, data: Path, split: str, *, seed: int = 0, device:
                                                   show_progress=show_progress)
         if description.get("data", {}).get("encoder") != evals.real.identity["encoder"]:
             raise T2IError("the evaluation image encoder was trained against another caption encoder's embeddings")
-    sampling = Sampling(truncation=truncation, rerank=rerank)
+    scorer = None
     if rerank > 1:  # the generator's own caption-matching model: not R-precision's encoder, not Inception
-        from t2i_cli.training.matching import MATCHER_DIR, caption_scorer, load_match_encoder
+        from t2i_cli.training.matching import checkpoint_scorer
 
-        folder = info.path / MATCHER_DIR
-        if not folder.is_dir():
-            raise T2IError(f"{checkpoint} has no caption-matching model ({folder}) to rerank with", parameter="rerank")
-        scorer = caption_scorer(load_match_encoder(folder, device=device, encoder=evals.real.identity["encoder"]), device)
-        sampling = Sampling(truncation=truncation, rerank=rerank, scorer=scorer)
+        scorer = checkpoint_scorer(info.path, device=device, encoder=evals.real.identity["encoder"])
+    sampling = Sampling(truncation=truncation, rerank=rerank, scorer=scorer)
     inception = InceptionFeatures(device) if ("fid" in metrics or "diversity" in metrics) else None
     generator.to(device)
     figures = measure(generator, evals, device=device, inception=inception, metrics=metrics, image_encoder=encoder,

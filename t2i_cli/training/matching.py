@@ -117,6 +117,16 @@ def load_match_encoder(folder: Path, *, device: torch.device | str = "cpu", enco
     return model.eval().requires_grad_(False)
 
 
+def checkpoint_scorer(checkpoint: Path, *, device: torch.device | str = "cpu", encoder: dict | None = None):
+    """The :func:`caption_scorer` of ``--rerank`` for the generator in ``checkpoint`` (a checkpoint
+    folder): its ``matcher`` folder, refused in one line when there is none."""
+    folder = Path(checkpoint) / MATCHER_DIR
+    if not folder.is_dir():
+        raise T2IError(f"this generator has no caption-matching model to rerank with: make one with "
+                       f"t2i eval-encoder train --matcher --data DATA.h5 --out {folder}", parameter="rerank")
+    return caption_scorer(load_match_encoder(folder, device=device, encoder=encoder), device)
+
+
 def caption_scorer(model: MatchEncoder, device: torch.device | str = "cpu"):
     """``score(images, captions)``: the cosine between each uint8 image's matching vector and its
     caption embedding, ``(N,)`` on the CPU (what ``--rerank`` keeps the highest of)."""
