@@ -1,8 +1,10 @@
 """One way to run the model: captions -> caption encoder -> generator -> images.
 
 The CLI, the web demo and the tests all go through :class:`T2IPipeline`. Image ``j`` of every
-caption uses the noise drawn from ``seed + j``, so the same caption and seed always give the same
-picture, whatever else is in the batch, and different captions with one seed share their noise.
+caption uses the noise drawn from ``seed + j`` (or a :class:`~t2i_cli.sampling.NoiseRecipe` built on
+such draws), whatever else is in the batch, so different captions with one seed share their noise.
+The same request gives the same pixels; drawn in a batch of another size, an image can differ by
+a grey level here and there (a convolution's arithmetic follows the batch's size).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from t2i_cli.config import ModelConfig
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import RequestError, T2IError
 from t2i_cli.grid import captioned_grid, to_pil, to_unit_range
-from t2i_cli.sampling import NO_TRUNCATION, Sampling, check_strength, draw_images, load_generator
+from t2i_cli.sampling import NO_TRUNCATION, NoiseRecipe, Sampling, check_strength, draw, load_generator
 from t2i_cli.weights import WEIGHTS_DIR
 from t2i_cli.text.checks import caption_problem, clean_caption
 from t2i_cli.text.encoder import MINILM_NAME, EncoderIdentity, TextEncoder, load_text_encoder
@@ -49,6 +51,7 @@ class GenerationResult:
     captions: list[str]  # one per image
     seeds: list[int]  # one per image
     per_caption: int  # images in each caption's row
+    noise: list[NoiseRecipe]  # each image's noise (with the candidate reranking chose): --noise-from draws it again
     upscaled: list[Image.Image] | None = None  # the SR stage's output, when one was asked for
     upscaler: str | None = None  # which SR stage made ``upscaled``
 
@@ -114,8 +117,8 @@ def validate_captions(captions: list[str]) -> list[str]:
 
 
 def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int = 0, upscale: int = 1,
-                  sr_method: str = "auto", truncation: float = NO_TRUNCATION, variation_of: int | None = None,
-                  strength: float = 0.0, rerank: int = 1) -> list[str]:
+                  sr_method: str = "auto", truncation: float = NO_TRUNCATION, variation_of: int | str | None = None,
+                  strength: float = 0.0, rerank: int = 1, noise_from: int | str | None = None) -> list[str]:
     """Everything about a generation request that can be checked before a model is loaded;
     returns the cleaned captions. Front ends call it first, so bad input costs no loading time."""
     captions = validate_captions([captions] if isinstance(captions, str) else list(captions))
@@ -126,8 +129,23 @@ def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int =
     check_seed(seed)
     Sampling(truncation=truncation, rerank=rerank).check()
     if variation_of is not None:
-        check_seed(variation_of, parameter="variation_of")
+        if isinstance(variation_of, str) and variation_of.strip().lstrip("-").isdigit():  # a seed, as the CLI passes it
+            variation_of = int(variation_of)
+        if isinstance(variation_of, int):
+            check_seed(variation_of, parameter="variation_of")
+        try:
+            NoiseRecipe.of(variation_of)
+        except RequestError as exc:
+            raise RequestError("variation_of", str(exc)) from None
         check_strength(strength)
+    if noise_from is not None:
+        if variation_of is not None:
+            raise RequestError("noise_from", "--noise-from draws one flower's noise and --variation-of varies it: give one of them")
+        if num_images != 1:
+            raise RequestError("noise_from", f"--noise-from draws every image with one noise: ask for 1 image per caption, not {num_images}")
+        recipe = NoiseRecipe.of(noise_from)
+        if rerank > 1 and recipe.last.candidate:
+            raise RequestError("rerank", f"noise {recipe} names its reranking candidate already: draw it without --rerank")
     if upscale not in UPSCALE_FACTORS:
         raise RequestError("upscale", f"the upscale factor must be 1, 2, 3 or 4, got {upscale}")
     if sr_method not in SR_METHODS:
@@ -135,14 +153,15 @@ def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int =
     return captions
 
 
-def check_interpolation(first: str, second: str, *, steps: int = 8, seed: int = 0) -> tuple[str, str]:
+def check_interpolation(first: str, second: str, *, steps: int = 8, seed: int = 0, noise_from: int | str | None = None,
+                        truncation: float = NO_TRUNCATION, upscale: int = 1, sr_method: str = "auto") -> tuple[str, str]:
     """:func:`check_request` for an interpolation; returns the two cleaned captions."""
     first, second = validate_captions([first, second])
     if steps < 2:
         raise RequestError("steps", f"an interpolation needs at least 2 steps, got {steps}")
     if steps > MAX_IMAGES:
         raise RequestError("steps", f"an interpolation has at most {MAX_IMAGES} steps, got {steps}")
-    check_seed(seed)
+    check_request(first, seed=seed, truncation=truncation, upscale=upscale, sr_method=sr_method, noise_from=noise_from)
     return first, second
 
 
@@ -205,12 +224,11 @@ class T2IPipeline:
             name = f"{self.source.parent.parent.name} ({self.source.name})"
         return f"generator {name} ({self.model_config.arch}, {self.model_config.image_size} px), encoder {encoder}, on {self.device}"
 
-    def _generate(self, embeddings: torch.Tensor | None, seeds: list[int], batch_size: int, progress=None,
-                  truncation: float = NO_TRUNCATION, variation_of: int | None = None, strength: float = 0.0,
-                  rerank: int = 1) -> list[Image.Image]:
+    def _draw(self, embeddings: torch.Tensor | None, noise: list[NoiseRecipe], batch_size: int, progress=None,
+              truncation: float = NO_TRUNCATION, rerank: int = 1) -> tuple[list[Image.Image], list[NoiseRecipe]]:
         sampling = Sampling(truncation=truncation, rerank=rerank, scorer=self.scorer() if rerank > 1 else None)
-        return to_pil(draw_images(self.generator, embeddings, seeds, device=self.device, batch_size=batch_size,
-                                  sampling=sampling, variation_of=variation_of, strength=strength, progress=progress))
+        drawn = draw(self.generator, embeddings, noise, device=self.device, batch_size=batch_size, sampling=sampling, progress=progress)
+        return to_pil(drawn.images), drawn.noise
 
     def scorer(self):
         """What ``rerank`` scores candidates with: the caption-matching encoder in the ``matcher``
@@ -256,28 +274,37 @@ class T2IPipeline:
         sr_method: str = "auto",
         batch_size: int = 64,
         truncation: float = NO_TRUNCATION,
-        variation_of: int | None = None,
+        variation_of: int | str | NoiseRecipe | None = None,
         strength: float = 0.0,
         rerank: int = 1,
+        noise_from: int | str | NoiseRecipe | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> GenerationResult:
         """Images for ``captions`` (``num_images`` each, seeds ``seed + j``, noise truncated to the
         share ``truncation`` of its distribution: 1 = none), upscaled when asked. With
-        ``variation_of``, image j's noise is seed ``variation_of``'s moved by ``strength`` towards
-        seed ``seed + j``'s (:func:`~t2i_cli.sampling.variation_noise`): variations of one flower.
+        ``variation_of`` (a seed or a :class:`~t2i_cli.sampling.NoiseRecipe`), image j's noise is
+        that flower's moved by ``strength`` towards seed ``seed + j``'s: variations of one flower.
+        With ``noise_from`` (likewise), every caption is drawn once with that flower's noise: its
+        pose and framing kept, its content from the caption.
         With ``rerank`` K > 1, each image is the best of K candidates by the caption-matching model
         (:meth:`scorer`); the first candidate is the image drawn without reranking.
         ``progress(n)`` is called as each batch of n images is drawn."""
         captions = check_request(captions, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method,
-                                 truncation=truncation, variation_of=variation_of, strength=strength, rerank=rerank)
+                                 truncation=truncation, variation_of=variation_of, strength=strength, rerank=rerank,
+                                 noise_from=noise_from)
         upscaler = self.upscaler(upscale, sr_method) if upscale > 1 else None
         seeds = [seed + j for _ in captions for j in range(num_images)]
+        if noise_from is not None:
+            noise = [NoiseRecipe.of(noise_from)] * len(captions)
+        elif variation_of is not None:
+            noise = [NoiseRecipe.of(variation_of).vary(strength, s) for s in seeds]
+        else:
+            noise = [NoiseRecipe.of(s) for s in seeds]
         embeddings = self.embed(captions)
         if embeddings is not None:
             embeddings = embeddings.repeat_interleave(num_images, dim=0)  # (C * N, D)
-        images = self._generate(embeddings, seeds, batch_size, progress, truncation=truncation, variation_of=variation_of,
-                                strength=strength, rerank=rerank)
-        result = GenerationResult(images, [c for c in captions for _ in range(num_images)], seeds, num_images)
+        images, noise = self._draw(embeddings, noise, batch_size, progress, truncation=truncation, rerank=rerank)
+        result = GenerationResult(images, [c for c in captions for _ in range(num_images)], seeds, num_images, noise)
         if upscaler is not None:
             result.upscaled = upscaler.upscale_images(images)
             result.upscaler = upscaler.describe()
@@ -338,17 +365,26 @@ class T2IPipeline:
             result.upscaler = upscaler.describe()
         return result
 
-    def interpolate(self, first: str, second: str, *, steps: int = 8, seed: int = 0) -> GenerationResult:
-        """Images along the straight line between two captions' embeddings, with one noise."""
+    def interpolate(self, first: str, second: str, *, steps: int = 8, seed: int = 0, noise_from: int | str | NoiseRecipe | None = None,
+                    truncation: float = NO_TRUNCATION, upscale: int = 1, sr_method: str = "auto") -> GenerationResult:
+        """Images along the straight line between two captions' embeddings, with one noise: seed
+        ``seed``'s, or the recipe ``noise_from`` (a flower to blend into another caption)."""
         if self.encoder is None:
             raise T2IError("this generator is unconditional: there is no caption to interpolate")
-        first, second = check_interpolation(first, second, steps=steps, seed=seed)
+        first, second = check_interpolation(first, second, steps=steps, seed=seed, noise_from=noise_from, truncation=truncation,
+                                            upscale=upscale, sr_method=sr_method)
+        upscaler = self.upscaler(upscale, sr_method) if upscale > 1 else None
         ends = self.embed([first, second])  # (2, D)
         weights = torch.linspace(0, 1, steps)[:, None]
         embeddings = (1 - weights) * ends[0] + weights * ends[1]  # (steps, D)
-        images = self._generate(embeddings, [seed] * steps, batch_size=64)
+        recipe = NoiseRecipe.of(seed if noise_from is None else noise_from)
+        images, noise = self._draw(embeddings, [recipe] * steps, batch_size=64, truncation=truncation)
         label = f"{first}  ->  {second}"
-        return GenerationResult(images, [label] * steps, [seed] * steps, steps)
+        result = GenerationResult(images, [label] * steps, [seed] * steps, steps, noise)
+        if upscaler is not None:
+            result.upscaled = upscaler.upscale_images(images)
+            result.upscaler = upscaler.describe()
+        return result
 
 
 def _sr_weights_by_scale(files: Sequence[str | Path]) -> dict[int, Path]:

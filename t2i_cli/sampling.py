@@ -1,16 +1,19 @@
 """Drawing from a generator: seeded noise (optionally truncated) and the batched draw loop.
 
 Below the pipeline, training and evaluation alike: each of them draws through here, so one seed
-gives one image everywhere. Image i's noise comes from its own generator seeded with ``seeds[i]``,
-so its pixels never depend on what else is in the batch.
+gives one image everywhere. Image i's noise comes from its own generator seeded with ``seeds[i]``
+(or from a :class:`NoiseRecipe` built on such draws), so its noise never depends on what else is in
+the batch. Its pixels can, by a grey level here and there: a convolution's arithmetic depends on the
+batch's size. So a drawing is repeated bit for bit by drawing it in a batch of the same shape.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 
@@ -67,16 +70,114 @@ def check_strength(strength: float) -> None:
         raise RequestError("strength", f"the variation strength must lie in [0, 1], got {strength}")
 
 
-def variation_noise(noise_dim: int, base_seed: int, seeds: list[int], strength: float, *,
-                    truncation: float = NO_TRUNCATION, candidates: int = 1) -> torch.Tensor:
-    """Noise near seed ``base_seed``'s: ``sqrt(1 - s^2) z_base + s z_i`` with ``z_i`` the noise of
-    ``seeds[i]`` and ``s`` the ``strength`` (0: the base noise itself, 1: seed i's own). The mix keeps
-    the noise's spread, so a variation is as typical a draw as the flower it varies. ``candidates``
-    as in :func:`seeded_noise` (each candidate varies the same base noise)."""
-    check_strength(strength)
-    base = seeded_noise(noise_dim, [base_seed], truncation=truncation)[0]
-    fresh = seeded_noise(noise_dim, seeds, truncation=truncation, candidates=candidates)
-    return math.sqrt(1 - strength**2) * base + strength * fresh
+MAX_SEED = 2**63 - 1
+_DRAW = re.compile(r"(\d+)(?:c(\d+))?")
+_STEP = re.compile(r"~([0-9.]+(?:e[-+]?\d+)?):(\d+(?:c\d+)?)")  # a strength as repr() writes it, 0.3 or 1e-05
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The ``candidate``-th vector (from 0) of seed ``seed``'s noise stream: 0 is the plain draw,
+    1 to K - 1 the other candidates ``--rerank K`` looks at."""
+
+    seed: int
+    candidate: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.seed}c{self.candidate}" if self.candidate else str(self.seed)
+
+
+@dataclass(frozen=True)
+class NoiseRecipe:
+    """How one image's noise is drawn, as text a user can pass back (``--noise-from``): a seed's
+    draw (``12``, or ``12c3`` for its reranking candidate 3), then any number of variation steps,
+    each moving the noise by a strength towards another draw (``12~0.3:40``: seed 12's noise moved
+    0.3 towards seed 40's; steps chain, ``12~0.3:40~0.2:7``). Each step is
+    ``sqrt(1 - s^2) z + s z_draw``, which keeps the noise's spread: a variation is as typical a
+    draw as the flower it varies."""
+
+    start: Draw
+    steps: tuple[tuple[float, Draw], ...] = ()
+
+    @classmethod
+    def of(cls, value: "int | str | NoiseRecipe") -> "NoiseRecipe":
+        """A recipe from a seed, its text or itself; text that is not one is refused."""
+        if isinstance(value, NoiseRecipe):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        elif isinstance(value, str):
+            text = value.strip()
+        else:
+            raise RequestError("noise_from", f"a noise recipe is a seed or text like 12~0.3:40, got {value!r}")
+        first = _DRAW.match(text)
+        problem = f"{text!r} is not a noise recipe: a seed (12), a candidate (12c3), then any variations (~0.3:40)"
+        if first is None:
+            raise RequestError("noise_from", problem)
+        steps, at = [], first.end()
+        while at < len(text):
+            step = _STEP.match(text, at)
+            if step is None:
+                raise RequestError("noise_from", problem)
+            try:
+                strength = float(step.group(1))
+            except ValueError:
+                raise RequestError("noise_from", problem) from None
+            if not 0 <= strength <= 1:
+                raise RequestError("noise_from", f"in noise {text!r}, a variation's strength must lie in [0, 1], got {strength}")
+            steps.append((strength, _parse_draw(step.group(2))))
+            at = step.end()
+        return cls(_parse_draw(first.group(0)), tuple(steps))
+
+    def __str__(self) -> str:
+        return str(self.start) + "".join(f"~{strength!r}:{draw}" for strength, draw in self.steps)
+
+    @property
+    def last(self) -> Draw:
+        return self.steps[-1][1] if self.steps else self.start
+
+    def vary(self, strength: float, seed: int) -> "NoiseRecipe":
+        """This noise moved by ``strength`` towards seed ``seed``'s."""
+        check_strength(strength)
+        return NoiseRecipe(self.start, (*self.steps, (float(strength), Draw(seed))))
+
+    def with_candidate(self, candidate: int) -> "NoiseRecipe":
+        """The recipe with its last draw replaced by that seed's ``candidate``-th vector."""
+        if not self.steps:
+            return NoiseRecipe(Draw(self.start.seed, candidate))
+        return NoiseRecipe(self.start, (*self.steps[:-1], (self.steps[-1][0], Draw(self.last.seed, candidate))))
+
+    def vector(self, noise_dim: int, *, truncation: float = NO_TRUNCATION) -> torch.Tensor:
+        """The noise ``(noise_dim,)``; a seed's recipe gives :func:`seeded_noise`'s vector bit for bit."""
+        threshold = truncation_threshold(truncation)
+        z = _draw_vector(self.start, noise_dim, threshold)
+        for strength, draw in self.steps:
+            z = math.sqrt(1 - strength**2) * z + strength * _draw_vector(draw, noise_dim, threshold)
+        return z
+
+
+def _parse_draw(text: str) -> Draw:
+    seed, _, candidate = text.partition("c")
+    draw = Draw(int(seed), int(candidate or 0))
+    if draw.seed > MAX_SEED:
+        raise RequestError("noise_from", f"a seed is at most 2^63 - 1, got {draw.seed}")
+    if draw.candidate >= MAX_RERANK:
+        raise RequestError("noise_from", f"reranking draws at most {MAX_RERANK} candidates, so c{draw.candidate} is none of them")
+    return draw
+
+
+def _draw_vector(draw: Draw, noise_dim: int, threshold: float) -> torch.Tensor:
+    stream = torch.Generator().manual_seed(draw.seed)
+    for _ in range(draw.candidate + 1):
+        z = _draw(stream, noise_dim, threshold)
+    return z
+
+
+def recipe_noise(noise_dim: int, recipes: Sequence["int | NoiseRecipe"], *, truncation: float = NO_TRUNCATION) -> torch.Tensor:
+    """``(len(recipes), noise_dim)``: each recipe's vector (a plain int is a seed's)."""
+    if not recipes:
+        return torch.empty((0, noise_dim))
+    return torch.stack([NoiseRecipe.of(r).vector(noise_dim, truncation=truncation) for r in recipes])
 
 
 MAX_RERANK = 32
@@ -98,38 +199,53 @@ class Sampling:
             raise RequestError("rerank", f"rerank must draw 1 to {MAX_RERANK} candidates an image, got {self.rerank}")
 
 
-def draw_images(generator: torch.nn.Module, embeddings: torch.Tensor | None, seeds: list[int], *,
-                device: torch.device, batch_size: int = 64, sampling: Sampling = Sampling(),
-                variation_of: int | None = None, strength: float = 0.0,
-                progress: Callable[[int], None] | None = None) -> torch.Tensor:
-    """uint8 ``(N, 3, S, S)`` images on the CPU, image i from the noise of ``seeds[i]`` (or, with
-    ``variation_of``, from :func:`variation_noise` around that seed's) and row i of ``embeddings``
-    (None for an unconditional generator), drawn as ``sampling`` says (truncation, reranking),
-    ``batch_size`` at a time (then ``progress(n)``)."""
+class Drawn(NamedTuple):
+    images: torch.Tensor  # uint8 (N, 3, S, S) on the CPU
+    noise: list[NoiseRecipe]  # each image's noise, with the candidate reranking chose
+
+
+def draw(generator: torch.nn.Module, embeddings: torch.Tensor | None, noise: Sequence[int | NoiseRecipe], *,
+         device: torch.device, batch_size: int = 64, sampling: Sampling = Sampling(),
+         progress: Callable[[int], None] | None = None) -> Drawn:
+    """Image i from the noise of ``noise[i]`` (a seed, or a :class:`NoiseRecipe`) and row i of
+    ``embeddings`` (None for an unconditional generator), drawn as ``sampling`` says (truncation,
+    reranking among candidates of each recipe's last draw), ``batch_size`` at a time (then
+    ``progress(n)``)."""
     sampling.check()
+    recipes = [NoiseRecipe.of(r) for r in noise]
     noise_dim, k = generator.config.noise_dim, sampling.rerank
-    if variation_of is None:
-        noise = seeded_noise(noise_dim, seeds, truncation=sampling.truncation, candidates=k)
-    else:
-        noise = variation_noise(noise_dim, variation_of, seeds, strength, truncation=sampling.truncation, candidates=k)
     if k == 1:
-        return draw_from_noise(generator, noise, embeddings, device=device, batch_size=batch_size, progress=progress)
+        images = draw_from_noise(generator, recipe_noise(noise_dim, recipes, truncation=sampling.truncation), embeddings,
+                                 device=device, batch_size=batch_size, progress=progress)
+        return Drawn(images, recipes)
     if embeddings is None or sampling.scorer is None:
         raise RequestError("rerank", "reranking scores images against their captions with a caption-matching model: "
                                      "it needs both")
-    chosen = []
+    if any(r.last.candidate for r in recipes):
+        raise RequestError("rerank", "a noise recipe that names its candidate (c1, c2, ...) is already chosen: draw it without --rerank")
+    chosen, picked = [], []
     per_batch = max(1, batch_size // k)  # images whose K candidates go through G together
-    for start in range(0, len(seeds), per_batch):
+    for start in range(0, len(recipes), per_batch):
         rows = slice(start, start + per_batch)
+        candidates = [r.with_candidate(j) for r in recipes[rows] for j in range(k)]  # the first is the plain draw
         caption = embeddings[rows].repeat_interleave(k, 0)  # (n * K, D)
-        candidates = draw_from_noise(generator, noise[rows].reshape(-1, noise_dim), caption, device=device, batch_size=batch_size)
+        images = draw_from_noise(generator, recipe_noise(noise_dim, candidates, truncation=sampling.truncation), caption,
+                                 device=device, batch_size=batch_size)
         with torch.inference_mode():
-            scores = sampling.scorer(candidates, caption).reshape(-1, k)  # (n, K)
+            scores = sampling.scorer(images, caption).reshape(-1, k)  # (n, K)
         best = scores.argmax(dim=1)  # the first candidate wins ties
-        chosen.append(candidates.reshape(-1, k, *candidates.shape[1:])[torch.arange(len(best)), best])
+        chosen.append(images.reshape(-1, k, *images.shape[1:])[torch.arange(len(best)), best])
+        picked += [candidates[i * k + int(b)] for i, b in enumerate(best)]
         if progress is not None:
             progress(len(best))
-    return torch.cat(chosen)
+    return Drawn(torch.cat(chosen), picked)
+
+
+def draw_images(generator: torch.nn.Module, embeddings: torch.Tensor | None, noise: Sequence[int | NoiseRecipe], *,
+                device: torch.device, batch_size: int = 64, sampling: Sampling = Sampling(),
+                progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """:func:`draw`'s images: uint8 ``(N, 3, S, S)`` on the CPU."""
+    return draw(generator, embeddings, noise, device=device, batch_size=batch_size, sampling=sampling, progress=progress).images
 
 
 @torch.inference_mode()

@@ -1,34 +1,43 @@
 """The browser demo: a Gradio page over the same :class:`T2IPipeline` the CLI uses.
 
 No model code lives here: the page collects a caption and settings, calls the pipeline, and shows
-the 64 px images beside their upscaled versions in a chat-like history. Three named API endpoints,
-``/generate``, ``/interpolate`` and ``/restyle``, serve ``gradio_client`` callers.
+the 64 px images beside their upscaled versions in a chat. The chat remembers (``chat.py``): each
+browser session has its conversation, whose pictures can be picked as the current flower, kept
+with a new caption, varied, blended into another caption and enlarged, and each shows the ``t2i``
+command that draws it again. Named API endpoints serve ``gradio_client`` callers, one session per
+client: ``/generate``, ``/pick``, ``/keep``, ``/variations``, ``/blend``, ``/upscale_this``,
+``/conversation``, ``/download``, ``/interpolate`` and ``/restyle``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
+import os
 import secrets
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
 from srcnn.errors import SRError
+from t2i_cli.atomic import atomic_file
+from t2i_cli.chat import MAX_BLEND_STEPS, Artist, Conversation, Picture, Settings, png_bytes
 from t2i_cli.data.images import open_image
 from t2i_cli.errors import T2IError
-from t2i_cli.grid import save_image
 from t2i_cli.pipeline import SR_METHODS, T2IPipeline, check_interpolation, check_request
+from t2i_cli.sampling import MAX_RERANK
 
 log = logging.getLogger(__name__)
 
 MAX_IMAGES = 8
-FILE_LIFETIME = 600  # seconds: the page's image files, and Gradio's copies of them, are kept this long
+# Seconds the page's image files, and Gradio's copies of them, are kept after their last use: a
+# conversation's pictures stay visible this long (its state, with every picture, lives as long).
+FILE_LIFETIME = 4 * 3600
+CLEAN_EVERY = 600  # seconds between Gradio's sweeps of its copies
 EXAMPLES = [
     "this flower has bright pink petals and a yellow center",
     "a white flower with five broad rounded petals",
@@ -48,29 +57,41 @@ class DemoBackend:
     """Validates requests and runs them one at a time through the shared pipeline.
 
     One lock: the models are shared, and the caption tokenizer must not be entered by two
-    threads at once; torch already uses every core for one request.
+    threads at once; torch already uses every core for one request. A conversation is changed
+    only under it too, so one client's overlapping requests leave its history whole.
     """
 
-    def __init__(self, pipeline: T2IPipeline, files: Path | None = None):
+    def __init__(self, pipeline: T2IPipeline, files: Path | None = None, *, checkpoint: str | None = None):
         self.pipeline = pipeline
+        self.artist = Artist(pipeline, checkpoint=checkpoint)
         self.lock = threading.Lock()
+        self.files_lock = threading.Lock()
         self.files = Path(files) if files is not None else Path(tempfile.mkdtemp(prefix="t2i-demo-"))
 
     def describe(self) -> str:
         sr = [self.pipeline.upscaler(scale, "auto").describe() for scale in (2, 3, 4)]
         return f"**Loaded:** {self.pipeline.describe()}.  \n**Upscaling:** {', '.join(sr)}."
 
-    def _file(self, image: Image.Image) -> str:
-        """The image as a new file of its own, written whole before it is named. Gradio copies a
-        file into its cache atomically, but writes a returned PIL image in place at a path named
-        by its content: two requests with an identical image then raced, and a download could
-        read the file while the other rewrote it (truncated images under load)."""
-        cutoff = time.time() - FILE_LIFETIME
-        for old in self.files.glob("*.png"):
-            with contextlib.suppress(FileNotFoundError):  # another request may be removing it too
-                if old.stat().st_mtime < cutoff:
+    def _file(self, image: Image.Image | bytes, name: str | None = None) -> str:
+        """A file holding the image (an image, or its PNG bytes; other bytes need a ``name``),
+        named by its content (or in a folder so named) and written whole before it is named:
+        Gradio once wrote a returned PIL image in place, and a download read it half rewritten.
+        Files unused for FILE_LIFETIME go."""
+        data = png_bytes(image) if isinstance(image, Image.Image) else image
+        digest = hashlib.sha256(data).hexdigest()[:32]
+        path = self.files / (f"{digest}.png" if name is None else f"{digest}/{name}")
+        with self.files_lock:  # one writer of a name at a time, and the sweep never races a reuse
+            cutoff = time.time() - FILE_LIFETIME
+            for old in self.files.rglob("*"):
+                if old.is_file() and old.stat().st_mtime < cutoff:
                     old.unlink()
-        return str(save_image(image, self.files / f"{uuid.uuid4().hex}.png"))
+            if path.exists():
+                os.utime(path)  # in use again: kept another FILE_LIFETIME
+            else:
+                path.parent.mkdir(exist_ok=True)
+                with atomic_file(path) as partial:
+                    partial.write_bytes(data)
+        return str(path)
 
     @staticmethod
     def _seed(seed: float | int | None, random_seed: bool) -> int:
@@ -80,33 +101,111 @@ class DemoBackend:
             raise refuse(f"the seed must be a whole number of 0 or more, got {seed}")
         return int(seed)
 
-    def generate(self, caption: str, num_images: int, seed: float | int | None, random_seed: bool,
-                 upscale: int, sr_method: str) -> tuple[list[tuple[str, str]], dict]:
-        """Returns gallery items (each 64 px image followed by its upscaled version) and a summary."""
+    @staticmethod
+    def _settings(upscale, sr_method, truncation=1.0, rerank=1) -> Settings:
+        # Two decimals: a slider's 0.7000000000000001 is drawn, and written in commands, as 0.7.
+        return Settings(truncation=round(float(truncation), 2), rerank=int(rerank), upscale=int(upscale), sr_method=sr_method)
+
+    def _run(self, action, *args):
+        """``action(*args)`` under the lock, a user error refused as a message."""
+        try:
+            with self.lock:
+                return action(*args)
+        except (T2IError, SRError) as exc:
+            raise refuse(str(exc)) from None
+
+    def gallery_items(self, pictures: list[Picture], *, commands: bool = True) -> list[tuple[str, str]]:
+        """Each picture at 64 px, then enlarged when it was, captioned with its number (and command)."""
+        items = []
+        for picture in pictures:
+            for data, enlarged in ((picture.small, False), (picture.big, True)):
+                if data is None:
+                    continue
+                size = f"{picture.upscale}x ({picture.upscaler})" if enlarged else "64 px"
+                text = f"#{picture.number}, {size}: " + (picture.command(enlarged=enlarged) if commands else picture.label)
+                items.append((self._file(data), text))
+        return items
+
+    def picture_items(self, conversation: Conversation) -> list[tuple[str, str]]:
+        """One item per picture of the conversation (its final image), in order: what is picked from."""
+        return [(self._file(p.big if p.big is not None else p.small), f"#{p.number}: {p.label}") for p in conversation.pictures]
+
+    @staticmethod
+    def summary(conversation: Conversation, pictures: list[Picture]) -> dict:
+        """What an answer drew, for API callers: each picture's record, and the current flower."""
+        return {"pictures": [picture.record() for picture in pictures], "current": conversation.current}
+
+    # --- the chat's actions, each on one session's conversation ---------------------------------
+    def generate(self, caption: str, num_images: int, seed: float | int | None, random_seed: bool, upscale: int,
+                 sr_method: str, truncation: float = 1.0, rerank: int = 1, conversation: Conversation | None = None,
+                 ) -> tuple[list[tuple[str, str]], dict]:
+        """New flowers for a caption: gallery items (each 64 px image followed by its upscaled
+        version) and a summary. The first becomes the conversation's current flower."""
         if not isinstance(caption, str) or not caption.strip():
             raise refuse("Write a caption first: the page needs a description of the flower.")
         num_images = int(num_images)
         if not 1 <= num_images <= MAX_IMAGES:
             raise refuse(f"Ask for between 1 and {MAX_IMAGES} images, not {num_images}.")
         used_seed = self._seed(seed, random_seed)
-        try:
-            check_request(caption, num_images=num_images, seed=used_seed, upscale=int(upscale), sr_method=sr_method)
-            with self.lock:  # only a request the pipeline accepts waits for the models
-                result = self.pipeline(caption, num_images=num_images, seed=used_seed,
-                                       upscale=int(upscale), sr_method=sr_method)
-        except (T2IError, SRError) as exc:
+        settings = self._settings(upscale, sr_method, truncation, rerank)
+        try:  # only a request the pipeline accepts waits for the models
+            check_request(caption, num_images=num_images, seed=used_seed, upscale=settings.upscale, sr_method=sr_method,
+                          truncation=settings.truncation, rerank=settings.rerank)
+        except T2IError as exc:
             raise refuse(str(exc)) from None
-        items: list[tuple[str, str]] = []
-        for index, image in enumerate(result.images):
-            items.append((self._file(image), f"seed {result.seeds[index]}, 64 px"))
-            if result.upscaled is not None:
-                big = result.upscaled[index]
-                items.append((self._file(big), f"seed {result.seeds[index]}, {big.width} px ({result.upscaler})"))
-        summary = {
-            "caption": result.captions[0], "seeds": result.seeds, "upscale": int(upscale),
-            "upscaler": result.upscaler or "none", "sizes": [list(i.size) for i in result.final],
-        }
-        return items, summary
+        conversation = conversation if conversation is not None else Conversation()
+        pictures = self._run(self.artist.draw, conversation, caption, num_images, used_seed, settings)
+        summary = self.summary(conversation, pictures)
+        summary.update({
+            "caption": pictures[0].caption, "seeds": list(range(used_seed, used_seed + num_images)), "upscale": settings.upscale,
+            "upscaler": pictures[0].upscaler or "none", "sizes": [list(p.size) for p in pictures],
+        })
+        return self.gallery_items(pictures), summary
+
+    def pick(self, conversation: Conversation, number: float | int) -> dict:
+        """Make picture ``number`` the current flower; its record."""
+        if number is None or float(number) != int(number):
+            raise refuse(f"pick a picture by its number (#1, #2, ...), not {number}")
+        picture = self._run(conversation.pick, int(number))
+        return {"current": picture.number, "picture": picture.record()}
+
+    def keep(self, conversation: Conversation, caption: str, upscale: int, sr_method: str) -> tuple[list, dict]:
+        """The current flower drawn with a new caption: its noise kept."""
+        if not isinstance(caption, str) or not caption.strip():
+            raise refuse("Write the new caption to draw the current flower with.")
+        pictures = self._run(self.artist.keep, conversation, caption, self._settings(upscale, sr_method))
+        return self.gallery_items(pictures), self.summary(conversation, pictures)
+
+    def variations(self, conversation: Conversation, count: int, strength: float, seed: float | int | None, random_seed: bool,
+                   upscale: int, sr_method: str, rerank: int = 1) -> tuple[list, dict]:
+        """``count`` variations of the current flower, its noise moved by ``strength``."""
+        strength = round(float(strength), 2)
+        if not 0 < strength <= 1:
+            raise refuse(f"the variation strength must lie in (0, 1], not {strength}")
+        used_seed = self._seed(seed, random_seed)
+        pictures = self._run(self.artist.vary, conversation, int(count), strength, used_seed,
+                             self._settings(upscale, sr_method, rerank=rerank))
+        return self.gallery_items(pictures), self.summary(conversation, pictures)
+
+    def blend(self, conversation: Conversation, caption: str, steps: int, upscale: int, sr_method: str) -> tuple[list, dict]:
+        """A strip from the current flower to ``caption``, its noise held."""
+        if not isinstance(caption, str) or not caption.strip():
+            raise refuse("Write the caption to blend the current flower into.")
+        pictures = self._run(self.artist.blend, conversation, caption, int(steps), self._settings(upscale, sr_method))
+        return self.gallery_items(pictures), self.summary(conversation, pictures)
+
+    def upscale_this(self, conversation: Conversation, upscale: int, sr_method: str) -> tuple[list, dict]:
+        """The current flower enlarged at another factor or method, without drawing it again."""
+        pictures = self._run(self.artist.upscale, conversation, self._settings(upscale, sr_method))
+        return self.gallery_items(pictures), self.summary(conversation, pictures)
+
+    def download(self, conversation: Conversation) -> str:
+        """A zip of the conversation's pictures with ``conversation.json``; its path."""
+        if not conversation.pictures:
+            raise refuse("Nothing to download yet: draw a flower first.")
+        with self.lock:
+            data = conversation.zip_bytes()
+        return self._file(data, name="t2i-conversation.zip")
 
     def restyle(self, photo: Image.Image | str | None, caption: str, photo_caption: str | None, upscale: int,
                 sr_method: str) -> tuple[list[tuple[str, str]], dict]:
@@ -215,57 +314,170 @@ class PhotoUpload(gr.Image):
         return payload.path
 
 
-def build_demo(pipeline: T2IPipeline) -> gr.Blocks:
-    backend = DemoBackend(pipeline)
-    # Gradio's copies of the page's images go after FILE_LIFETIME, checked as often: a bounded cache.
-    with gr.Blocks(title="t2i: captions to flowers", delete_cache=(FILE_LIFETIME, FILE_LIFETIME)) as demo:
+def _numbers(pictures: list[Picture]) -> str:
+    first, last = pictures[0].number, pictures[-1].number
+    return f"#{first}" if first == last else f"#{first}–#{last}"
+
+
+def _answer(kind: str, pictures: list[Picture], conversation: Conversation, **about) -> str:
+    """The chat's words for an answer: what was drawn, what was kept, and the pictures' numbers."""
+    first = pictures[0]
+    if kind == "drawn":
+        seeds = [p.args[p.args.index("--seed") + 1] for p in pictures]
+        text = f"**{first.caption}**: new flowers {_numbers(pictures)} (seed{'s' if len(seeds) > 1 else ''} {seeds[0]}" + (
+            f"–{seeds[-1]})." if len(seeds) > 1 else ").")
+    elif kind == "kept":
+        text = (f"**{first.caption}**, drawn with the flower of #{about['source']} (its noise `{first.noise}`: pose and "
+                f"framing kept, the content from the new caption): {_numbers(pictures)}.")
+    elif kind == "variation":
+        text = (f"{len(pictures)} variation{'s' if len(pictures) > 1 else ''} of #{about['source']}, its noise moved "
+                f"{about['strength']:g} of the way towards fresh seeds: {_numbers(pictures)}.")
+    elif kind == "blend":
+        text = f"From #{about['source']} to **{about['target']}** in {len(pictures)} steps, the noise held: {_numbers(pictures)}."
+    else:
+        text = f"#{about['source']} enlarged ×{first.upscale} ({first.upscaler}), not drawn again: {_numbers(pictures)}."
+    return text + f" The current flower is #{conversation.current}. Each image's caption is the `t2i` command that draws it again."
+
+
+def build_demo(pipeline: T2IPipeline, *, checkpoint: str | None = None) -> gr.Blocks:
+    """The page. ``checkpoint``: the generator as the demo was started with it (None: the shipped
+    one), which the commands shown beside the pictures name."""
+    backend = DemoBackend(pipeline, checkpoint=checkpoint)
+    # Gradio's copies of the page's images go after FILE_LIFETIME, checked every CLEAN_EVERY: a bounded cache.
+    with gr.Blocks(title="t2i: captions to flowers", delete_cache=(CLEAN_EVERY, FILE_LIFETIME)) as demo:
         gr.Markdown("# t2i: captions to flowers\nDescribe a flower; a conditional GAN draws it at 64 px "
                     "and FSRCNN (or SRCNN) enlarges it.")
         gr.Markdown(backend.describe(), elem_id="loaded-models")
         with gr.Tab("Generate"):
+            # Each browser session (and each gradio_client) has its own conversation.
+            # (A function, not the class: Gradio would read a dataclass given as a value as an instance.)
+            conversation = gr.State(lambda: Conversation(), time_to_live=FILE_LIFETIME)
             chat = gr.Chatbot(label="Images", show_label=False, height=560, elem_id="history")
             with gr.Row():
                 caption = gr.Textbox(placeholder="this flower has pink petals and a yellow center",
                                      label="Caption", scale=4, elem_id="caption")
                 send = gr.Button("Generate", variant="primary", scale=1, elem_id="generate")
             with gr.Row():
-                num_images = Slider(1, MAX_IMAGES, value=2, step=1, label="Images")
+                num_images = Slider(1, MAX_IMAGES, value=2, step=1, label="Images (and variations)", elem_id="num-images")
                 seed = Number(value=0, precision=0, minimum=0, label="Seed")
                 random_seed = gr.Checkbox(value=False, label="Random seed")
-                upscale = Slider(1, 4, value=4, step=1, label="Upscale factor")
-                sr_method = Radio(list(SR_METHODS), value="auto", label="SR method")
+                upscale = Slider(1, 4, value=4, step=1, label="Upscale factor", elem_id="upscale")
+                sr_method = Radio(list(SR_METHODS), value="auto", label="SR method", elem_id="sr-method")
+            with gr.Row():
+                truncation = Slider(0.5, 1, value=1, step=0.05, label="Truncation (1: none; lower: more typical, less varied)")
+                rerank = Slider(1, MAX_RERANK, value=1, step=1, label="Rerank: best of K candidates by caption match (1: off)")
             gr.Examples(EXAMPLES, inputs=caption, label="Example captions")
-            # The latest answer again, outside the chat: Gradio's chat shows images as cropped
-            # thumbnails with no larger view, while a gallery of its own opens each image whole.
-            latest = gr.Gallery(label="Latest images: click one to see it whole", columns=8, object_fit="contain",
-                                allow_preview=True, height="auto", format="png", elem_id="latest")
+            # Every picture of the conversation, oldest first: a click makes it the current flower. It
+            # also shows each image whole: the chat's thumbnails are cropped and have no larger view.
+            pictures = gr.Gallery(label="This conversation's pictures: click one to make it the current flower", columns=8,
+                                  object_fit="contain", allow_preview=True, height="auto", format="png", elem_id="pictures")
+            with gr.Row(equal_height=False):
+                current_image = gr.Image(label="Current flower", type="filepath", interactive=False, height=256, width=256,
+                                         elem_id="current-image", scale=1)
+                with gr.Column(scale=3):
+                    current_info = gr.Markdown("No current flower yet: generate one.", elem_id="current-info")
+                    current_command = gr.Textbox(label="Draw it again", interactive=False, buttons=["copy"], elem_id="current-command")
+                    with gr.Row():
+                        keep = gr.Button("Keep this flower, draw the caption above", elem_id="keep")
+                        vary = gr.Button("Variations", elem_id="vary")
+                        blend = gr.Button("Blend into the caption above", elem_id="blend")
+                        enlarge = gr.Button("Upscale this one", elem_id="upscale-this")
+                    with gr.Row():
+                        strength = Slider(0.05, 1, value=0.3, step=0.05, label="Variation strength", elem_id="strength")
+                        blend_steps = Slider(2, MAX_BLEND_STEPS, value=6, step=1, label="Blend steps", elem_id="blend-steps")
+            with gr.Row():
+                download = gr.Button("Download this conversation (zip)", elem_id="download")
+                download_file = gr.File(label="Conversation", interactive=False, elem_id="download-file")
             summary = gr.JSON(visible=False)
             gallery = gr.Gallery(visible=False, format="png")
+            pick_number = gr.Number(visible=False, precision=0)
 
-            def respond(text, history, n, s, rand, up, method):
+            def current_view(state: Conversation):
+                """The current-flower panel: its image, what it is, and its command."""
+                if state.current is None:
+                    return None, "No current flower yet: generate one.", ""
+                flower = state.current_picture()
+                image = backend._file(flower.big if flower.big is not None else flower.small)
+                info = (f"**Current flower: #{flower.number}**, {flower.label}. Noise `{flower.noise}`"
+                        + (f", truncation {flower.truncation:g}" if flower.truncation != 1 else "") + ".")
+                if flower.big is not None:
+                    info += f"  \nAt 64 px: `{flower.command(enlarged=False)}`"
+                return image, info, flower.command()
+
+            def answer(history, text, state, act, kind, *args, **about):
+                """Run one chat action: the request and its answer (words and images) join the history."""
                 history = list(history or [])
-                history.append({"role": "user", "content": text})
+                if text:
+                    history.append({"role": "user", "content": text})
                 try:
-                    items, info = backend.generate(text, n, s, rand, up, method)
+                    items, info = act(state, *args)
                 except gr.Error as exc:  # said in the chat, which keeps its history; the caption stays to edit
                     history.append({"role": "assistant", "content": f"⚠️ {exc.message}"})
-                    return history, text, gr.skip()
-                # The answer repeats its caption: the chat scrolls to the images, the question scrolls away.
-                note = f"**{info['caption']}**: " + (f"seeds {info['seeds'][0]}–{info['seeds'][-1]}; " if len(info["seeds"]) > 1 else f"seed {info['seeds'][0]}; ")
-                note += f"64 px originals beside ×{info['upscale']} ({info['upscaler']}); click an image to see it whole." if info["upscale"] > 1 else "64 px; click an image to see it whole."
-                history.append({"role": "assistant", "content": note})
+                    return history, gr.skip(), state, gr.skip(), *current_view(state)
+                made = [state.picture(record["number"]) for record in info["pictures"]]
+                if "source" not in about:
+                    about["source"] = made[0].number
+                history.append({"role": "assistant", "content": _answer(kind, made, state, **about)})
                 history.append({"role": "assistant", "content": gr.Gallery(value=items, columns=4, object_fit="contain", format="png")})
-                return history, "", items
+                return history, "", state, backend.picture_items(state), *current_view(state)
 
-            inputs = [caption, chat, num_images, seed, random_seed, upscale, sr_method]
-            send.click(respond, inputs, [chat, caption, latest], api_name=False)
-            caption.submit(respond, inputs, [chat, caption, latest], api_name=False)
-            # The named endpoint for gradio_client: same work, plain outputs.
-            api_button = gr.Button(visible=False)
-            api_button.click(
-                backend.generate, [caption, num_images, seed, random_seed, upscale, sr_method],
-                [gallery, summary], api_name="generate",
-            )
+            outputs = [chat, caption, conversation, pictures, current_image, current_info, current_command]
+
+            def on_generate(text, history, state, n, s, rand, up, method, psi, k):
+                return answer(history, text, state, lambda st, *a: backend.generate(*a, conversation=st), "drawn",
+                              text, n, s, rand, up, method, psi, k)
+
+            def on_keep(text, history, state, up, method):
+                source = state.current
+                return answer(history, f"Keep #{source}: {text}", state, backend.keep, "kept", text, up, method, source=source)
+
+            def on_vary(history, state, n, power, s, rand, up, method, k):
+                return answer(history, f"Variations of #{state.current}", state, backend.variations, "variation", n, power, s,
+                              rand, up, method, k, source=state.current, strength=round(float(power), 2))
+
+            def on_blend(text, history, state, steps, up, method):
+                return answer(history, f"Blend #{state.current} into: {text}", state, backend.blend, "blend", text, steps, up,
+                              method, source=state.current, target=text)
+
+            def on_enlarge(history, state, up, method):
+                return answer(history, f"Upscale #{state.current} ×{int(up)}", state, backend.upscale_this, "upscaled", up, method,
+                              source=state.current)
+
+            def on_pick(state: Conversation, event: gr.SelectData):
+                backend.pick(state, state.pictures[event.index].number)
+                return state, *current_view(state)
+
+            settings = [num_images, seed, random_seed, upscale, sr_method, truncation, rerank]
+            for trigger in (send.click, caption.submit):
+                trigger(on_generate, [caption, chat, conversation, *settings], outputs, api_name=False)
+            keep.click(on_keep, [caption, chat, conversation, upscale, sr_method], outputs, api_name=False)
+            vary.click(on_vary, [chat, conversation, num_images, strength, seed, random_seed, upscale, sr_method, rerank], outputs,
+                       api_name=False)
+            blend.click(on_blend, [caption, chat, conversation, blend_steps, upscale, sr_method], outputs, api_name=False)
+            enlarge.click(on_enlarge, [chat, conversation, upscale, sr_method], outputs, api_name=False)
+            pictures.select(on_pick, [conversation], [conversation, current_image, current_info, current_command], api_name=False)
+            download.click(backend.download, [conversation], download_file, api_name=False)
+
+            # The named endpoints for gradio_client: the same actions on the client's own conversation, plain outputs.
+            def api(name, fn, inputs, outs):
+                button = gr.Button(visible=False)
+                button.click(fn, inputs, outs, api_name=name)
+
+            def api_generate(text, n, s, rand, up, method, psi, k, state):
+                return (*backend.generate(text, n, s, rand, up, method, psi, k, conversation=state), state)
+
+            api("generate", api_generate, [caption, *settings, conversation], [gallery, summary, conversation])
+            api("pick", lambda state, number: (backend.pick(state, number), state), [conversation, pick_number], [summary, conversation])
+            api("keep", lambda state, text, up, method: (*backend.keep(state, text, up, method), state),
+                [conversation, caption, upscale, sr_method], [gallery, summary, conversation])
+            api("variations", lambda state, n, power, s, rand, up, method, k: (*backend.variations(state, n, power, s, rand, up, method, k), state),
+                [conversation, num_images, strength, seed, random_seed, upscale, sr_method, rerank], [gallery, summary, conversation])
+            api("blend", lambda state, text, steps, up, method: (*backend.blend(state, text, steps, up, method), state),
+                [conversation, caption, blend_steps, upscale, sr_method], [gallery, summary, conversation])
+            api("upscale_this", lambda state, up, method: (*backend.upscale_this(state, up, method), state),
+                [conversation, upscale, sr_method], [gallery, summary, conversation])
+            api("conversation", lambda state: backend.summary(state, state.pictures), [conversation], summary)
+            api("download", backend.download, [conversation], download_file)
         with gr.Tab("Interpolate"):
             with gr.Row():
                 first = gr.Textbox(value="this flower has red petals", label="From")

@@ -79,3 +79,11 @@ def tiny_run(tmp_path_factory, flowers_h5) -> Path:
     run = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_train_config(flowers_h5), ModelConfig(**TINY_MODEL), run, progress=False)
     return run
+
+
+@pytest.fixture(scope="session")
+def pipeline(tiny_run):
+    """The tiny run's pipeline, on the CPU (read-only for tests)."""
+    from t2i_cli.pipeline import T2IPipeline
+
+    return T2IPipeline.from_pretrained(tiny_run, device="cpu")

@@ -29,6 +29,11 @@ RerankOption = Annotated[
     typer.Option("--rerank", help="Draw K candidates for each image and keep the one the generator's caption-matching "
                                   "model scores best (1: no reranking)."),
 ]
+NoiseFromOption = Annotated[
+    Optional[str],
+    typer.Option("--noise-from", help="Draw with one flower's noise, as the demo names it: a seed (12), a reranked candidate "
+                                      "(12c3) or a variation (12~0.3:40). Its pose stays; the caption sets the content."),
+]
 TruncationOption = Annotated[
     float,
     typer.Option("--truncation", help="Share of the noise distribution kept (BigGAN's truncation trick): 1 = all, "
@@ -53,8 +58,9 @@ def generate_cli(
     sr_method: SRMethodOption = "auto",
     sr_weights: SRWeightsOption = None,
     truncation: TruncationOption = 1.0,
-    variation_of: Annotated[Optional[int], typer.Option("--variation-of", help="Draw variations of the flower of this seed: image j's noise moves from it towards seed + j's by --strength.")] = None,
+    variation_of: Annotated[Optional[str], typer.Option("--variation-of", help="Draw variations of this flower (a seed, or noise as --noise-from takes it): image j's noise moves from it towards seed + j's by --strength.")] = None,
     strength: Annotated[float, typer.Option("--strength", help="With --variation-of: 0 keeps the flower's noise, 1 is seed + j's own (0.3: near variations).")] = 0.3,
+    noise_from: NoiseFromOption = None,
     rerank: RerankOption = 1,
     checkpoint: CheckpointOption = None,
     encoder: EncoderOverride = None,
@@ -64,7 +70,7 @@ def generate_cli(
     """Generate images from captions with a trained generator, optionally upscaled."""
     from t2i_cli.errors import T2IError
     from t2i_cli.grid import save_image
-    from t2i_cli.pipeline import T2IPipeline, check_request
+    from t2i_cli.pipeline import check_request
     from t2i_cli.progress import progress_bar
 
     texts = list(captions or [])
@@ -76,7 +82,7 @@ def generate_cli(
         except UnicodeDecodeError:
             raise T2IError(f"captions file {captions_file} is not UTF-8 text") from None
     texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation,
-                          variation_of=variation_of, strength=strength, rerank=rerank)
+                          variation_of=variation_of, strength=strength, rerank=rerank, noise_from=noise_from)
     as_file = image_or_folder(out)
     inputs = [captions_file] if captions_file is not None else []
     check_output_path(out, as_folder=not as_file, inputs=inputs, force=force)
@@ -86,14 +92,14 @@ def generate_cli(
 
         check_outputs([out / name for name in names], inputs=inputs, force=force)
 
-    pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder, sr_weights=[sr_weights] if sr_weights else [])
-    if sr_weights is not None and upscale not in pipeline.sr_weights:
-        raise T2IError(f"--sr-weights {sr_weights} are for x{next(iter(pipeline.sr_weights))}, but --upscale is {upscale}", parameter="upscale")
+    pipeline = load_pipeline(checkpoint, device=device, encoder=encoder, sr_weights=sr_weights, upscale=upscale)
     total = len(texts) * num_images
     with progress_bar("generating", total=total, enabled=total > PROGRESS_FROM) as advance:
         result = pipeline(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation,
-                          variation_of=variation_of, strength=strength, rerank=rerank, progress=advance)
+                          variation_of=variation_of, strength=strength, rerank=rerank, noise_from=noise_from, progress=advance)
     images = result.final
+    if rerank > 1:  # which candidate each image is, so --noise-from can draw it again without reranking
+        typer.echo(f"noise drawn: {' '.join(str(noise) for noise in result.noise)}")
     if as_file:  # one image, or a sheet with a row per caption, wrapped past 16 images
         picture = images[0] if len(images) == 1 else result.grid()
         save_image(picture, out)
@@ -109,22 +115,55 @@ def interpolate_cli(
     first: Annotated[str, typer.Argument(help="Caption at the start.")],
     second: Annotated[str, typer.Argument(help="Caption at the end.")],
     steps: Annotated[int, typer.Option(help="Images along the way, ends included.")] = 8,
-    seed: SeedOption = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Image file for the row of images (.png, .jpg, .webp).")] = Path("interpolation.png"),
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the one noise every image is drawn with.")] = 0,
+    noise_from: NoiseFromOption = None,
+    truncation: TruncationOption = 1.0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="An image file for the row of images (.png, .jpg, .webp), or a folder (one PNG per step: 000.png, 001.png, ...).")] = Path("interpolation.png"),
+    upscale: Annotated[int, typer.Option("--upscale", "-u", help="Enlarge the images x2, x3 or x4 (1: no).")] = 1,
+    sr_method: SRMethodOption = "auto",
+    sr_weights: SRWeightsOption = None,
     checkpoint: CheckpointOption = None,
     encoder: EncoderOverride = None,
     device: DeviceOption = "auto",
     force: ForceOption = False,
 ) -> None:
     """Walk the caption-embedding space from one caption to another with the noise held fixed."""
-    from t2i_cli.errors import T2IError
-    from t2i_cli.grid import IMAGE_FORMATS, save_image
-    from t2i_cli.pipeline import T2IPipeline, check_interpolation
+    from t2i_cli.grid import save_image
+    from t2i_cli.pipeline import check_interpolation
 
-    first, second = check_interpolation(first, second, steps=steps, seed=seed)
-    if not image_or_folder(out):
-        raise T2IError(f"the interpolation is one image: name a file ({', '.join(IMAGE_FORMATS)}), got {out}", parameter="out")
-    check_output_path(out, as_folder=False, force=force)
-    pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder)
-    save_image(pipeline.interpolate(first, second, steps=steps, seed=seed).grid(), out)
-    typer.echo(f"wrote {out} ({steps} images)")
+    first, second = check_interpolation(first, second, steps=steps, seed=seed, noise_from=noise_from, truncation=truncation,
+                                        upscale=upscale, sr_method=sr_method)
+    as_file = image_or_folder(out)
+    check_output_path(out, as_folder=not as_file, force=force)
+    names = [interpolation_name(step) for step in range(steps)]
+    if not as_file:
+        from t2i_cli.outputs import check_outputs
+
+        check_outputs([out / name for name in names], force=force)
+    pipeline = load_pipeline(checkpoint, device=device, encoder=encoder, sr_weights=sr_weights, upscale=upscale)
+    result = pipeline.interpolate(first, second, steps=steps, seed=seed, noise_from=noise_from, truncation=truncation,
+                                  upscale=upscale, sr_method=sr_method)
+    if as_file:
+        save_image(result.grid(), out)
+        typer.echo(f"wrote {out} ({steps} images)")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for image, name in zip(result.final, names):
+        save_image(image, out / name)
+    typer.echo(f"wrote {steps} images to {out}/")
+
+
+def load_pipeline(checkpoint: Path | None, *, device: str, encoder: str | None, sr_weights: Path | None, upscale: int):
+    """The pipeline of ``checkpoint``, upscaling with ``sr_weights`` (which must be for ``upscale``) when given."""
+    from t2i_cli.errors import T2IError
+    from t2i_cli.pipeline import T2IPipeline
+
+    pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder, sr_weights=[sr_weights] if sr_weights else [])
+    if sr_weights is not None and upscale not in pipeline.sr_weights:
+        raise T2IError(f"--sr-weights {sr_weights} are for x{next(iter(pipeline.sr_weights))}, but --upscale is {upscale}", parameter="upscale")
+    return pipeline
+
+
+def interpolation_name(step: int) -> str:
+    """The file of an interpolation's image ``step`` (from 0) in a folder."""
+    return f"{step:03d}.png"
