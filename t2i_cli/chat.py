@@ -9,27 +9,29 @@ held. No Gradio here: ``web.py`` puts this on the page.
 
 Every picture is drawn alone, in a batch of one, as its command draws it: a convolution's
 arithmetic depends on the batch's size, so a picture drawn beside others could differ from its
-command's by a grey level. A blend strip is the exception: it is drawn as ``t2i interpolate``
-draws it, the whole strip at once, and its command writes the strip's folder.
+command's by a grey level. A blend strip is the exception: it is drawn (and enlarged) as
+``t2i interpolate`` draws it, the whole strip at once, and its command writes the strip's folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shlex
 import zipfile
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 
 from PIL import Image
 
 from t2i_cli.errors import T2IError
-from t2i_cli.pipeline import T2IPipeline
+from t2i_cli.pipeline import T2IPipeline, interpolation_file, validate_captions
 from t2i_cli.sampling import NO_TRUNCATION
 
 MAX_VARIATIONS = 8
 MAX_BLEND_STEPS = 16
-MAX_PICTURES = 500  # a conversation's pictures kept in memory (about 100 kB each, upscaled): the oldest go first
+MAX_PICTURES = 200  # a conversation's pictures kept in memory (up to about 100 kB each): the oldest go first
 
 
 @dataclass(frozen=True)
@@ -43,38 +45,73 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class Blend:
+    """Where a blend picture lies: ``weight`` of the way from caption ``first`` to ``second``, in a
+    strip of ``steps`` drawn at once."""
+
+    first: str
+    second: str
+    steps: int
+    step: int
+
+    @property
+    def weight(self) -> float:
+        return self.step / (self.steps - 1)
+
+
+@dataclass(frozen=True)
 class Picture:
     """One image of the conversation: the 64 px drawing and, when asked for, its enlargement."""
 
     number: int  # from 1, in the order drawn
     kind: str  # drawn | kept | variation | blend | upscaled
-    caption: str  # the caption a "keep" or "blend" starting here goes on from
+    caption: str  # the caption it was drawn with (a blend's: the nearer end; see ``blend``)
     label: str  # what the page says the picture is
     noise: str  # its NoiseRecipe, with the candidate reranking chose
     truncation: float
+    rerank: int
     small: bytes  # PNG, at the generator's size
     big: bytes | None  # PNG, enlarged
     upscale: int
     upscaler: str | None
-    args: tuple[str, ...]  # the t2i command without its upscaling flags and --out
-    folder_file: str | None = None  # a blend's: its file in the folder the command writes
+    command_name: str  # generate | interpolate
+    captions: tuple[str, ...]  # the command's captions
+    options: tuple[str, ...]  # the command's options, but for its upscaling flags and --out
+    seed: int | None = None  # the seed it was drawn from, if one (drawn pictures and variations)
+    blend: Blend | None = None
     sr_method: str = "auto"
     sr_weights: str | None = None  # the demo's own SR weights for this picture's scale, if it has some
 
     def command(self, *, enlarged: bool | None = None) -> str:
-        """The shell command that writes this picture again: the enlarged one (the default,
-        where there is one) or the 64 px one."""
+        """The shell command that writes this picture again (see :meth:`output`): the enlarged one
+        (the default, where there is one) or the 64 px one."""
         enlarged = self.big is not None if enlarged is None else enlarged
-        args = list(self.args)
+        options = list(self.options)
         if enlarged and self.upscale > 1:
-            args += ["--upscale", str(self.upscale)] + (["--sr-method", self.sr_method] if self.sr_method != "auto" else [])
-            args += ["--sr-weights", self.sr_weights] if self.sr_weights else []
+            options += ["--upscale", str(self.upscale)] + (["--sr-method", self.sr_method] if self.sr_method != "auto" else [])
+            options += ["--sr-weights", self.sr_weights] if self.sr_weights else []
         suffix = f"-x{self.upscale}" if enlarged and self.upscale > 1 else ""
-        if self.folder_file is None:
-            args += ["--out", f"flower-{self.number}{suffix}.png"]
-            return shlex.join(["t2i", *args])
-        folder = f"blend-{self.number}{suffix}"
-        return f"{shlex.join(['t2i', *args, '--out', folder + '/'])}   # this picture: {folder}/{self.folder_file}"
+        options += ["--out", f"flower-{self.number}{suffix}.png" if self.blend is None else f"blend-{self.number}{suffix}/"]
+        if any(caption.startswith("-") for caption in self.captions):  # "--": a caption is never read as a flag
+            return shlex.join(["t2i", self.command_name, *options, "--", *self.captions])
+        return shlex.join(["t2i", self.command_name, *self.captions, *options])
+
+    def output(self, *, enlarged: bool | None = None) -> str:
+        """The file :meth:`command` writes this picture to (a blend's command writes its whole strip)."""
+        enlarged = self.big is not None if enlarged is None else enlarged
+        suffix = f"-x{self.upscale}" if enlarged and self.upscale > 1 else ""
+        if self.blend is None:
+            return f"flower-{self.number}{suffix}.png"
+        return f"blend-{self.number}{suffix}/{interpolation_file(self.blend.step)}"
+
+    @cached_property
+    def small_name(self) -> str:
+        """:func:`content_name` of the 64 px PNG (worked out once)."""
+        return content_name(self.small)
+
+    @cached_property
+    def big_name(self) -> str | None:
+        return content_name(self.big) if self.big is not None else None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -84,14 +121,16 @@ class Picture:
 
     def record(self) -> dict:
         """What the session's download says about the picture (no image bytes)."""
-        entry = {k: v for k, v in asdict(self).items() if k not in ("small", "big", "args", "folder_file", "sr_weights")}
-        entry["command"] = self.command()
+        skipped = ("small", "big", "command_name", "captions", "options", "sr_weights")
+        entry = {k: v for k, v in asdict(self).items() if k not in skipped}
+        entry["command"], entry["writes"] = self.command(), self.output()
         if self.big is not None:
-            entry["command_64px"] = self.command(enlarged=False)
+            entry["command_64px"], entry["writes_64px"] = self.command(enlarged=False), self.output(enlarged=False)
         entry["files"] = self.file_names()
         return entry
 
     def file_names(self) -> list[str]:
+        """Its files in the session's download."""
         names = [f"{self.number:03d}-64px.png"]
         if self.big is not None:
             names.append(f"{self.number:03d}-x{self.upscale}.png")
@@ -105,13 +144,18 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def content_name(data: bytes) -> str:
+    """A name made from the bytes: the page's files are named by what they hold."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
 @dataclass
 class Conversation:
     """What one browser session remembers: its pictures and the current flower (a picture's number)."""
 
     pictures: list[Picture] = field(default_factory=list)
     current: int | None = None
-    drawn: int = 0  # pictures numbered so far
+    last_number: int = 0  # the number given to the latest picture
 
     def picture(self, number: int) -> Picture:
         for picture in self.pictures:
@@ -142,8 +186,8 @@ class Conversation:
         return pictures
 
     def next_number(self) -> int:
-        self.drawn += 1
-        return self.drawn
+        self.last_number += 1
+        return self.last_number
 
     def record(self) -> dict:
         return {"current": self.current, "pictures": [picture.record() for picture in self.pictures]}
@@ -162,105 +206,124 @@ class Conversation:
 class Artist:
     """Draws the conversation's pictures with one pipeline and says how to draw each again.
 
-    ``checkpoint`` is the generator as the demo was started with it (None: the shipped one),
-    named in every command; the pipeline's own SR weights are named where a command upscales.
+    ``checkpoint`` and ``encoder`` are the generator and caption encoder as the demo was started
+    with them (None: the shipped generator, MiniLM), named in every command; the pipeline's own SR
+    weights are named where a command upscales.
     """
 
-    def __init__(self, pipeline: T2IPipeline, *, checkpoint: str | None = None):
+    def __init__(self, pipeline: T2IPipeline, *, checkpoint: str | None = None, encoder: str | None = None):
         self.pipeline = pipeline
         self.checkpoint = checkpoint
+        self.encoder = encoder
 
-    def _args(self, *args: str, truncation: float = NO_TRUNCATION, rerank: int = 1) -> tuple[str, ...]:
-        """A command's arguments: ``args``, then the sampling settings and the checkpoint where they are not the defaults."""
+    def _options(self, *options: str, truncation: float = NO_TRUNCATION, rerank: int = 1) -> tuple[str, ...]:
+        """A command's options: ``options``, then the sampling settings, checkpoint and encoder where not the defaults."""
         extra = ["--truncation", repr(truncation)] if truncation != NO_TRUNCATION else []
         extra += ["--rerank", str(rerank)] if rerank > 1 else []
         extra += ["--checkpoint", self.checkpoint] if self.checkpoint else []
-        return (*args, *extra)
+        extra += ["--encoder", self.encoder] if self.encoder else []
+        return (*options, *extra)
 
     def _sr_weights(self, settings: Settings) -> str | None:
-        own = self.pipeline.sr_weights.get(settings.upscale) if settings.sr_method != "bicubic" else None
+        own = self.pipeline.sr_weights.get(settings.upscale) if settings.sr_method != "bicubic" and settings.upscale > 1 else None
         return str(own) if own is not None else None
 
-    def _generate_one(self, conversation: Conversation, *, kind: str, caption: str, label: str, args: tuple[str, ...],
-                      settings: Settings, **draw) -> Picture:
+    def _generate_one(self, conversation: Conversation, *, kind: str, caption: str, label: str, options: tuple[str, ...],
+                      settings: Settings, seed: int | None = None, **draw) -> Picture:
         result = self.pipeline(caption, num_images=1, upscale=settings.upscale, sr_method=settings.sr_method,
-                               truncation=settings.truncation, **draw)
+                               truncation=settings.truncation, rerank=settings.rerank, seed=seed or 0, **draw)
         return Picture(
-            number=conversation.next_number(), kind=kind, caption=result.captions[0], label=label, noise=str(result.noise[0]),
-            truncation=settings.truncation, small=png_bytes(result.images[0]),
+            number=conversation.next_number(), kind=kind, caption=caption, label=label, noise=str(result.noise[0]),
+            truncation=settings.truncation, rerank=settings.rerank, small=png_bytes(result.images[0]),
             big=png_bytes(result.upscaled[0]) if result.upscaled is not None else None, upscale=settings.upscale,
-            upscaler=result.upscaler, args=args, sr_method=settings.sr_method, sr_weights=self._sr_weights(settings),
+            upscaler=result.upscaler, command_name="generate", captions=(caption,), options=options, seed=seed,
+            sr_method=settings.sr_method, sr_weights=self._sr_weights(settings),
         )
 
     def draw(self, conversation: Conversation, caption: str, count: int, seed: int, settings: Settings) -> list[Picture]:
         """``count`` new flowers for ``caption``, seeds ``seed`` to ``seed + count - 1``."""
+        caption = validate_captions([caption])[0]
         pictures = []
         for s in range(seed, seed + count):
-            args = self._args("generate", caption, "--seed", str(s), truncation=settings.truncation, rerank=settings.rerank)
+            options = self._options("--seed", str(s), truncation=settings.truncation, rerank=settings.rerank)
             pictures.append(self._generate_one(conversation, kind="drawn", caption=caption, label=f"{caption} (seed {s})",
-                                               args=args, settings=settings, seed=s, rerank=settings.rerank))
+                                               options=options, settings=settings, seed=s))
         return conversation.add(pictures, current=True)
 
     def keep(self, conversation: Conversation, caption: str, settings: Settings) -> list[Picture]:
         """The current flower's noise (and truncation) with a new caption: pose and framing kept."""
+        caption = validate_captions([caption])[0]
         flower = conversation.current_picture()
         own = replace(settings, truncation=flower.truncation, rerank=1)
-        args = self._args("generate", caption, "--noise-from", flower.noise, truncation=flower.truncation)
+        options = self._options("--noise-from", flower.noise, truncation=flower.truncation)
         return conversation.add([self._generate_one(conversation, kind="kept", caption=caption,
-                                                    label=f"{caption} (the flower of #{flower.number})", args=args,
+                                                    label=f"{caption} (the flower of #{flower.number})", options=options,
                                                     settings=own, noise_from=flower.noise)], current=True)
+
+    @staticmethod
+    def _whole_flower(conversation: Conversation, action: str) -> Picture:
+        """The current flower, which must be a flower of one caption: a blend's step lies between two."""
+        flower = conversation.current_picture()
+        if flower.blend is not None:
+            raise T2IError(f"#{flower.number} is a step of a blend, between two captions: {action} start from one caption's "
+                           f"flower (keep #{flower.number} with a caption first)")
+        return flower
 
     def vary(self, conversation: Conversation, count: int, strength: float, seed: int, settings: Settings) -> list[Picture]:
         """``count`` variations of the current flower: its noise moved by ``strength`` towards seeds ``seed``, ``seed + 1``, ..."""
-        flower = conversation.current_picture()
+        flower = self._whole_flower(conversation, "variations")
         if not 1 <= count <= MAX_VARIATIONS:
             raise T2IError(f"ask for 1 to {MAX_VARIATIONS} variations, not {count}")
         own = replace(settings, truncation=flower.truncation)
         pictures = []
         for s in range(seed, seed + count):
-            args = self._args("generate", flower.caption, "--variation-of", flower.noise, "--strength", repr(strength),
-                              "--seed", str(s), truncation=flower.truncation, rerank=settings.rerank)
+            options = self._options("--variation-of", flower.noise, "--strength", repr(strength), "--seed", str(s),
+                                    truncation=flower.truncation, rerank=settings.rerank)
             pictures.append(self._generate_one(conversation, kind="variation", caption=flower.caption,
                                                label=f"{flower.caption} (#{flower.number} varied by {strength:g}, seed {s})",
-                                               args=args, settings=own, seed=s, variation_of=flower.noise, strength=strength,
-                                               rerank=settings.rerank))
+                                               options=options, settings=own, seed=s, variation_of=flower.noise, strength=strength))
         return conversation.add(pictures, current=False)
+
+    def _strip(self, first: str, second: str, steps: int, noise: str, truncation: float, settings: Settings):
+        return self.pipeline.interpolate(first, second, steps=steps, noise_from=noise, truncation=truncation,
+                                         upscale=settings.upscale, sr_method=settings.sr_method)
 
     def blend(self, conversation: Conversation, caption: str, steps: int, settings: Settings) -> list[Picture]:
         """A strip from the current flower to ``caption``: the caption embedding walked, the noise held.
         Its pictures' commands each write the whole strip, drawn at once as it was here."""
-        from t2i_cli.commands.generate import interpolation_name
-
-        flower = conversation.current_picture()
+        flower = self._whole_flower(conversation, "blends")
+        caption = validate_captions([caption])[0]
         if not 2 <= steps <= MAX_BLEND_STEPS:
             raise T2IError(f"a blend has 2 to {MAX_BLEND_STEPS} steps, not {steps}")
-        result = self.pipeline.interpolate(flower.caption, caption, steps=steps, noise_from=flower.noise, truncation=flower.truncation,
-                                           upscale=settings.upscale, sr_method=settings.sr_method)
-        target = result.captions[0].split("  ->  ", 1)[1]
-        args = self._args("interpolate", flower.caption, target, "--noise-from", flower.noise, "--steps", str(steps),
-                          truncation=flower.truncation)
+        result = self._strip(flower.caption, caption, steps, flower.noise, flower.truncation, settings)
+        options = self._options("--noise-from", flower.noise, "--steps", str(steps), truncation=flower.truncation)
         pictures = []
         for step, image in enumerate(result.images):
-            weight = step / (steps - 1)
+            blend = Blend(flower.caption, caption, steps, step)
             pictures.append(Picture(
-                number=conversation.next_number(), kind="blend", caption=flower.caption if weight < 0.5 else target,
-                label=f"{weight:.2f} of the way from #{flower.number} to: {target}", noise=flower.noise,
-                truncation=flower.truncation, small=png_bytes(image),
+                number=conversation.next_number(), kind="blend", caption=flower.caption if blend.weight < 0.5 else caption,
+                label=f"{blend.weight:.2f} of the way from #{flower.number} to: {caption}", noise=flower.noise,
+                truncation=flower.truncation, rerank=1, small=png_bytes(image),
                 big=png_bytes(result.upscaled[step]) if result.upscaled is not None else None, upscale=settings.upscale,
-                upscaler=result.upscaler, args=args, folder_file=interpolation_name(step), sr_method=settings.sr_method,
-                sr_weights=self._sr_weights(settings),
+                upscaler=result.upscaler, command_name="interpolate", captions=(flower.caption, caption), options=options,
+                blend=blend, sr_method=settings.sr_method, sr_weights=self._sr_weights(settings),
             ))
         return conversation.add(pictures, current=False)
 
     def upscale(self, conversation: Conversation, settings: Settings) -> list[Picture]:
         """The current flower enlarged at ``settings``' factor and method, not drawn again: its
-        command is the flower's own with these upscaling flags."""
+        command is the flower's own with these upscaling flags. (A blend's step is enlarged with
+        its strip, as its command enlarges it: the SR network takes small images in batches.)"""
         flower = conversation.current_picture()
         if settings.upscale < 2:
             raise T2IError("choose an upscale factor of 2, 3 or 4 to enlarge the flower")
         upscaler = self.pipeline.upscaler(settings.upscale, settings.sr_method)
-        with Image.open(io.BytesIO(flower.small)) as small:
-            big = upscaler.upscale_images([small.convert("RGB")])[0]
+        if flower.blend is not None:
+            b = flower.blend
+            big = self._strip(b.first, b.second, b.steps, flower.noise, flower.truncation, settings).upscaled[b.step]
+        else:
+            with Image.open(io.BytesIO(flower.small)) as small:
+                big = upscaler.upscale_images([small.convert("RGB")])[0]
         picture = replace(flower, number=conversation.next_number(), kind="upscaled", big=png_bytes(big), upscale=settings.upscale,
                           upscaler=upscaler.describe(), sr_method=settings.sr_method, sr_weights=self._sr_weights(settings),
                           label=f"{flower.label}, enlarged x{settings.upscale}")

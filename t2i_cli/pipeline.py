@@ -153,6 +153,11 @@ def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int =
     return captions
 
 
+def interpolation_file(step: int) -> str:
+    """The file of an interpolation's image ``step`` (from 0) in the folder ``t2i interpolate`` writes."""
+    return f"{step:03d}.png"
+
+
 def check_interpolation(first: str, second: str, *, steps: int = 8, seed: int = 0, noise_from: int | str | None = None,
                         truncation: float = NO_TRUNCATION, upscale: int = 1, sr_method: str = "auto") -> tuple[str, str]:
     """:func:`check_request` for an interpolation; returns the two cleaned captions."""

@@ -48,21 +48,12 @@ def _draw(stream: torch.Generator, noise_dim: int, threshold: float) -> torch.Te
     return z
 
 
-def seeded_noise(noise_dim: int, seeds: list[int], *, truncation: float = NO_TRUNCATION, candidates: int = 1) -> torch.Tensor:
+def seeded_noise(noise_dim: int, seeds: list[int], *, truncation: float = NO_TRUNCATION) -> torch.Tensor:
     """One noise vector ``(len(seeds), noise_dim)`` per seed, each from its own generator. With
     ``truncation`` < 1, entries beyond :func:`truncation_threshold` are drawn again from the same
     generator until none is (at 1 nothing is redrawn: the bits are those of an untruncated draw).
-    With ``candidates`` K > 1, ``(len(seeds), K, noise_dim)``: each seed's stream goes on to K
-    vectors, the first being the one drawn without candidates (what ``--rerank`` chooses among)."""
-    threshold = truncation_threshold(truncation)
-    rows = []
-    for seed in seeds:
-        stream = torch.Generator().manual_seed(seed)
-        draws = [_draw(stream, noise_dim, threshold) for _ in range(candidates)]
-        rows.append(draws[0] if candidates == 1 else torch.stack(draws))
-    if not rows:
-        return torch.empty((0, noise_dim) if candidates == 1 else (0, candidates, noise_dim))
-    return torch.stack(rows)
+    The stream goes on to the candidates ``--rerank`` draws (:class:`Draw`)."""
+    return recipe_noise(noise_dim, [Draw(seed) for seed in seeds], truncation=truncation)
 
 
 def check_strength(strength: float) -> None:
@@ -173,11 +164,13 @@ def _draw_vector(draw: Draw, noise_dim: int, threshold: float) -> torch.Tensor:
     return z
 
 
-def recipe_noise(noise_dim: int, recipes: Sequence["int | NoiseRecipe"], *, truncation: float = NO_TRUNCATION) -> torch.Tensor:
+def recipe_noise(noise_dim: int, recipes: Sequence["int | Draw | NoiseRecipe"], *, truncation: float = NO_TRUNCATION) -> torch.Tensor:
     """``(len(recipes), noise_dim)``: each recipe's vector (a plain int is a seed's)."""
     if not recipes:
         return torch.empty((0, noise_dim))
-    return torch.stack([NoiseRecipe.of(r).vector(noise_dim, truncation=truncation) for r in recipes])
+    threshold = truncation_threshold(truncation)
+    return torch.stack([_draw_vector(r, noise_dim, threshold) if isinstance(r, Draw) else
+                        NoiseRecipe.of(r).vector(noise_dim, truncation=truncation) for r in recipes])
 
 
 MAX_RERANK = 32

@@ -11,8 +11,8 @@ client: ``/generate``, ``/pick``, ``/keep``, ``/variations``, ``/blend``, ``/ups
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import math
 import os
 import secrets
 import tempfile
@@ -25,7 +25,7 @@ from PIL import Image
 
 from srcnn.errors import SRError
 from t2i_cli.atomic import atomic_file
-from t2i_cli.chat import MAX_BLEND_STEPS, Artist, Conversation, Picture, Settings, png_bytes
+from t2i_cli.chat import MAX_BLEND_STEPS, Artist, Conversation, Picture, Settings, content_name, png_bytes
 from t2i_cli.data.images import open_image
 from t2i_cli.errors import T2IError
 from t2i_cli.pipeline import SR_METHODS, T2IPipeline, check_interpolation, check_request
@@ -61,30 +61,30 @@ class DemoBackend:
     only under it too, so one client's overlapping requests leave its history whole.
     """
 
-    def __init__(self, pipeline: T2IPipeline, files: Path | None = None, *, checkpoint: str | None = None):
+    def __init__(self, pipeline: T2IPipeline, files: Path | None = None, *, checkpoint: str | None = None,
+                 encoder: str | None = None):
         self.pipeline = pipeline
-        self.artist = Artist(pipeline, checkpoint=checkpoint)
+        self.artist = Artist(pipeline, checkpoint=checkpoint, encoder=encoder)
         self.lock = threading.Lock()
         self.files_lock = threading.Lock()
         self.files = Path(files) if files is not None else Path(tempfile.mkdtemp(prefix="t2i-demo-"))
+        self.swept = time.time()
 
     def describe(self) -> str:
         sr = [self.pipeline.upscaler(scale, "auto").describe() for scale in (2, 3, 4)]
         return f"**Loaded:** {self.pipeline.describe()}.  \n**Upscaling:** {', '.join(sr)}."
 
-    def _file(self, image: Image.Image | bytes, name: str | None = None) -> str:
-        """A file holding the image (an image, or its PNG bytes; other bytes need a ``name``),
-        named by its content (or in a folder so named) and written whole before it is named:
-        Gradio once wrote a returned PIL image in place, and a download read it half rewritten.
-        Files unused for FILE_LIFETIME go."""
+    def _file(self, image: Image.Image | bytes, name: str | None = None, *, file_name: str | None = None) -> str:
+        """A file holding the image (an image, or its PNG bytes; other bytes need a ``file_name``),
+        named by its content (``name``: :func:`~t2i_cli.chat.content_name`, worked out here if
+        not given) and written whole before it is named: Gradio once wrote a returned PIL image in
+        place, and a download read it half rewritten. Files unused for FILE_LIFETIME go."""
         data = png_bytes(image) if isinstance(image, Image.Image) else image
-        digest = hashlib.sha256(data).hexdigest()[:32]
-        path = self.files / (f"{digest}.png" if name is None else f"{digest}/{name}")
+        name = name or content_name(data)
+        path = self.files / (f"{name}.png" if file_name is None else f"{name}/{file_name}")
         with self.files_lock:  # one writer of a name at a time, and the sweep never races a reuse
-            cutoff = time.time() - FILE_LIFETIME
-            for old in self.files.rglob("*"):
-                if old.is_file() and old.stat().st_mtime < cutoff:
-                    old.unlink()
+            if time.time() - self.swept > CLEAN_EVERY:
+                self._sweep()
             if path.exists():
                 os.utime(path)  # in use again: kept another FILE_LIFETIME
             else:
@@ -92,6 +92,15 @@ class DemoBackend:
                 with atomic_file(path) as partial:
                     partial.write_bytes(data)
         return str(path)
+
+    def _sweep(self) -> None:
+        """Remove the files (and emptied folders) unused for FILE_LIFETIME; under ``files_lock``."""
+        cutoff, self.swept = time.time() - FILE_LIFETIME, time.time()
+        for old in sorted(self.files.rglob("*"), reverse=True):  # a folder's files before the folder
+            if old.is_file() and old.stat().st_mtime < cutoff:
+                old.unlink()
+            elif old.is_dir() and not any(old.iterdir()):
+                old.rmdir()
 
     @staticmethod
     def _seed(seed: float | int | None, random_seed: bool) -> int:
@@ -114,21 +123,27 @@ class DemoBackend:
         except (T2IError, SRError) as exc:
             raise refuse(str(exc)) from None
 
-    def gallery_items(self, pictures: list[Picture], *, commands: bool = True) -> list[tuple[str, str]]:
-        """Each picture at 64 px, then enlarged when it was, captioned with its number (and command)."""
+    def picture_file(self, picture: Picture, *, enlarged: bool) -> str:
+        if enlarged:
+            return self._file(picture.big, picture.big_name)
+        return self._file(picture.small, picture.small_name)
+
+    def gallery_items(self, pictures: list[Picture]) -> list[tuple[str, str]]:
+        """Each picture at 64 px, then enlarged when it was, captioned with its number and the
+        command that writes it again (and, for a blend's, which of the strip's files it is)."""
         items = []
         for picture in pictures:
-            for data, enlarged in ((picture.small, False), (picture.big, True)):
-                if data is None:
-                    continue
+            for enlarged in (False, True) if picture.big is not None else (False,):
                 size = f"{picture.upscale}x ({picture.upscaler})" if enlarged else "64 px"
-                text = f"#{picture.number}, {size}: " + (picture.command(enlarged=enlarged) if commands else picture.label)
-                items.append((self._file(data), text))
+                text = f"#{picture.number}, {size}: {picture.command(enlarged=enlarged)}"
+                if picture.blend is not None:
+                    text += f"  (this picture: {picture.output(enlarged=enlarged)})"
+                items.append((self.picture_file(picture, enlarged=enlarged), text))
         return items
 
     def picture_items(self, conversation: Conversation) -> list[tuple[str, str]]:
         """One item per picture of the conversation (its final image), in order: what is picked from."""
-        return [(self._file(p.big if p.big is not None else p.small), f"#{p.number}: {p.label}") for p in conversation.pictures]
+        return [(self.picture_file(p, enlarged=p.big is not None), f"#{p.number}: {p.label}") for p in conversation.pictures]
 
     @staticmethod
     def summary(conversation: Conversation, pictures: list[Picture]) -> dict:
@@ -162,12 +177,12 @@ class DemoBackend:
         })
         return self.gallery_items(pictures), summary
 
-    def pick(self, conversation: Conversation, number: float | int) -> dict:
-        """Make picture ``number`` the current flower; its record."""
-        if number is None or float(number) != int(number):
+    def pick(self, conversation: Conversation, number: float | int | None) -> dict:
+        """Make picture ``number`` the current flower; its record (as every answer gives them)."""
+        if number is None or not math.isfinite(number) or float(number) != int(number):
             raise refuse(f"pick a picture by its number (#1, #2, ...), not {number}")
         picture = self._run(conversation.pick, int(number))
-        return {"current": picture.number, "picture": picture.record()}
+        return self.summary(conversation, [picture])
 
     def keep(self, conversation: Conversation, caption: str, upscale: int, sr_method: str) -> tuple[list, dict]:
         """The current flower drawn with a new caption: its noise kept."""
@@ -205,7 +220,7 @@ class DemoBackend:
             raise refuse("Nothing to download yet: draw a flower first.")
         with self.lock:
             data = conversation.zip_bytes()
-        return self._file(data, name="t2i-conversation.zip")
+        return self._file(data, file_name="t2i-conversation.zip")
 
     def restyle(self, photo: Image.Image | str | None, caption: str, photo_caption: str | None, upscale: int,
                 sr_method: str) -> tuple[list[tuple[str, str]], dict]:
@@ -323,7 +338,7 @@ def _answer(kind: str, pictures: list[Picture], conversation: Conversation, **ab
     """The chat's words for an answer: what was drawn, what was kept, and the pictures' numbers."""
     first = pictures[0]
     if kind == "drawn":
-        seeds = [p.args[p.args.index("--seed") + 1] for p in pictures]
+        seeds = [p.seed for p in pictures]
         text = f"**{first.caption}**: new flowers {_numbers(pictures)} (seed{'s' if len(seeds) > 1 else ''} {seeds[0]}" + (
             f"–{seeds[-1]})." if len(seeds) > 1 else ").")
     elif kind == "kept":
@@ -339,10 +354,10 @@ def _answer(kind: str, pictures: list[Picture], conversation: Conversation, **ab
     return text + f" The current flower is #{conversation.current}. Each image's caption is the `t2i` command that draws it again."
 
 
-def build_demo(pipeline: T2IPipeline, *, checkpoint: str | None = None) -> gr.Blocks:
-    """The page. ``checkpoint``: the generator as the demo was started with it (None: the shipped
-    one), which the commands shown beside the pictures name."""
-    backend = DemoBackend(pipeline, checkpoint=checkpoint)
+def build_demo(pipeline: T2IPipeline, *, checkpoint: str | None = None, encoder: str | None = None) -> gr.Blocks:
+    """The page. ``checkpoint`` and ``encoder``: the generator and caption encoder as the demo was
+    started with them (None: the shipped generator, MiniLM), which the pictures' commands name."""
+    backend = DemoBackend(pipeline, checkpoint=checkpoint, encoder=encoder)
     # Gradio's copies of the page's images go after FILE_LIFETIME, checked every CLEAN_EVERY: a bounded cache.
     with gr.Blocks(title="t2i: captions to flowers", delete_cache=(CLEAN_EVERY, FILE_LIFETIME)) as demo:
         gr.Markdown("# t2i: captions to flowers\nDescribe a flower; a conditional GAN draws it at 64 px "
@@ -390,16 +405,18 @@ def build_demo(pipeline: T2IPipeline, *, checkpoint: str | None = None) -> gr.Bl
                 download_file = gr.File(label="Conversation", interactive=False, elem_id="download-file")
             summary = gr.JSON(visible=False)
             gallery = gr.Gallery(visible=False, format="png")
-            pick_number = gr.Number(visible=False, precision=0)
+            pick_number = Number(visible=False, precision=None)
 
             def current_view(state: Conversation):
                 """The current-flower panel: its image, what it is, and its command."""
                 if state.current is None:
                     return None, "No current flower yet: generate one.", ""
                 flower = state.current_picture()
-                image = backend._file(flower.big if flower.big is not None else flower.small)
+                image = backend.picture_file(flower, enlarged=flower.big is not None)
                 info = (f"**Current flower: #{flower.number}**, {flower.label}. Noise `{flower.noise}`"
                         + (f", truncation {flower.truncation:g}" if flower.truncation != 1 else "") + ".")
+                if flower.blend is not None:
+                    info += f" The command below writes the whole strip; this picture is `{flower.output()}`."
                 if flower.big is not None:
                     info += f"  \nAt 64 px: `{flower.command(enlarged=False)}`"
                 return image, info, flower.command()
@@ -427,24 +444,33 @@ def build_demo(pipeline: T2IPipeline, *, checkpoint: str | None = None) -> gr.Bl
                 return answer(history, text, state, lambda st, *a: backend.generate(*a, conversation=st), "drawn",
                               text, n, s, rand, up, method, psi, k)
 
+            def flower_name(state: Conversation) -> str:
+                return f"#{state.current}" if state.current is not None else "the current flower"
+
             def on_keep(text, history, state, up, method):
-                source = state.current
-                return answer(history, f"Keep #{source}: {text}", state, backend.keep, "kept", text, up, method, source=source)
+                return answer(history, f"Keep {flower_name(state)}: {text}", state, backend.keep, "kept", text, up, method,
+                              source=state.current)
 
             def on_vary(history, state, n, power, s, rand, up, method, k):
-                return answer(history, f"Variations of #{state.current}", state, backend.variations, "variation", n, power, s,
+                return answer(history, f"Variations of {flower_name(state)}", state, backend.variations, "variation", n, power, s,
                               rand, up, method, k, source=state.current, strength=round(float(power), 2))
 
             def on_blend(text, history, state, steps, up, method):
-                return answer(history, f"Blend #{state.current} into: {text}", state, backend.blend, "blend", text, steps, up,
+                return answer(history, f"Blend {flower_name(state)} into: {text}", state, backend.blend, "blend", text, steps, up,
                               method, source=state.current, target=text)
 
             def on_enlarge(history, state, up, method):
-                return answer(history, f"Upscale #{state.current} ×{int(up)}", state, backend.upscale_this, "upscaled", up, method,
-                              source=state.current)
+                return answer(history, f"Upscale {flower_name(state)} ×{int(up)}", state, backend.upscale_this, "upscaled", up,
+                              method, source=state.current)
 
             def on_pick(state: Conversation, event: gr.SelectData):
-                backend.pick(state, state.pictures[event.index].number)
+                # By the number in the clicked picture's caption ("#12: ..."): the gallery the page
+                # shows may be older than the session (a conversation gone after FILE_LIFETIME).
+                caption = event.value.get("caption") if isinstance(event.value, dict) else None
+                number = caption.split(":", 1)[0].lstrip("#") if isinstance(caption, str) else ""
+                if not number.isdigit():
+                    raise refuse("that picture is no longer in this conversation: generate a new one")
+                backend.pick(state, int(number))
                 return state, *current_view(state)
 
             settings = [num_images, seed, random_seed, upscale, sr_method, truncation, rerank]

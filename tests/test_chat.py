@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from t2i_cli.chat import Artist, Conversation, Settings
+from t2i_cli.pipeline import T2IPipeline
 from t2i_cli.cli import app
 from t2i_cli.errors import RequestError, T2IError
 from t2i_cli.sampling import MAX_RERANK, NoiseRecipe, seeded_noise
@@ -49,7 +50,10 @@ def test_text_that_is_no_recipe_is_refused(text, fragment):
 
 def test_recipes_draw_what_seeds_candidates_and_variations_drew():
     plain = seeded_noise(100, [5, 9])
-    candidates = seeded_noise(100, [5], truncation=0.7, candidates=4)[0]
+    from t2i_cli.sampling import _draw, truncation_threshold
+
+    stream = torch.Generator().manual_seed(5)  # reranking's candidates: the seed's stream, drawn on
+    candidates = [_draw(stream, 100, truncation_threshold(0.7)) for _ in range(4)]
     assert torch.equal(NoiseRecipe.of(5).vector(100), plain[0])
     assert torch.equal(NoiseRecipe.of("5c3").vector(100, truncation=0.7), candidates[3])
     varied = NoiseRecipe.of("5~0.3:9").vector(100)
@@ -97,32 +101,67 @@ def test_interpolate_writes_a_folder_of_steps_and_holds_a_recipes_noise(tmp_path
 
 
 # --- the conversation ---------------------------------------------------------------------------
-def walk(pipeline, checkpoint) -> Conversation:
-    """caption -> pick the second -> keep it with a new colour -> variations -> blend -> upscale."""
-    artist, conversation = Artist(pipeline, checkpoint=str(checkpoint)), Conversation()
-    artist.draw(conversation, "this flower has pink petals", 2, 7, Settings(upscale=2))
+@pytest.fixture(scope="module")
+def matched_run(tiny_run, flowers_h5, tmp_path_factory):
+    """A copy of the tiny run's checkpoint with a (barely trained) caption-matching model, so --rerank works."""
+    import shutil
+
+    from t2i_cli.checkpoint import read_checkpoint
+
+    checkpoint = tmp_path_factory.mktemp("matched") / "tiny"
+    shutil.copytree(read_checkpoint(tiny_run).path, checkpoint)
+    trained = run("eval-encoder", "train", "--matcher", "--data", flowers_h5, "--steps", 2, "--out", checkpoint / "matcher", "-q")
+    assert trained.exit_code == 0, trained.output
+    return checkpoint
+
+
+def walk(checkpoint) -> Conversation:
+    """caption (reranked, truncated) -> pick the second -> keep it with a new colour -> variations ->
+    blend -> enlarge a step of the blend -> enlarge the kept flower."""
+    artist, conversation = Artist(T2IPipeline.from_pretrained(checkpoint, device="cpu"), checkpoint=str(checkpoint)), Conversation()
+    artist.draw(conversation, "this flower has pink petals", 2, 7, Settings(upscale=2, truncation=0.7, rerank=2))
     conversation.pick(2)
     artist.keep(conversation, "this flower has yellow petals", Settings(upscale=2, sr_method="bicubic"))
-    artist.vary(conversation, 2, 0.3, 100, Settings(truncation=0.5))  # a kept flower's truncation is its own: 1
-    artist.blend(conversation, "this flower has white petals", 3, Settings(upscale=3))
+    artist.vary(conversation, 2, 0.3, 100, Settings(truncation=0.5, rerank=2))  # the kept flower's truncation is its own: 0.7
+    artist.blend(conversation, "-this flower has white petals", 3, Settings(upscale=3))
+    conversation.pick(7)
     artist.upscale(conversation, Settings(upscale=4, sr_method="bicubic"))
+    conversation.pick(3)
+    artist.upscale(conversation, Settings(upscale=3))
     return conversation
 
 
-def test_a_conversation_remembers_its_pictures_and_current_flower(pipeline, tiny_run):
-    conversation = walk(pipeline, tiny_run)
+@pytest.fixture(scope="module")
+def conversation(matched_run):
+    return walk(matched_run)
+
+
+def test_a_conversation_remembers_its_pictures_and_current_flower(conversation, pipeline):
     kinds = [(p.number, p.kind) for p in conversation.pictures]
     assert kinds == [(1, "drawn"), (2, "drawn"), (3, "kept"), (4, "variation"), (5, "variation"),
-                     (6, "blend"), (7, "blend"), (8, "blend"), (9, "upscaled")]
-    kept, first_variation = conversation.picture(3), conversation.picture(4)
-    assert kept.noise == "8" and kept.caption == "this flower has yellow petals"
-    assert first_variation.noise == "8~0.3:100" and first_variation.truncation == 1.0 and first_variation.big is None
-    assert conversation.picture(9).noise == "8" and Image.open(io.BytesIO(conversation.picture(9).big)).size == (256, 256)
-    assert conversation.current == 9  # upscaling the current flower makes its enlargement current
-    with pytest.raises(T2IError, match=r"there is no picture #12 in this conversation \(it has #1 to #9\)"):
+                     (6, "blend"), (7, "blend"), (8, "blend"), (9, "upscaled"), (10, "upscaled")]
+    second, kept, first_variation = conversation.picture(2), conversation.picture(3), conversation.picture(4)
+    assert re.fullmatch(r"8(c1)?", second.noise) and second.rerank == 2 and second.truncation == 0.7
+    assert kept.noise == second.noise and kept.caption == "this flower has yellow petals" and kept.truncation == 0.7
+    assert re.fullmatch(rf"{second.noise}~0.3:100(c1)?", first_variation.noise) and first_variation.big is None
+    assert first_variation.truncation == 0.7 and first_variation.rerank == 2
+    assert conversation.picture(9).blend.step == 1 and Image.open(io.BytesIO(conversation.picture(9).big)).size == (256, 256)
+    assert conversation.picture(10).small == kept.small and conversation.current == 10  # an enlargement becomes current
+    with pytest.raises(T2IError, match=r"there is no picture #12 in this conversation \(it has #1 to #10\)"):
         conversation.pick(12)
     with pytest.raises(T2IError, match="pick a flower first"):
         Artist(pipeline).keep(Conversation(), "red petals", Settings())
+
+
+def test_a_blends_step_is_kept_but_not_varied_or_blended_again(pipeline):
+    artist, conversation = Artist(pipeline), Conversation()
+    artist.draw(conversation, "red petals", 1, 0, Settings())
+    artist.blend(conversation, "white petals", 3, Settings())
+    conversation.pick(3)
+    for action in (lambda: artist.vary(conversation, 1, 0.3, 0, Settings()), lambda: artist.blend(conversation, "pink", 2, Settings())):
+        with pytest.raises(T2IError, match="#3 is a step of a blend, between two captions"):
+            action()
+    assert artist.keep(conversation, "pink petals", Settings())[0].noise == "0"
 
 
 def test_the_oldest_pictures_go_past_the_limit(pipeline, monkeypatch):
@@ -137,21 +176,19 @@ def test_the_oldest_pictures_go_past_the_limit(pipeline, monkeypatch):
         conversation.pick(1)
 
 
-def test_every_pictures_command_draws_it_again_bit_for_bit(pipeline, tiny_run, tmp_path, monkeypatch):
+def test_every_pictures_command_draws_it_again_bit_for_bit(conversation, tmp_path, monkeypatch):
     """The command shown for each picture, run as the CLI, writes the very bytes the chat holds: at
-    64 px and enlarged, for drawn, kept, varied, blended and upscaled pictures."""
-    conversation = walk(pipeline, tiny_run)
+    64 px and enlarged, for reranked, truncated, kept, varied, blended and enlarged pictures (a
+    caption starting with '-' included)."""
     monkeypatch.chdir(tmp_path)
     for picture in conversation.pictures:
         for enlarged in (False, True) if picture.big is not None else (False,):
             command = picture.command(enlarged=enlarged)
-            line, _, comment = command.partition("   # this picture: ")
-            args = shlex.split(line)
-            assert args[0] == "t2i" and "--checkpoint" in args
+            args = shlex.split(command)
+            assert args[0] == "t2i" and "--checkpoint" in args and "#" not in command
             result = runner.invoke(app, args[1:])
             assert result.exit_code == 0, (command, result.output)
-            written = comment or args[args.index("--out") + 1]
-            assert (tmp_path / written).read_bytes() == (picture.big if enlarged else picture.small), command
+            assert (tmp_path / picture.output(enlarged=enlarged)).read_bytes() == (picture.big if enlarged else picture.small), command
 
 
 def test_variations_move_further_as_the_strength_rises(pipeline):
@@ -165,16 +202,19 @@ def test_variations_move_further_as_the_strength_rises(pipeline):
     assert distances == sorted(distances) and distances[0] > 0, distances
 
 
-def test_the_download_holds_every_picture_and_how_to_draw_it(pipeline, tiny_run):
-    conversation = walk(pipeline, tiny_run)
+def test_the_download_holds_every_picture_and_how_to_draw_it(conversation, matched_run):
     with zipfile.ZipFile(io.BytesIO(conversation.zip_bytes())) as archive:
         names = archive.namelist()
         record = json.loads(archive.read("conversation.json"))
         assert archive.read("003-x2.png") == conversation.picture(3).big
     assert "001-64px.png" in names and "001-x2.png" in names and "004-64px.png" in names and "004-x2.png" not in names
-    assert record["current"] == 9 and len(record["pictures"]) == 9
+    assert record["current"] == 10 and len(record["pictures"]) == 10
     kept = record["pictures"][2]
-    assert kept["caption"] == "this flower has yellow petals" and kept["noise"] == "8" and kept["upscale"] == 2
-    assert kept["command"].startswith("t2i generate 'this flower has yellow petals' --noise-from 8 --checkpoint ")
-    assert kept["command"].endswith("--upscale 2 --sr-method bicubic --out flower-3-x2.png")
-    assert kept["command_64px"].endswith("--out flower-3.png") and kept["files"] == ["003-64px.png", "003-x2.png"]
+    assert kept["caption"] == "this flower has yellow petals" and kept["upscale"] == 2 and kept["truncation"] == 0.7
+    assert kept["command"] == (f"t2i generate 'this flower has yellow petals' --noise-from {kept['noise']} --truncation 0.7 "
+                               f"--checkpoint {matched_run} --upscale 2 --sr-method bicubic --out flower-3-x2.png")
+    assert kept["writes"] == "flower-3-x2.png" and kept["writes_64px"] == "flower-3.png"
+    assert kept["files"] == ["003-64px.png", "003-x2.png"] and kept["rerank"] == 1
+    blended = record["pictures"][5]
+    assert blended["blend"] == {"first": "this flower has yellow petals", "second": "-this flower has white petals", "steps": 3, "step": 0}
+    assert " -- 'this flower has yellow petals' '-this flower has white petals'" in blended["command"] and blended["writes"] == "blend-6-x3/000.png"

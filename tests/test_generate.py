@@ -248,23 +248,23 @@ def test_generate_variation_flags_reproduce_the_pipeline_and_refuse_bad_values(t
 
 
 def test_rerank_keeps_the_best_scored_candidate_and_one_candidate_is_the_plain_draw(pipeline):
-    from t2i_cli.sampling import Sampling, draw_images, seeded_noise
+    from t2i_cli.sampling import NoiseRecipe, Sampling, draw, draw_from_noise, draw_images, recipe_noise, seeded_noise
 
     seeds = [4, 5, 6]
-    candidates = seeded_noise(100, seeds, candidates=3)
-    assert candidates.shape == (3, 3, 100) and torch.equal(candidates[:, 0], seeded_noise(100, seeds))
+    recipes = [NoiseRecipe.of(s).with_candidate(j) for s in seeds for j in range(3)]
+    candidates = recipe_noise(100, recipes).reshape(3, 3, 100)
+    assert torch.equal(candidates[:, 0], seeded_noise(100, seeds))
     embeddings = pipeline.embed(["red petals"] * 3)
     generator, device = pipeline.generator, pipeline.device
     plain = draw_images(generator, embeddings, seeds, device=device)
     assert torch.equal(draw_images(generator, embeddings, seeds, device=device, sampling=Sampling(rerank=1)), plain)
 
     brightness = lambda images, captions: images.float().mean((1, 2, 3))  # noqa: E731 (prefers the brightest)
-    chosen = draw_images(generator, embeddings, seeds, device=device, batch_size=4, sampling=Sampling(rerank=3, scorer=brightness))
-    from t2i_cli.sampling import draw_from_noise
-
+    chosen = draw(generator, embeddings, seeds, device=device, batch_size=4, sampling=Sampling(rerank=3, scorer=brightness))
     every = draw_from_noise(generator, candidates.reshape(-1, 100), embeddings.repeat_interleave(3, 0), device=device).reshape(3, 3, 3, 64, 64)
     best = every.float().mean((2, 3, 4)).argmax(1)
-    assert torch.equal(chosen, every[torch.arange(3), best])
+    assert torch.equal(chosen.images, every[torch.arange(3), best])
+    assert chosen.noise == [NoiseRecipe.of(s).with_candidate(int(b)) for s, b in zip(seeds, best)]
 
 
 def test_generate_rerank_needs_the_generators_matcher_and_then_is_reproducible(tmp_path, tiny_run, flowers_h5):

@@ -1,6 +1,7 @@
 """The Gradio demo: through gradio_client in-process, and in a real headless Chromium."""
 
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -93,7 +94,7 @@ def test_answers_are_whole_files_named_by_content_and_unused_ones_are_swept(tiny
     import os
     import time
 
-    from t2i_cli.web import FILE_LIFETIME, DemoBackend
+    from t2i_cli.web import CLEAN_EVERY, FILE_LIFETIME, DemoBackend
 
     backend = DemoBackend(T2IPipeline.from_pretrained(tiny_run, device="cpu"), files=tmp_path)
     first, _ = backend.generate("red petals", 2, 0, False, 2, "bicubic")
@@ -104,6 +105,7 @@ def test_answers_are_whole_files_named_by_content_and_unused_ones_are_swept(tiny
     stale = time.time() - FILE_LIFETIME - 1
     for path in paths[1:]:
         os.utime(path, (stale, stale))
+    backend.swept -= CLEAN_EVERY  # the folder is swept at most every CLEAN_EVERY: as if that had passed
     backend.generate("red petals", 1, 0, False, 2, "bicubic")  # uses paths[0] and paths[1] again
     assert all(os.path.exists(p) for p in paths[:2]) and not any(os.path.exists(p) for p in paths[2:4])
 
@@ -192,9 +194,9 @@ def test_a_real_browser_generates_and_renders_images(server, tmp_path):
             shutil.copy(tmp_path / "demo.png", os.environ["T2I_SCREENSHOT"])
         assert "/" not in page.locator("#loaded-models").inner_text().replace("px", "")  # no machine paths
         # An image is seen whole: a click opens it at no less than its own size.
-        page.locator("#latest img").nth(1).click()
+        page.locator("#pictures img").nth(1).click()
         page.wait_for_function(
-            """() => [...document.querySelectorAll('#latest img')].some(
+            """() => [...document.querySelectorAll('#pictures img')].some(
                    i => i.naturalWidth === 256 && i.getBoundingClientRect().width >= 256)""",
             timeout=30000,
         )
@@ -394,14 +396,16 @@ def test_a_real_browser_walks_a_conversation_that_remembers(shipped_server, ship
             box.fill(str(value))
             box.press("Enter")
 
-        def pick(number: int) -> tuple[str, bytes]:
-            """Click picture ``number``; the command the page shows for it, and its image's bytes as served."""
+        def pick(number: int) -> tuple[str, str | None, bytes]:
+            """Click picture ``number``; the command the page shows for it, the file that writes
+            it if the page names one (a blend's strip), and its image's bytes as served."""
             page.locator("#pictures .thumbnail-item").nth(number - 1).click()
             current(number)
             page.keyboard.press("Escape")
             command = page.locator("#current-command textarea").input_value()
+            named = re.search(r"this picture is (\S+?)\.?$", page.locator("#current-info").inner_text().splitlines()[0])
             source = page.locator("#current-image img").get_attribute("src")
-            return command, page.request.get(source).body()
+            return command, named.group(1) if named else None, page.request.get(source).body()
 
         page.locator("#caption textarea").fill(pink)
         page.locator("#generate").click()
@@ -460,11 +464,11 @@ def test_a_real_browser_walks_a_conversation_that_remembers(shipped_server, ship
     assert archive.read("014-64px.png") == archive.read("003-64px.png")
     assert Image.open(io.BytesIO(archive.read("014-x2.png"))).size == (128, 128)
 
-    for number, (command, served) in taken.items():
-        line, _, folder_file = command.partition("   # this picture: ")
-        args = shlex.split(line)
+    assert taken[10][1] == "blend-10-x4/002.png" and taken[3][1] is None
+    for number, (command, named, served) in taken.items():
+        args = shlex.split(command)
         assert args[0] == "t2i"
         ran = subprocess.run([sys.executable, "-m", "t2i_cli", *args[1:]], cwd=tmp_path, capture_output=True, text=True)
         assert ran.returncode == 0, ran.stderr
-        written = tmp_path / (folder_file or args[args.index("--out") + 1])
+        written = tmp_path / (named or args[args.index("--out") + 1])
         assert written.read_bytes() == served, command

@@ -36,7 +36,7 @@ def demo_cli(
 
     check_port_free(host, port)  # before the models load, and before saying it serves
     pipeline = T2IPipeline.from_pretrained(checkpoint, device=device, encoder=encoder, sr_weights=sr_weights or [])
-    demo = build_demo(pipeline, checkpoint=str(checkpoint) if checkpoint is not None else None)
+    demo = build_demo(pipeline, checkpoint=str(checkpoint) if checkpoint is not None else None, encoder=encoder)
     try:
         demo.launch(server_name=host, server_port=port, share=share, show_error=True, prevent_thread_lock=True)
     except OSError as exc:  # taken in the seconds the models loaded

@@ -23,7 +23,7 @@ EncoderOverride = Annotated[
     typer.Option("--encoder", "-e", help="Where to find the checkpoint's caption encoder, if not MiniLM (hf:PATH or ganbert:PATH)."),
 ]
 PROGRESS_FROM = 64  # images: a bar for requests that take seconds, none for the quick ones
-SeedOption = Annotated[int, typer.Option("--seed", "-s", help="Image j of each caption uses seed + j.")]
+SeedOption = Annotated[Optional[int], typer.Option("--seed", "-s", help="Image j of each caption uses seed + j (0 unless given).")]
 RerankOption = Annotated[
     int,
     typer.Option("--rerank", help="Draw K candidates for each image and keep the one the generator's caption-matching "
@@ -52,7 +52,7 @@ def generate_cli(
     captions: Annotated[Optional[list[str]], typer.Argument(help="One or more captions.")] = None,
     captions_file: Annotated[Optional[Path], typer.Option("--captions-file", help="A text file, one caption a line.")] = None,
     num_images: Annotated[int, typer.Option("--num-images", "-n", help="Images per caption.")] = 1,
-    seed: SeedOption = 0,
+    seed: SeedOption = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="An image file (.png, .jpg, .webp: one image, or a captioned sheet of all) or a folder (one PNG per image).")] = Path("generated.png"),
     upscale: Annotated[int, typer.Option("--upscale", "-u", help="Enlarge the 64 px images x2, x3 or x4 (1: no).")] = 1,
     sr_method: SRMethodOption = "auto",
@@ -81,12 +81,14 @@ def generate_cli(
             raise T2IError(f"captions file {captions_file} does not exist") from None
         except UnicodeDecodeError:
             raise T2IError(f"captions file {captions_file} is not UTF-8 text") from None
+    seed = seed_or_noise(seed, noise_from)
     texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation,
                           variation_of=variation_of, strength=strength, rerank=rerank, noise_from=noise_from)
     as_file = image_or_folder(out)
     inputs = [captions_file] if captions_file is not None else []
     check_output_path(out, as_folder=not as_file, inputs=inputs, force=force)
-    names = [f"{index:03d}-{safe_stem(caption)}-seed{seed + j}.png" for index, caption in enumerate(texts) for j in range(num_images)]
+    drawn_from = [f"noise{re.sub(r'[^0-9a-z.]+', '-', noise_from)}"] if noise_from else [f"seed{seed + j}" for j in range(num_images)]
+    names = [f"{index:03d}-{safe_stem(caption)}-{name}.png" for index, caption in enumerate(texts) for name in drawn_from]
     if not as_file:
         from t2i_cli.outputs import check_outputs
 
@@ -115,7 +117,7 @@ def interpolate_cli(
     first: Annotated[str, typer.Argument(help="Caption at the start.")],
     second: Annotated[str, typer.Argument(help="Caption at the end.")],
     steps: Annotated[int, typer.Option(help="Images along the way, ends included.")] = 8,
-    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the one noise every image is drawn with.")] = 0,
+    seed: Annotated[Optional[int], typer.Option("--seed", "-s", help="Seed of the one noise every image is drawn with (0 unless given).")] = None,
     noise_from: NoiseFromOption = None,
     truncation: TruncationOption = 1.0,
     out: Annotated[Path, typer.Option("--out", "-o", help="An image file for the row of images (.png, .jpg, .webp), or a folder (one PNG per step: 000.png, 001.png, ...).")] = Path("interpolation.png"),
@@ -129,13 +131,14 @@ def interpolate_cli(
 ) -> None:
     """Walk the caption-embedding space from one caption to another with the noise held fixed."""
     from t2i_cli.grid import save_image
-    from t2i_cli.pipeline import check_interpolation
+    from t2i_cli.pipeline import check_interpolation, interpolation_file
 
+    seed = seed_or_noise(seed, noise_from)
     first, second = check_interpolation(first, second, steps=steps, seed=seed, noise_from=noise_from, truncation=truncation,
                                         upscale=upscale, sr_method=sr_method)
     as_file = image_or_folder(out)
     check_output_path(out, as_folder=not as_file, force=force)
-    names = [interpolation_name(step) for step in range(steps)]
+    names = [interpolation_file(step) for step in range(steps)]
     if not as_file:
         from t2i_cli.outputs import check_outputs
 
@@ -153,6 +156,15 @@ def interpolate_cli(
     typer.echo(f"wrote {steps} images to {out}/")
 
 
+def seed_or_noise(seed: int | None, noise_from: str | None) -> int:
+    """The seed to draw from (0 unless given); refuses one given beside --noise-from, which it would not change."""
+    from t2i_cli.errors import T2IError
+
+    if seed is not None and noise_from is not None:
+        raise T2IError("--noise-from names the noise to draw with, so --seed would change nothing: give one of them", parameter="noise_from")
+    return 0 if seed is None else seed
+
+
 def load_pipeline(checkpoint: Path | None, *, device: str, encoder: str | None, sr_weights: Path | None, upscale: int):
     """The pipeline of ``checkpoint``, upscaling with ``sr_weights`` (which must be for ``upscale``) when given."""
     from t2i_cli.errors import T2IError
@@ -162,8 +174,3 @@ def load_pipeline(checkpoint: Path | None, *, device: str, encoder: str | None, 
     if sr_weights is not None and upscale not in pipeline.sr_weights:
         raise T2IError(f"--sr-weights {sr_weights} are for x{next(iter(pipeline.sr_weights))}, but --upscale is {upscale}", parameter="upscale")
     return pipeline
-
-
-def interpolation_name(step: int) -> str:
-    """The file of an interpolation's image ``step`` (from 0) in a folder."""
-    return f"{step:03d}.png"
