@@ -61,7 +61,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(args.cold_repeats):
             start = time.perf_counter()
-            subprocess.run([t2i, "generate", "pink petals", "--upscale", "4", "--out", os.path.join(folder, "p.png")],
+            subprocess.run([t2i, "generate", "pink petals", "--upscale", "4", "--out", os.path.join(folder, "p.png"), "--force"],
                            check=True, capture_output=True)
             cold.append(time.perf_counter() - start)
         peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

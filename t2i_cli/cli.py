@@ -8,6 +8,7 @@ speak of their own arguments; where an error names one, the line ends with the f
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import typer
@@ -16,17 +17,26 @@ from typer.core import TyperGroup
 from ganbert.errors import GanBertError
 from srcnn.errors import SRError
 from t2i_cli import __version__
-from t2i_cli.commands.data import data_app
-from t2i_cli.commands.demo import EXAMPLE as DEMO_EXAMPLE
-from t2i_cli.commands.demo import demo_cli
-from t2i_cli.commands.evaluate import EVALUATE_EXAMPLE, eval_encoder_app, evaluate_cli
-from t2i_cli.commands.ganbert import ganbert_app
-from t2i_cli.commands.generate import GENERATE_EXAMPLE, INTERPOLATE_EXAMPLE, generate_cli, interpolate_cli
-from t2i_cli.commands.train import EXAMPLE as TRAIN_EXAMPLE
-from t2i_cli.commands.sr import UPSCALE_EXAMPLE, sr_app, upscale_cli
-from t2i_cli.commands.style import RESTYLE_EXAMPLE, restyle_cli, style_app
-from t2i_cli.commands.train import export_cli, train_cli
 from t2i_cli.errors import T2IError
+
+# Each command (or group) of the root: the module it lives in, its Typer function or app, and its
+# example (an attribute of the module) for the help's epilog. Only the command that runs is
+# imported and built: building all of them took ~0.15 s of every cold start.
+COMMANDS = {
+    "data": ("t2i_cli.commands.data", "data_app", None),
+    "train": ("t2i_cli.commands.train", "train_cli", "EXAMPLE"),
+    "export": ("t2i_cli.commands.train", "export_cli", "EXPORT_EXAMPLE"),
+    "generate": ("t2i_cli.commands.generate", "generate_cli", "GENERATE_EXAMPLE"),
+    "interpolate": ("t2i_cli.commands.generate", "interpolate_cli", "INTERPOLATE_EXAMPLE"),
+    "restyle": ("t2i_cli.commands.style", "restyle_cli", "RESTYLE_EXAMPLE"),
+    "style": ("t2i_cli.commands.style", "style_app", None),
+    "upscale": ("t2i_cli.commands.sr", "upscale_cli", "UPSCALE_EXAMPLE"),
+    "sr": ("t2i_cli.commands.sr", "sr_app", None),
+    "demo": ("t2i_cli.commands.demo", "demo_cli", "EXAMPLE"),
+    "ganbert": ("t2i_cli.commands.ganbert", "ganbert_app", None),
+    "evaluate": ("t2i_cli.commands.evaluate", "evaluate_cli", "EVALUATE_EXAMPLE"),
+    "eval-encoder": ("t2i_cli.commands.evaluate", "eval_encoder_app", None),
+}
 
 
 # A library argument (an error's ``parameter``) -> the flag that sets it in every command that has it.
@@ -62,7 +72,30 @@ def _one_line(message: str) -> str:
 
 
 class _OneLineErrors(TyperGroup):
-    """Sub-commands run inside this group's ``invoke``, so catching here covers every command."""
+    """The root group. Sub-commands run inside its ``invoke``, so catching here covers every
+    command; they are built from :data:`COMMANDS` when first asked for."""
+
+    _built: dict = {}
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name: str):
+        if name not in COMMANDS:
+            return None
+        if name not in self._built:
+            module_name, attribute, example = COMMANDS[name]
+            module = importlib.import_module(module_name)
+            target = getattr(module, attribute)
+            if isinstance(target, typer.Typer):  # a group, even of one command (eval-encoder train)
+                command = typer.main.get_group(target)
+            else:  # one command: a Typer app of its own
+                single = typer.Typer(add_completion=False)
+                single.command(name, epilog=getattr(module, example))(target)
+                command = typer.main.get_command(single)
+            command.name = name
+            self._built[name] = command
+        return self._built[name]
 
     def invoke(self, ctx):
         arguments = list(ctx.args)  # the sub-command path and its arguments; consumed by the invoke
@@ -94,20 +127,6 @@ app = typer.Typer(
     help="t2i: captions to images with a conditional GAN (GAN-INT-CLS or DF-GAN) and an FSRCNN/SRCNN upscaler.",
     epilog='Example: t2i generate "this flower has pink petals" -n 4 --out pink.png',
 )
-app.add_typer(data_app, name="data")
-app.command("train", epilog=TRAIN_EXAMPLE)(train_cli)
-app.command("export", epilog="Example: t2i export runs/flowers weights/flowers-gan")(export_cli)
-app.command("generate", epilog=GENERATE_EXAMPLE)(generate_cli)
-app.command("interpolate", epilog=INTERPOLATE_EXAMPLE)(interpolate_cli)
-app.command("restyle", epilog=RESTYLE_EXAMPLE)(restyle_cli)
-app.add_typer(style_app, name="style")
-app.command("upscale", epilog=UPSCALE_EXAMPLE)(upscale_cli)
-app.add_typer(sr_app, name="sr")
-app.command("demo", epilog=DEMO_EXAMPLE)(demo_cli)
-app.add_typer(ganbert_app, name="ganbert")
-app.command("evaluate", epilog=EVALUATE_EXAMPLE)(evaluate_cli)
-app.add_typer(eval_encoder_app, name="eval-encoder")
-
 
 def _version(value: bool) -> None:
     if value:
@@ -120,16 +139,30 @@ def root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    from rich.console import Console
-    from rich.logging import RichHandler
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[_RichOnFirstUse()],
+                        force=True)
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_time=False, show_path=False)],
-        force=True,
-    )
+
+class _RichOnFirstUse(logging.Handler):
+    """Rich's log handler on stderr, made when the first record arrives: importing rich takes
+    ~0.1 s, and a command that logs nothing (a plain generate) need not pay it."""
+
+    def __init__(self):
+        super().__init__()
+        self._rich = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._rich is None:
+            from rich.console import Console
+            from rich.logging import RichHandler
+
+            self._rich = RichHandler(console=Console(stderr=True), show_time=False, show_path=False)
+            self._rich.setFormatter(self.formatter)
+        self._rich.emit(record)
 
 
 def main() -> None:
+    from t2i_cli.devices import keep_freed_memory
+
+    keep_freed_memory()  # before any tensor: every command allocates large CPU blocks
     app()

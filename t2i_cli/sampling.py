@@ -17,6 +17,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import torch
 
+from t2i_cli.building import no_initialisation
 from t2i_cli.checkpoint import CheckpointInfo, load_weights, read_checkpoint
 from t2i_cli.errors import RequestError
 from t2i_cli.grid import to_uint8
@@ -258,6 +259,7 @@ def draw_from_noise(generator: torch.nn.Module, noise: torch.Tensor, embeddings:
 def load_generator(path: str | Path) -> tuple[torch.nn.Module, CheckpointInfo]:
     """The (EMA) generator of a checkpoint folder or run, on the CPU in eval mode, and its info."""
     info = read_checkpoint(path)
-    generator = build_generator(info.model)
+    with no_initialisation():  # load_weights below sets every weight, strictly
+        generator = build_generator(info.model)
     load_weights(info.path / "generator.safetensors", generator, what="generator")
     return generator.eval().requires_grad_(False), info

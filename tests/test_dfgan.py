@@ -273,3 +273,32 @@ def test_hinge_with_the_dcgan_architecture_uses_per_sample_norms(tmp_path, flowe
     trainer = train(tiny_train_config(flowers_h5, epochs=1, gan_type="hinge"), ModelConfig(**TINY_MODEL), tmp_path / "r", progress=False)
     assert checkpoint.read_checkpoint(tmp_path / "r").model.d_norm == "layer"
     assert trainer.state.step == 2
+
+
+def test_drawing_upsamples_as_training_does():
+    """The drawing path's upsampling (pixel repeats, for speed) gives F.interpolate's values exactly."""
+    import torch.nn.functional as F
+
+    from t2i_cli.models.dfgan import upsample_nearest
+
+    x = torch.randn(3, 5, 7, 6)
+    expected = F.interpolate(x, scale_factor=2, mode="nearest")
+    with torch.inference_mode():
+        assert torch.equal(upsample_nearest(x), expected)
+        assert torch.equal(upsample_nearest(x.contiguous(memory_format=torch.channels_last)), expected)
+    assert torch.equal(upsample_nearest(x.requires_grad_()), expected)  # training: F.interpolate itself
+
+
+def test_building_without_initialisation_restores_the_initialisers():
+    from torch import nn
+
+    from t2i_cli.building import no_initialisation
+
+    before = nn.init.normal_
+    with pytest.raises(RuntimeError), no_initialisation():
+        assert nn.init.normal_ is not before
+        raise RuntimeError("a failed build")
+    assert nn.init.normal_ is before
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 4)
+    assert layer.weight.abs().sum() > 0  # drawn again once the block is left

@@ -23,7 +23,7 @@ from t2i_cli.commands.options import (
 
 log = logging.getLogger(__name__)
 
-data_app = typer.Typer(no_args_is_help=True, help="Build, inspect and re-embed caption-image HDF5 files.")
+data_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Build, inspect and re-embed caption-image HDF5 files.")
 
 
 @data_app.command(

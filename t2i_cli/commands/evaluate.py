@@ -12,7 +12,7 @@ from t2i_cli.commands.generate import RerankOption, TruncationOption
 from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path
 
 EVALUATE_EXAMPLE = "Example: t2i evaluate --checkpoint weights/flowers-gan --data flowers.h5 --split test --out test.json"
-eval_encoder_app = typer.Typer(no_args_is_help=True, help="The image encoder behind R-precision.")
+eval_encoder_app = typer.Typer(no_args_is_help=True, add_completion=False, help="The image encoder behind R-precision.")
 
 
 def evaluate_cli(

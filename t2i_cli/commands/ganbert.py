@@ -21,7 +21,7 @@ from t2i_cli.errors import T2IError
 
 log = logging.getLogger(__name__)
 
-ganbert_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the GAN-BERT caption encoder.")
+ganbert_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train and evaluate the GAN-BERT caption encoder.")
 
 TRAIN_EXAMPLE = "Example: t2i ganbert train runs/ganbert-2pct --data flowers.h5 --labelled-fraction 0.02"
 EVAL_EXAMPLE = "Example: t2i ganbert eval runs/ganbert-2pct --data flowers.h5"

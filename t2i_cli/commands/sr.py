@@ -9,7 +9,7 @@ import typer
 
 from t2i_cli.commands.options import DeviceOption, ForceOption, QuietOption, check_output_path, counted, image_or_folder, unique_names
 
-sr_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the SR upscalers (FSRCNN, SRCNN).")
+sr_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train and evaluate the SR upscalers (FSRCNN, SRCNN).")
 
 ScaleOption = Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")]
 SRMethodOption = Annotated[

@@ -16,7 +16,7 @@ RESTYLE_EXAMPLE = 'Example: t2i restyle my-rose.jpg "this flower has yellow peta
 TRAIN_EXAMPLE = "Example: t2i style train --data flowers.h5 -c weights/flowers-gan   (writes weights/flowers-gan/style-encoder)"
 EVAL_EXAMPLE = "Example: t2i style eval --data flowers.h5 -c weights/flowers-gan --split test --out style-test.json"
 
-style_app = typer.Typer(no_args_is_help=True, help="The style encoder behind t2i restyle: train it for a generator, measure it.")
+style_app = typer.Typer(no_args_is_help=True, add_completion=False, help="The style encoder behind t2i restyle: train it for a generator, measure it.")
 
 StyleOption = Annotated[
     Optional[Path],

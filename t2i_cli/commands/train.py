@@ -10,6 +10,7 @@ import typer
 
 from t2i_cli.commands.options import DeviceOption, QuietOption, counted
 
+EXPORT_EXAMPLE = "Example: t2i export runs/flowers weights/flowers-gan"
 EXAMPLE = "Example: t2i train --data flowers.h5 --out runs/flowers --arch dfgan --diffaug translation,cutout --epochs 200"
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from t2i_cli.building import no_initialisation
+
 
 def supports(model_dir: Path) -> bool:
     """Whether ``model_dir`` holds a plain BERT this module can run."""
@@ -59,10 +61,12 @@ class NativeBert(nn.Module):
 
         model_dir = Path(model_dir)
         config = json.loads((model_dir / "config.json").read_text())
-        model = cls(config)
+        with no_initialisation():  # every parameter is loaded below: a random start would be thrown away
+            model = cls(config)
         weights = load_file(model_dir / "model.safetensors")
         weights = {k.removeprefix("bert."): v for k, v in weights.items()}
-        model.load_state_dict(_renamed(weights, config["num_hidden_layers"]))
+        # assign: the file's tensors become the parameters; strict, so none is left on "meta"
+        model.load_state_dict(_renamed(weights, config["num_hidden_layers"]), assign=True)
         return model.eval()
 
 
