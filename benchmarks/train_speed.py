@@ -42,7 +42,7 @@ VARIANTS = {
 }
 
 
-def measure(data: Path, variant: str, steps: int, device: str, model: dict) -> dict:
+def measure(data: Path, variant: str, steps: int, device: str, model: dict, profile: int = 0) -> dict:
     """Run in a child process: build the trainer for ``variant`` and time ``steps`` steps."""
     import torch
 
@@ -56,6 +56,10 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict) -> d
     from t2i_cli.training.trainer import Trainer
 
     in_memory, channels_last, amp, compiled = VARIANTS[variant]
+    if variant != "reference":  # as every t2i command does (the reference port's process keeps glibc's defaults)
+        from t2i_cli.devices import keep_freed_memory
+
+        keep_freed_memory()
     torch.manual_seed(0)
     _, preset = arch_defaults(model["arch"])
     preset.update(diffaug=model["diffaug"], **({"gp_every": model["gp_every"]} if model["gp_every"] else {}))
@@ -102,6 +106,14 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict) -> d
         step()
     if device_.type == "cuda":
         torch.cuda.synchronize()
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as profiler
+
+        with profiler(activities=[ProfilerActivity.CPU]) as recorded:
+            for _ in range(steps):
+                step()
+        print(recorded.key_averages().table(sort_by="self_cpu_time_total", row_limit=profile), file=sys.stderr)
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -125,11 +137,13 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=0, help="ngf = ndf (default 64 for dcgan, 32 for dfgan).")
     parser.add_argument("--diffaug", default="", help="DiffAugment policy, as t2i train --diffaug.")
     parser.add_argument("--gp-every", type=int, default=0, help="dfgan: the penalty every N steps (default: the preset's, 4).")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="Also profile --steps steps of each variant (torch.profiler) and print its N costliest operators.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     model = {"arch": args.arch, "width": args.width, "diffaug": args.diffaug, "gp_every": args.gp_every}
     if args.child:
-        print(json.dumps(measure(args.data, args.child, args.steps, args.device, model)))
+        print(json.dumps(measure(args.data, args.child, args.steps, args.device, model, args.profile)))
         return
 
     import torch
@@ -140,12 +154,14 @@ def main() -> None:
             command = [
                 sys.executable, __file__, "--data", str(args.data), "--steps", str(args.steps), "--device", args.device,
                 "--arch", args.arch, "--width", str(args.width), "--diffaug", args.diffaug, "--gp-every", str(args.gp_every),
-                "--child", variant,
+                "--profile", str(args.profile), "--child", variant,
             ]
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 sys.exit(f"{variant} failed:\n{result.stderr[-2000:]}")
             runs[variant].append(json.loads(result.stdout.strip().splitlines()[-1]))
+            if args.profile:
+                print(result.stderr, file=sys.stderr)
             print(f"  round {round_ + 1}: {variant}: {runs[variant][-1]['images_per_s']} img/s", file=sys.stderr, flush=True)
     rows = []
     for variant, measured in runs.items():
@@ -157,9 +173,10 @@ def main() -> None:
     reference = next((r["images_per_s"] for r in rows if r["variant"] == "reference"), None)
     print(f"\n{'variant':<30} {'img/s':>8} {'vs ref':>7} {'s/step':>8} {'peak RSS':>9}  runs")
     for row in rows:
-        ratio = row["images_per_s"] / reference if reference else float("nan")
-        row["ratio_to_reference"] = round(ratio, 2)
-        print(f"{row['variant']:<30} {row['images_per_s']:>8.1f} {ratio:>6.2f}x {row['seconds_per_step']:>8.3f} {row['peak_rss_mb']:>6} MB  {row['all_images_per_s']}")
+        ratio = row["images_per_s"] / reference if reference else None
+        row["ratio_to_reference"] = round(ratio, 2) if ratio else None
+        shown = f"{ratio:>6.2f}x" if ratio else f"{'-':>7}"  # no reference variant in this run
+        print(f"{row['variant']:<30} {row['images_per_s']:>8.1f} {shown} {row['seconds_per_step']:>8.3f} {row['peak_rss_mb']:>6} MB  {row['all_images_per_s']}")
     report = {
         "machine": platform.processor() or platform.machine(), "cpus": __import__("os").cpu_count(),
         "torch": torch.__version__, "device": args.device, "steps": args.steps, "repeats": args.repeats, "model": model, "rows": rows,
