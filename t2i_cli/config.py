@@ -86,7 +86,7 @@ class TrainConfig:
     fake_weight: float = 0.5
     label_smoothing: float = 0.9  # one-sided: the target of real pairs
     l1_coef: float = 0.0  # L1 between G(z, caption) and the caption's own image
-    l2_coef: float = 0.0  # feature matching on D's intermediate features
+    feature_matching_coef: float = 0.0  # G matches D's intermediate features of real images (was l2_coef)
     kl_coef: float = 2.0  # conditioning-augmentation KL weight (StackGAN)
     diter: int = 5  # WGAN critic steps per generator step
     clip: float = 0.01  # WGAN weight clipping
@@ -168,7 +168,7 @@ class TrainConfig:
         if self.hinge:
             # The hinge step has its own D terms (mismatched pairs, MA-GP) and G terms (adversarial,
             # INT, caption matching); these belong to the gan/wgan steps and would be ignored.
-            unused = [name for name, on in (("l1_coef", self.l1_coef > 0), ("l2_coef", self.l2_coef > 0),
+            unused = [name for name, on in (("l1_coef", self.l1_coef > 0), ("feature_matching_coef", self.feature_matching_coef > 0),
                                             ("gradient_penalty", self.gradient_penalty > 0)) if on]
             if unused:
                 raise T2IError(f"the hinge type does not use {', '.join(unused)}; drop it or use the gan or wgan type", parameter="gan_type")
@@ -246,10 +246,15 @@ def to_dict(config) -> dict:
 _JSON_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "float | None": (int, float, type(None))}
 
 
+# Keys that files written before a rename still hold: old name -> new name.
+RENAMED_KEYS = {"l2_coef": "feature_matching_coef"}
+
+
 def from_dict(cls, data: dict, *, source: str = "config"):
     """Build ``cls`` from ``data``, refusing unknown keys (a typo must not pass silently) and values
     of the wrong type (``"ngf": "sixty"``); ranges are each config's ``validate``."""
     known = {f.name: f for f in fields(cls)}
+    data = {RENAMED_KEYS.get(key, key) if RENAMED_KEYS.get(key) in known else key: value for key, value in data.items()}
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise T2IError(f"{source}: unknown {cls.__name__} keys: {', '.join(unknown)}")

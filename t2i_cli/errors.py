@@ -19,7 +19,7 @@ class T2IError(Exception):
 
 
 class RequestError(T2IError):
-    """A generation request the pipeline refuses, before any model runs."""
+    """A generation request the pipeline refuses, before any model runs: always about one argument."""
 
-    def __init__(self, parameter: str, message: str):
+    def __init__(self, message: str, *, parameter: str):
         super().__init__(message, parameter=parameter)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_GENERATOR = "flowers-gan"
-MAX_IMAGES = 1024
+MAX_IMAGES_PER_REQUEST = 1024
 
 
 def default_checkpoint() -> Path:
@@ -106,12 +106,12 @@ def validate_captions(captions: list[str]) -> list[str]:
     """The captions cleaned (:func:`~t2i_cli.text.checks.clean_caption`); refuses none at all and
     any that is no usable text (:func:`~t2i_cli.text.checks.caption_problem`)."""
     if not captions:
-        raise RequestError("captions", "no caption given")
+        raise RequestError("no caption given", parameter="captions")
     cleaned = []
     for number, caption in enumerate(captions, start=1):
         problem = caption_problem(caption)
         if problem is not None:
-            raise RequestError("captions", f"caption {number} {problem}")
+            raise RequestError(f"caption {number} {problem}", parameter="captions")
         cleaned.append(clean_caption(caption))
     return cleaned
 
@@ -123,9 +123,9 @@ def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int =
     returns the cleaned captions. Front ends call it first, so bad input costs no loading time."""
     captions = validate_captions([captions] if isinstance(captions, str) else list(captions))
     if num_images < 1:
-        raise RequestError("num_images", f"the number of images per caption must be at least 1, got {num_images}")
-    if len(captions) * num_images > MAX_IMAGES:
-        raise RequestError("num_images", f"{len(captions) * num_images} images asked for; at most {MAX_IMAGES} at once")
+        raise RequestError(f"the number of images per caption must be at least 1, got {num_images}", parameter="num_images")
+    if len(captions) * num_images > MAX_IMAGES_PER_REQUEST:
+        raise RequestError(f"{len(captions) * num_images} images asked for; at most {MAX_IMAGES_PER_REQUEST} at once", parameter="num_images")
     check_seed(seed)
     Sampling(truncation=truncation, rerank=rerank).check()
     if variation_of is not None:
@@ -136,20 +136,20 @@ def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int =
         try:
             NoiseRecipe.of(variation_of)
         except RequestError as exc:
-            raise RequestError("variation_of", str(exc)) from None
+            raise RequestError(str(exc), parameter="variation_of") from None
         check_strength(strength)
     if noise_from is not None:
         if variation_of is not None:
-            raise RequestError("noise_from", "--noise-from draws one flower's noise and --variation-of varies it: give one of them")
+            raise RequestError("--noise-from draws one flower's noise and --variation-of varies it: give one of them", parameter="noise_from")
         if num_images != 1:
-            raise RequestError("noise_from", f"--noise-from draws every image with one noise: ask for 1 image per caption, not {num_images}")
+            raise RequestError(f"--noise-from draws every image with one noise: ask for 1 image per caption, not {num_images}", parameter="noise_from")
         recipe = NoiseRecipe.of(noise_from)
         if rerank > 1 and recipe.last.candidate:
-            raise RequestError("rerank", f"noise {recipe} names its reranking candidate already: draw it without --rerank")
+            raise RequestError(f"noise {recipe} names its reranking candidate already: draw it without --rerank", parameter="rerank")
     if upscale not in UPSCALE_FACTORS:
-        raise RequestError("upscale", f"the upscale factor must be 1, 2, 3 or 4, got {upscale}")
+        raise RequestError(f"the upscale factor must be 1, 2, 3 or 4, got {upscale}", parameter="upscale")
     if sr_method not in SR_METHODS:
-        raise RequestError("sr_method", f"the upscaling method must be {', '.join(SR_METHODS[:-1])} or {SR_METHODS[-1]}, got {sr_method!r}")
+        raise RequestError(f"the upscaling method must be {', '.join(SR_METHODS[:-1])} or {SR_METHODS[-1]}, got {sr_method!r}", parameter="sr_method")
     return captions
 
 
@@ -163,9 +163,9 @@ def check_interpolation(first: str, second: str, *, steps: int = 8, seed: int = 
     """:func:`check_request` for an interpolation; returns the two cleaned captions."""
     first, second = validate_captions([first, second])
     if steps < 2:
-        raise RequestError("steps", f"an interpolation needs at least 2 steps, got {steps}")
-    if steps > MAX_IMAGES:
-        raise RequestError("steps", f"an interpolation has at most {MAX_IMAGES} steps, got {steps}")
+        raise RequestError(f"an interpolation needs at least 2 steps, got {steps}", parameter="steps")
+    if steps > MAX_IMAGES_PER_REQUEST:
+        raise RequestError(f"an interpolation has at most {MAX_IMAGES_PER_REQUEST} steps, got {steps}", parameter="steps")
     check_request(first, seed=seed, truncation=truncation, upscale=upscale, sr_method=sr_method, noise_from=noise_from)
     return first, second
 
@@ -410,10 +410,10 @@ def _sr_weights_by_scale(files: Sequence[str | Path]) -> dict[int, Path]:
 
 
 def check_seed(seed: int, *, parameter: str = "seed") -> None:
-    # Image j of a request uses seed + j: the last of MAX_IMAGES must still fit a 64-bit seed.
-    if seed < 0 or seed > 2**63 - 1 - MAX_IMAGES:
+    # Image j of a request uses seed + j: the last of MAX_IMAGES_PER_REQUEST must still fit a 64-bit seed.
+    if seed < 0 or seed > 2**63 - 1 - MAX_IMAGES_PER_REQUEST:
         what = "the seed" if parameter == "seed" else "the seed to vary"
-        raise RequestError(parameter, f"{what} must be a whole number from 0 to 2^63 - {MAX_IMAGES + 1}, got {seed}")
+        raise RequestError(f"{what} must be a whole number from 0 to 2^63 - {MAX_IMAGES_PER_REQUEST + 1}, got {seed}", parameter=parameter)
 
 
 def _encoder_for(identity: EncoderIdentity | None, *, spec: str | None, device: str, checkpoint: Path) -> TextEncoder:

@@ -36,7 +36,7 @@ def truncation_threshold(psi: float) -> float:
 
 def check_truncation(psi: float) -> None:
     if not (isinstance(psi, (int, float)) and 0 < psi <= NO_TRUNCATION):
-        raise RequestError("truncation", f"the truncation must lie in (0, 1] (1 = none), got {psi}")
+        raise RequestError(f"the truncation must lie in (0, 1] (1 = none), got {psi}", parameter="truncation")
 
 
 def _draw(stream: torch.Generator, noise_dim: int, threshold: float) -> torch.Tensor:
@@ -59,7 +59,7 @@ def seeded_noise(noise_dim: int, seeds: list[int], *, truncation: float = NO_TRU
 
 def check_strength(strength: float) -> None:
     if not (isinstance(strength, (int, float)) and 0 <= strength <= 1):
-        raise RequestError("strength", f"the variation strength must lie in [0, 1], got {strength}")
+        raise RequestError(f"the variation strength must lie in [0, 1], got {strength}", parameter="strength")
 
 
 MAX_SEED = 2**63 - 1
@@ -101,22 +101,22 @@ class NoiseRecipe:
         elif isinstance(value, str):
             text = value.strip()
         else:
-            raise RequestError("noise_from", f"a noise recipe is a seed or text like 12~0.3:40, got {value!r}")
+            raise RequestError(f"a noise recipe is a seed or text like 12~0.3:40, got {value!r}", parameter="noise_from")
         first = _DRAW.match(text)
         problem = f"{text!r} is not a noise recipe: a seed (12), a candidate (12c3), then any variations (~0.3:40)"
         if first is None:
-            raise RequestError("noise_from", problem)
+            raise RequestError(problem, parameter="noise_from")
         steps, at = [], first.end()
         while at < len(text):
             step = _STEP.match(text, at)
             if step is None:
-                raise RequestError("noise_from", problem)
+                raise RequestError(problem, parameter="noise_from")
             try:
                 strength = float(step.group(1))
             except ValueError:
-                raise RequestError("noise_from", problem) from None
+                raise RequestError(problem, parameter="noise_from") from None
             if not 0 <= strength <= 1:
-                raise RequestError("noise_from", f"in noise {text!r}, a variation's strength must lie in [0, 1], got {strength}")
+                raise RequestError(f"in noise {text!r}, a variation's strength must lie in [0, 1], got {strength}", parameter="noise_from")
             steps.append((strength, _parse_draw(step.group(2))))
             at = step.end()
         return cls(_parse_draw(first.group(0)), tuple(steps))
@@ -152,9 +152,9 @@ def _parse_draw(text: str) -> Draw:
     seed, _, candidate = text.partition("c")
     draw = Draw(int(seed), int(candidate or 0))
     if draw.seed > MAX_SEED:
-        raise RequestError("noise_from", f"a seed is at most 2^63 - 1, got {draw.seed}")
+        raise RequestError(f"a seed is at most 2^63 - 1, got {draw.seed}", parameter="noise_from")
     if draw.candidate >= MAX_RERANK:
-        raise RequestError("noise_from", f"reranking draws at most {MAX_RERANK} candidates, so c{draw.candidate} is none of them")
+        raise RequestError(f"reranking draws at most {MAX_RERANK} candidates, so c{draw.candidate} is none of them", parameter="noise_from")
     return draw
 
 
@@ -190,7 +190,7 @@ class Sampling:
     def check(self) -> None:
         check_truncation(self.truncation)
         if not (isinstance(self.rerank, int) and 1 <= self.rerank <= MAX_RERANK):
-            raise RequestError("rerank", f"rerank must draw 1 to {MAX_RERANK} candidates an image, got {self.rerank}")
+            raise RequestError(f"rerank must draw 1 to {MAX_RERANK} candidates an image, got {self.rerank}", parameter="rerank")
 
 
 class Drawn(NamedTuple):
@@ -213,10 +213,10 @@ def draw(generator: torch.nn.Module, embeddings: torch.Tensor | None, noise: Seq
                                  device=device, batch_size=batch_size, progress=progress)
         return Drawn(images, recipes)
     if embeddings is None or sampling.scorer is None:
-        raise RequestError("rerank", "reranking scores images against their captions with a caption-matching model: "
-                                     "it needs both")
+        raise RequestError("reranking scores images against their captions with a caption-matching model: it needs both",
+                           parameter="rerank")
     if any(r.last.candidate for r in recipes):
-        raise RequestError("rerank", "a noise recipe that names its candidate (c1, c2, ...) is already chosen: draw it without --rerank")
+        raise RequestError("a noise recipe that names its candidate (c1, c2, ...) is already chosen: draw it without --rerank", parameter="rerank")
     chosen, picked = [], []
     per_batch = max(1, batch_size // k)  # images whose K candidates go through G together
     for start in range(0, len(recipes), per_batch):

@@ -33,7 +33,7 @@ from t2i_cli.sampling import MAX_RERANK
 
 log = logging.getLogger(__name__)
 
-MAX_IMAGES = 8
+MAX_IMAGES_PER_ANSWER = 8
 # Seconds the page's image files, and Gradio's copies of them, are kept after their last use: a
 # conversation's pictures stay visible this long (its state, with every picture, lives as long).
 FILE_LIFETIME = 4 * 3600
@@ -159,8 +159,8 @@ class DemoBackend:
         if not isinstance(caption, str) or not caption.strip():
             raise refuse("Write a caption first: the page needs a description of the flower.")
         num_images = int(num_images)
-        if not 1 <= num_images <= MAX_IMAGES:
-            raise refuse(f"Ask for between 1 and {MAX_IMAGES} images, not {num_images}.")
+        if not 1 <= num_images <= MAX_IMAGES_PER_ANSWER:
+            raise refuse(f"Ask for between 1 and {MAX_IMAGES_PER_ANSWER} images, not {num_images}.")
         used_seed = self._seed(seed, random_seed)
         settings = self._settings(upscale, sr_method, truncation, rerank)
         try:  # only a request the pipeline accepts waits for the models
@@ -373,7 +373,7 @@ def build_demo(pipeline: T2IPipeline, *, checkpoint: str | None = None, encoder:
                                      label="Caption", scale=4, elem_id="caption")
                 send = gr.Button("Generate", variant="primary", scale=1, elem_id="generate")
             with gr.Row():
-                num_images = Slider(1, MAX_IMAGES, value=2, step=1, label="Images (and variations)", elem_id="num-images")
+                num_images = Slider(1, MAX_IMAGES_PER_ANSWER, value=2, step=1, label="Images (and variations)", elem_id="num-images")
                 seed = Number(value=0, precision=0, minimum=0, label="Seed")
                 random_seed = gr.Checkbox(value=False, label="Random seed")
                 upscale = Slider(1, 4, value=4, step=1, label="Upscale factor", elem_id="upscale")

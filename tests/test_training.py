@@ -30,7 +30,7 @@ def changed(before, module):
     "variant",
     [
         dict(gan_type="gan"),
-        dict(gan_type="gan", cls=False, interpolate=False, l1_coef=1.0, l2_coef=1.0),
+        dict(gan_type="gan", cls=False, interpolate=False, l1_coef=1.0, feature_matching_coef=1.0),
         dict(gan_type="gan", amp="bf16"),
         dict(gan_type="wgan"),
         dict(gan_type="wgan", gradient_penalty=10.0),
@@ -323,3 +323,13 @@ def test_in_run_evaluation_measures_the_real_figures(tmp_path, flowers_h5):
                          metrics=("fid", "colour", "second_colour", "diversity"))
     for key in ("fid", "fid_floor", "kid", "colour_match", "second_colour", "diversity", "diversity_lowest_tenth"):
         assert report[key] == best[key], key  # the in-run figures are t2i evaluate's
+
+
+def test_a_run_config_from_before_a_rename_still_loads():
+    """Run folders keep their config.json: l2_coef (feature matching's old name) reads as feature_matching_coef."""
+    from t2i_cli.config import TrainConfig, from_dict
+
+    config = from_dict(TrainConfig, {"data": "x.h5", "l2_coef": 0.5})
+    assert config.feature_matching_coef == 0.5
+    with pytest.raises(T2IError, match="unknown TrainConfig keys: l3_coef"):
+        from_dict(TrainConfig, {"data": "x.h5", "l3_coef": 0.5})

@@ -18,7 +18,7 @@ SRMethodOption = Annotated[
 SRWeightsOption = Annotated[
     Optional[Path], typer.Option("--sr-weights", help="An SR weights file, FSRCNN or SRCNN (default: the shipped one for the scale).")
 ]
-UPSCALE_EXAMPLE = "Example: t2i upscale flower.png --scale 4 --out big/"
+UPSCALE_EXAMPLE = "Example: t2i upscale flower.png --upscale 4 --out big/"
 TRAIN_EXAMPLE = (
     "Example: t2i sr train --arch fsrcnn --scale 2 --data T91/ --data flower_photos/ --out fsrcnn_x2.safetensors; "
     "then --scale 3 --init fsrcnn_x2.safetensors"
@@ -162,7 +162,8 @@ def sr_eval_cli(
 
 def upscale_cli(
     inputs: Annotated[list[Path], typer.Argument(help="Images to enlarge.")],
-    scale: ScaleOption = 2,
+    # --upscale as generate and interpolate name it; --scale as sr train and sr eval do (and scripts may)
+    scale: Annotated[int, typer.Option("--upscale", "--scale", "-u", "-s", help="Upscaling factor: 2, 3 or 4.")] = 2,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (or a .png file for a single input).")] = Path("upscaled"),
     sr_method: SRMethodOption = "auto",
     sr_weights: SRWeightsOption = None,

@@ -6,7 +6,7 @@ One step of the ``gan``/``wgan`` types (Reed et al. 2016, GAN-INT-CLS):
   (other-class) image + the caption -> fake. WGAN types use critic scores, weight clipping or a
   gradient penalty, and update G only every ``diter`` critic steps (100 during warm-up).
 - G: fool D on (G(z, caption), caption); with INT also on captions interpolated between pairs of
-  the batch; plus optional feature matching (l2_coef), L1 to the real image (l1_coef) and the
+  the batch; plus optional feature matching (feature_matching_coef), L1 to the real image (l1_coef) and the
   conditioning-augmentation KL term.
 
 One step of the ``hinge`` type (DF-GAN, Tao et al. 2022):
@@ -318,9 +318,9 @@ class Trainer:
             stats.update(g_stats)
             if cfg.conditional and cfg.interpolate:
                 g_loss = g_loss + self._interpolation_term(self.D, noise, embedding, adversarial, stats)
-            if cfg.l2_coef > 0:
+            if cfg.feature_matching_coef > 0:
                 fm, fm_stats = losses.feature_matching(real_features.float(), fake_features.float())
-                g_loss = g_loss + cfg.l2_coef * fm
+                g_loss = g_loss + cfg.feature_matching_coef * fm
                 stats.update(fm_stats)
             if cfg.l1_coef > 0:
                 l1, l1_stats = losses.l1_to_image(finest(fake).float(), real)
