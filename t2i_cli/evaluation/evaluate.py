@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import torch
 from PIL import Image
 
 from t2i_cli.atomic import atomic_file
+from t2i_cli.cache import cache_dir
 from t2i_cli.data.h5 import CaptionImageFile
 from t2i_cli.data.split import InMemorySplit
 from t2i_cli.errors import T2IError
@@ -69,11 +69,6 @@ SHEET_ROWS = 12
 SHEET_SAMPLES = 4
 DIVERSITY_CAPTIONS = 32
 DIVERSITY_SAMPLES = 8  # images per caption (noise seeds) and real images per class
-
-
-def cache_dir() -> Path:
-    """Where trained image encoders and real-image features are kept ($T2I_CACHE_DIR or ~/.cache/t2i)."""
-    return Path(os.environ.get("T2I_CACHE_DIR") or Path.home() / ".cache" / "t2i")
 
 
 def eval_image_encoder(data: Path, *, image_size: int, device: torch.device, config: ImageEncoderConfig | None = None,

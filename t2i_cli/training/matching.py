@@ -81,7 +81,7 @@ def match_encoder_for_run(
     outlast; if rank 0 fails, torchrun stops this process too.
     """
     from t2i_cli.data.split import InMemorySplit
-    from t2i_cli.evaluation.evaluate import cache_dir
+    from t2i_cli.cache import cache_dir
 
     folder = Path(run_dir) / RUN_FOLDER
     while not make and not (folder / "image_encoder.json").is_file():

@@ -35,8 +35,8 @@ from t2i_cli.errors import T2IError
 from t2i_cli.evaluation.colour import dominant_colours, petal_colours, pixel_names
 from t2i_cli.grid import to_unit_range
 from t2i_cli.models.style import StyleConfig, StyleEncoder
+from t2i_cli.devices import auto_amp_dtype
 from t2i_cli.sampling import draw_from_noise, seeded_noise
-from t2i_cli.training.trainer import auto_amp_dtype
 
 log = logging.getLogger(__name__)
 

@@ -48,6 +48,7 @@ from t2i_cli.checkpoint import (
 )
 from t2i_cli.config import ModelConfig, TrainConfig
 from t2i_cli.data.batches import mixed_seed
+from t2i_cli.devices import amp_dtype, use_channels_last
 from t2i_cli.errors import T2IError
 from t2i_cli.grid import captioned_grid, save_png, to_pil
 from t2i_cli.models.pyramid import Images, detached, finest, image_pyramid
@@ -92,37 +93,6 @@ class TrainState:
     train_seconds: float = field(default=0.0, compare=False)
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def auto_amp_dtype(device: torch.device) -> torch.dtype | None:
-    """bfloat16 on CUDA and on CPUs with native bf16 (measured: 1.6x on a Zen 4 core), else None (fp32)."""
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
-        return torch.bfloat16
-    return None
-
-
-def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """``config.amp``: ``auto`` is :func:`auto_amp_dtype`, ``bf16`` always, ``off`` never."""
-    if config.amp != "auto":
-        return torch.bfloat16 if config.amp == "bf16" else None
-    return auto_amp_dtype(device)
-
-
-def _use_channels_last(config: TrainConfig, device: torch.device) -> bool:
-    """``auto``: NHWC on CUDA (tensor-core convolutions want it). On a 2-core Zen 4 CPU its effect
-    was within run-to-run noise (-7 % to +9 %, benchmarks/train_speed.py), so the CPU keeps NCHW."""
-    if config.channels_last != "auto":
-        return config.channels_last == "on"
-    return device.type == "cuda"
-
-
 class Trainer:
     def __init__(
         self,
@@ -147,8 +117,8 @@ class Trainer:
         self.data_record = data_record  # written into every checkpoint: what this run trains on
         self.device = device
         self.group = group
-        self.amp_dtype = _amp_dtype(config, device)
-        memory_format = torch.channels_last if _use_channels_last(config, device) else torch.contiguous_format
+        self.amp_dtype = amp_dtype(config.amp, device)
+        memory_format = torch.channels_last if use_channels_last(config.channels_last, device) else torch.contiguous_format
         self.memory_format = memory_format
         generator = generator.to(device, memory_format=memory_format)
         discriminator = discriminator.to(device, memory_format=memory_format)
