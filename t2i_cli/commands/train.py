@@ -1,8 +1,15 @@
-"""``t2i train``: flags and an optional JSON config file mapped onto the typed configs."""
+"""``t2i train``: flags and an optional JSON config file layered onto the typed configs.
+
+Each config flag is a row of :data:`CONFIG_FLAGS`: the config field it sets, its names and its
+help. Its type comes from the field, and its value goes to the field of the same name, so a new
+config field needs one row here and nothing else.
+"""
 
 from __future__ import annotations
 
+import inspect
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,81 +21,94 @@ EXPORT_EXAMPLE = "Example: t2i export runs/flowers weights/flowers-gan"
 EXAMPLE = "Example: t2i train --data flowers.h5 --out runs/flowers --arch dfgan --diffaug translation,cutout --epochs 200"
 
 
+@dataclass(frozen=True)
+class ConfigFlag:
+    field: str  # of TrainConfig, or of ModelConfig with ``model``
+    names: tuple[str, ...]  # as typer.Option takes them ("--cls/--no-cls" for a switch)
+    help: str
+    model: bool = False
+
+
+CONFIG_FLAGS = (
+    ConfigFlag("data", ("--data",), "Training HDF5 file (t2i data convert)."),
+    ConfigFlag("arch", ("--arch",), "dcgan (GAN-INT-CLS, the default) or dfgan (DF-GAN; brings its own loss and optimizer defaults).", model=True),
+    ConfigFlag("gan_type", ("--type",), "gan | wgan | hinge (DF-GAN) | vanilla_gan | vanilla_wgan."),
+    ConfigFlag("split", ("--split",), "Split to train on."),
+    ConfigFlag("epochs", ("--epochs",), "Total epochs (600 in Reed et al.)."),
+    ConfigFlag("time_limit", ("--time-limit",), "Minutes of training (over all resumes): stop at the first epoch end past it."),
+    ConfigFlag("batch_size", ("--batch-size",), "Batch size (64)."),
+    ConfigFlag("lr", ("--lr",), "Adam learning rate of G, and of D without --lr-d (2e-4; dfgan 1e-4), halved every --lr-halve-every epochs."),
+    ConfigFlag("lr_d", ("--lr-d",), "D's learning rate (dfgan: 4e-4)."),
+    ConfigFlag("beta1", ("--beta1",), "Adam beta1 (0.5; dfgan 0.0)."),
+    ConfigFlag("beta2", ("--beta2",), "Adam beta2 (0.999, or 0.9 with a penalty; dfgan 0.9)."),
+    ConfigFlag("lr_halve_every", ("--lr-halve-every",), "Epochs between halvings (100; 0 = never)."),
+    ConfigFlag("lr_decay", ("--lr-decay",), "none, linear or cosine: the rates fall to 0 over --epochs."),
+    ConfigFlag("d_warmup_steps", ("--d-warmup-steps",), "Train D alone for N steps first (a pretrained G with a fresh D)."),
+    ConfigFlag("diter", ("--diter",), "WGAN critic steps per generator step (5)."),
+    ConfigFlag("gradient_penalty", ("--gp",), "WGAN-GP lambda (e.g. 10) instead of weight clipping."),
+    ConfigFlag("ma_gp", ("--ma-gp",), "hinge: matching-aware gradient penalty weight (2; 0 = off)."),
+    ConfigFlag("gp_every", ("--gp-every",), "hinge: take the penalty every N steps, weighted by N (1)."),
+    ConfigFlag("match_coef", ("--match-coef",), "Weight of G's caption-matching loss (a frozen contrastive image encoder; 0 = off)."),
+    ConfigFlag("diffaug", ("--diffaug",), "DiffAugment on every image D sees: translation, cutout, or translation,cutout."),
+    ConfigFlag("cls", ("--cls/--no-cls",), "Matching-aware D (wrong-image term)."),
+    ConfigFlag("interpolate", ("--int/--no-int",), "GAN-INT: train G on interpolated captions too."),
+    ConfigFlag("l1_coef", ("--l1-coef",), "L1 to the paired image."),
+    ConfigFlag("feature_matching_coef", ("--feature-matching", "--l2-coef"), "Weight of G matching D's features of real images (--l2-coef: its old name)."),
+    ConfigFlag("ngf", ("--ngf",), "Generator width (64).", model=True),
+    ConfigFlag("ndf", ("--ndf",), "Discriminator width (64).", model=True),
+    ConfigFlag("image_size", ("--image-size",), "64, or 128 for the larger variant.", model=True),
+    ConfigFlag("conditioning_augmentation", ("--ca/--no-ca",), "StackGAN conditioning augmentation.", model=True),
+    ConfigFlag("minibatch_discrimination", ("--mbd/--no-mbd",), "Minibatch discrimination in D.", model=True),
+    ConfigFlag("msg", ("--msg/--no-msg",), "MSG-GAN: G also draws every side 4..S/2, D takes them all in.", model=True),
+    ConfigFlag("augment", ("--augment/--no-augment",), "Load at 76/64 of the size, random-crop and flip (Reed et al.)."),
+    ConfigFlag("preload", ("--preload/--no-preload",), "Decode every image into memory once."),
+    ConfigFlag("amp", ("--amp",), "Mixed precision: auto (bf16 on CUDA and on CPUs with native bf16), off, bf16."),
+    ConfigFlag("channels_last", ("--channels-last",), "NHWC activations: auto (on CUDA only), on, off."),
+    ConfigFlag("compile", ("--compile/--no-compile",), "torch.compile G and D (slow first steps)."),
+    ConfigFlag("ema_decay", ("--ema-decay",), "EMA of G used for samples and checkpoints (0.999)."),
+    ConfigFlag("workers", ("--workers",), "DataLoader worker processes."),
+    ConfigFlag("eval_every", ("--eval-every",), "Measure the EMA generator on --eval-split every N epochs (FID, KID, colours, diversity) and keep the best checkpoint by FID (0 = never)."),
+    ConfigFlag("eval_split", ("--eval-split",), "Split of the in-run evaluation (valid)."),
+    ConfigFlag("eval_metrics", ("--eval-metrics",), "Its metrics: fid, colour, second_colour, diversity (all four by default)."),
+    ConfigFlag("save_every", ("--save-every",), "Checkpoint every N epochs (and at the end)."),
+    ConfigFlag("keep_every", ("--keep-every",), "Keep every checkpoint of an epoch divisible by N, beside the last 3 (0 = only those)."),
+    ConfigFlag("seed", ("--seed",), "Seed of every random draw."),
+    ConfigFlag("pretrained_generator", ("--pretrained-generator",), "Start G from these weights (checkpoint folder or .safetensors)."),
+    ConfigFlag("pretrained_discriminator", ("--pretrained-discriminator",), "Start D from these weights."),
+)
+_PYTHON_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "float | None": float}
+
+
+def _config_parameters() -> list[inspect.Parameter]:
+    """One optional keyword parameter per :data:`CONFIG_FLAGS` row, typed as its config field."""
+    from dataclasses import fields
+
+    from t2i_cli.config import ModelConfig, TrainConfig
+
+    types = {False: {f.name: f.type for f in fields(TrainConfig)}, True: {f.name: f.type for f in fields(ModelConfig)}}
+    return [
+        inspect.Parameter(flag.field, inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[Optional[_PYTHON_TYPES[str(types[flag.model][flag.field])]], typer.Option(*flag.names, help=flag.help)])
+        for flag in CONFIG_FLAGS
+    ]
+
+
 def train_cli(
-    data: Annotated[Optional[Path], typer.Option("--data", help="Training HDF5 file (t2i data convert).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run folder: checkpoints, samples, metrics.jsonl.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder from its latest checkpoint.")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help='JSON: {"model": {...}, "train": {...}}; flags override it.')] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="dcgan (GAN-INT-CLS, the default) or dfgan (DF-GAN; brings its own loss and optimizer defaults).")] = None,
-    gan_type: Annotated[Optional[str], typer.Option("--type", help="gan | wgan | hinge (DF-GAN) | vanilla_gan | vanilla_wgan.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split to train on.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Total epochs (600 in Reed et al.).")] = None,
-    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Minutes of training (over all resumes): stop at the first epoch end past it.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (64).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of G, and of D without --lr-d (2e-4; dfgan 1e-4), halved every --lr-halve-every epochs.")] = None,
-    lr_d: Annotated[Optional[float], typer.Option("--lr-d", help="D's learning rate (dfgan: 4e-4).")] = None,
-    beta1: Annotated[Optional[float], typer.Option(help="Adam beta1 (0.5; dfgan 0.0).")] = None,
-    beta2: Annotated[Optional[float], typer.Option(help="Adam beta2 (0.999, or 0.9 with a penalty; dfgan 0.9).")] = None,
-    lr_halve_every: Annotated[Optional[int], typer.Option(help="Epochs between halvings (100; 0 = never).")] = None,
-    lr_decay: Annotated[Optional[str], typer.Option("--lr-decay", help="none, linear or cosine: the rates fall to 0 over --epochs.")] = None,
-    d_warmup_steps: Annotated[Optional[int], typer.Option("--d-warmup-steps", help="Train D alone for N steps first (a pretrained G with a fresh D).")] = None,
-    diter: Annotated[Optional[int], typer.Option(help="WGAN critic steps per generator step (5).")] = None,
-    gradient_penalty: Annotated[Optional[float], typer.Option("--gp", help="WGAN-GP lambda (e.g. 10) instead of weight clipping.")] = None,
-    ma_gp: Annotated[Optional[float], typer.Option("--ma-gp", help="hinge: matching-aware gradient penalty weight (2; 0 = off).")] = None,
-    gp_every: Annotated[Optional[int], typer.Option("--gp-every", help="hinge: take the penalty every N steps, weighted by N (1).")] = None,
-    match_coef: Annotated[Optional[float], typer.Option("--match-coef", help="Weight of G's caption-matching loss (a frozen contrastive image encoder; 0 = off).")] = None,
-    diffaug: Annotated[Optional[str], typer.Option("--diffaug", help="DiffAugment on every image D sees: translation, cutout, or translation,cutout.")] = None,
-    cls: Annotated[Optional[bool], typer.Option("--cls/--no-cls", help="Matching-aware D (wrong-image term).")] = None,
-    interpolate: Annotated[Optional[bool], typer.Option("--int/--no-int", help="GAN-INT: train G on interpolated captions too.")] = None,
-    l1_coef: Annotated[Optional[float], typer.Option(help="L1 to the paired image.")] = None,
-    feature_matching_coef: Annotated[Optional[float], typer.Option("--feature-matching", "--l2-coef", help="Weight of G matching D's features of real images (--l2-coef: its old name).")] = None,
-    ngf: Annotated[Optional[int], typer.Option(help="Generator width (64).")] = None,
-    ndf: Annotated[Optional[int], typer.Option(help="Discriminator width (64).")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="64, or 128 for the larger variant.")] = None,
-    ca: Annotated[Optional[bool], typer.Option("--ca/--no-ca", help="StackGAN conditioning augmentation.")] = None,
-    minibatch_discrimination: Annotated[Optional[bool], typer.Option("--mbd/--no-mbd", help="Minibatch discrimination in D.")] = None,
-    msg: Annotated[Optional[bool], typer.Option("--msg/--no-msg", help="MSG-GAN: G also draws every side 4..S/2, D takes them all in.")] = None,
-    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Load at 76/64 of the size, random-crop and flip (Reed et al.).")] = None,
-    preload: Annotated[Optional[bool], typer.Option("--preload/--no-preload", help="Decode every image into memory once.")] = None,
-    amp: Annotated[Optional[str], typer.Option(help="Mixed precision: auto (bf16 on CUDA and on CPUs with native bf16), off, bf16.")] = None,
-    channels_last: Annotated[Optional[str], typer.Option("--channels-last", help="NHWC activations: auto (on CUDA only), on, off.")] = None,
-    compile_models: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile G and D (slow first steps).")] = None,
-    ema_decay: Annotated[Optional[float], typer.Option(help="EMA of G used for samples and checkpoints (0.999).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes.")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Measure the EMA generator on --eval-split every N epochs (FID, KID, colours, diversity) and keep the best checkpoint by FID (0 = never).")] = None,
-    eval_split: Annotated[Optional[str], typer.Option("--eval-split", help="Split of the in-run evaluation (valid).")] = None,
-    eval_metrics: Annotated[Optional[str], typer.Option("--eval-metrics", help="Its metrics: fid, colour, second_colour, diversity (all four by default).")] = None,
-    save_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N epochs (and at the end).")] = None,
-    keep_every: Annotated[Optional[int], typer.Option(help="Keep every checkpoint of an epoch divisible by N, beside the last 3 (0 = only those).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of every random draw.")] = None,
-    pretrained_generator: Annotated[Optional[Path], typer.Option("--pretrained-generator", help="Start G from these weights (checkpoint folder or .safetensors).")] = None,
-    pretrained_discriminator: Annotated[Optional[Path], typer.Option("--pretrained-discriminator", help="Start D from these weights.")] = None,
     device: DeviceOption = "auto",
     quiet: QuietOption = False,
+    **values,
 ) -> None:
     """Train the conditional GAN (GAN-INT-CLS, or DF-GAN with --arch dfgan) on a caption-image HDF5 file."""
     from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults, from_dict, load_config_file
     from t2i_cli.errors import T2IError
     from t2i_cli.training.run import train
 
-    flags = {
-        "data": str(data) if data else None, "gan_type": gan_type, "split": split, "epochs": epochs, "time_limit": time_limit,
-        "batch_size": batch_size, "lr": lr, "lr_halve_every": lr_halve_every, "lr_decay": lr_decay,
-        "d_warmup_steps": d_warmup_steps, "diter": diter,
-        "gradient_penalty": gradient_penalty, "ma_gp": ma_gp, "gp_every": gp_every, "diffaug": diffaug, "match_coef": match_coef,
-        "lr_d": lr_d, "beta1": beta1, "beta2": beta2, "cls": cls, "interpolate": interpolate, "l1_coef": l1_coef,
-        "feature_matching_coef": feature_matching_coef, "augment": augment, "preload": preload, "amp": amp,
-        "channels_last": channels_last, "compile": compile_models, "ema_decay": ema_decay, "workers": workers, "save_every": save_every, "eval_every": eval_every, "eval_split": eval_split, "eval_metrics": eval_metrics, "keep_every": keep_every, "seed": seed,
-        "pretrained_generator": str(pretrained_generator) if pretrained_generator else None,
-        "pretrained_discriminator": str(pretrained_discriminator) if pretrained_discriminator else None,
-        "device": device if device != "auto" else None,
-    }
-    model_flags = {
-        "arch": arch, "ngf": ngf, "ndf": ndf, "image_size": image_size, "conditioning_augmentation": ca,
-        "minibatch_discrimination": minibatch_discrimination, "msg": msg,
-    }
-    flags = {k: v for k, v in flags.items() if v is not None}
-    model_flags = {k: v for k, v in model_flags.items() if v is not None}
+    given = [(flag, values[flag.field]) for flag in CONFIG_FLAGS if values.get(flag.field) is not None]
+    flags = {flag.field: value for flag, value in given if not flag.model} | ({"device": device} if device != "auto" else {})
+    model_flags = {flag.field: value for flag, value in given if flag.model}
     for name, value in flags.items():  # --lr nan: refused here, before a config file could be blamed
         if isinstance(value, float) and not math.isfinite(value):
             raise T2IError(f"{name} must be a finite number, got {value}", parameter=name)
@@ -114,6 +134,13 @@ def train_cli(
         f"trained {counted(trainer.state.epoch, 'epoch')} ({counted(trainer.state.step, 'step')}, {trainer.state.train_seconds / 60:.1f} minutes); "
         f"checkpoint: {trainer.run_dir / (trainer.run_dir / 'latest').read_text().strip()}"
     )
+
+
+# Typer reads a command's options from its signature: the fixed ones, then one per config flag.
+_fixed = [p for p in inspect.signature(train_cli, eval_str=True).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+train_cli.__signature__ = inspect.Signature(
+    [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _fixed] + _config_parameters()
+)
 
 
 def export_cli(
