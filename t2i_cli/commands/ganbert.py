@@ -52,14 +52,12 @@ def ganbert_train_cli(
     quiet: QuietOption = False,
 ) -> None:
     """Fine-tune a BERT-family caption encoder with GAN-BERT (or the supervised baseline)."""
-    from ganbert.data import label_table, outside_labels, read_labels, read_tsv, scorable_examples
     from ganbert.model import GanBertConfig, update_metadata
     from ganbert.train import train_ganbert
+    from t2i_cli.data.ganbert_split import ganbert_task
     from t2i_cli.devices import resolve_device
     from t2i_cli.progress import progress_bar
 
-    if (data is None) == (tsv is None):
-        raise T2IError("give exactly one of --data FILE.h5 or --tsv FILE.tsv")
     check_output_path(out, as_folder=True)
     if out.exists() and not force:
         raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")
@@ -68,35 +66,11 @@ def ganbert_train_cli(
         learning_rate=lr, max_length=max_length, seed=seed, batching=batching,
     )
     config.validate()
-    labels = None
-    if data is not None:
-        selection = H5Selection(labelled_fraction, holdout, split_seed)
-        examples, evaluation, labels = selection.split(data)
-        source = {"data": str(data), "labelled_fraction": labelled_fraction, "holdout": holdout, "split_seed": split_seed}
-    else:
-        examples = read_tsv(tsv)
-        labels = label_table(examples)  # fails now, not after the backbone loads, when none is labelled
-        evaluation = read_tsv(eval_tsv) if eval_tsv is not None else None
-        source = {"tsv": str(tsv)}
-    # Everything about the evaluation is settled before the first step: the label set (as in the
-    # paper, every class the task has, labelled examples or not), and what cannot be scored.
-    if evaluation is not None:
-        scorable_examples(evaluation)
-        labels = sorted(set(labels) | {e.label for e in evaluation if e.label is not None})
-    if labels_file is not None:
-        labels = read_labels(labels_file)
-        source["labels"] = str(labels_file)
+    task = ganbert_task(data=data, tsv=tsv, eval_tsv=eval_tsv, selection=H5Selection(labelled_fraction, holdout, split_seed),
+                        labels_file=labels_file)
+    examples, evaluation, labels = task.examples, task.evaluation, task.labels
     if eval_every and evaluation is None:
         raise T2IError("--eval-every needs a set to score: --eval-tsv FILE (with --tsv) or --data")
-    if evaluation is not None:
-        trained = {e.label for e in examples if e.label is not None}
-        untaught = [e for e in evaluation if e.label is not None and e.label not in trained]
-        if untaught:
-            log.info("%d evaluation sentences are of %d label(s) no labelled sentence shows; they count like the rest",
-                     len(untaught), len({e.label for e in untaught}))
-        outside = outside_labels(evaluation, labels)
-        if outside:
-            log.info("%d evaluation sentences have labels outside the label table; they count as errors", len(outside))
     labelled = sum(e.label is not None for e in examples)
     log.info(
         "%s on %d sentences (%d labelled, %d unlabelled), %d labels, %d steps",
@@ -119,7 +93,7 @@ def ganbert_train_cli(
             examples, config, backbone_dir=backbone, labels=labels, device=resolve_device(device), on_step=on_step,
             evaluation=evaluation if eval_every else None, evaluate_every=eval_every, on_evaluate=on_evaluate,
         )
-    metadata = {"source": source, "labelled_sentences": labelled, "sentences": len(examples)}
+    metadata = {"source": task.source, "labelled_sentences": labelled, "sentences": len(examples)}
     if curve:
         metadata["curve"] = curve
     model.save(out, metadata=metadata, overwrite=force)  # first: a failed evaluation must not cost the model

@@ -7,10 +7,13 @@ a share of the rest labelled, and leaves the remaining captions unlabelled.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from t2i_cli.errors import T2IError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,3 +70,51 @@ def captions_and_classes(path: Path, split: str = "train") -> tuple[dict[str, li
     if any(c is None for c in classes.values()):
         raise T2IError(f"{path} records no classes for its {split} images, so it has no labels for GAN-BERT")
     return captions, classes
+
+
+@dataclass
+class GanBertTask:
+    """What one ``t2i ganbert train`` learns from and is scored on."""
+
+    examples: list  # ganbert.data.Example: labelled and unlabelled sentences to train on
+    evaluation: list | None  # labelled sentences to score, if any
+    labels: list[str]  # the classifier's label table
+    source: dict  # where it all came from, for the checkpoint's metadata
+
+
+def ganbert_task(*, data: Path | None = None, tsv: Path | None = None, eval_tsv: Path | None = None,
+                 selection: H5Selection | None = None, labels_file: Path | None = None) -> GanBertTask:
+    """The task from a t2i HDF5 file (its train classes, split by ``selection``) or a TSV file
+    (with an optional ``eval_tsv``). Everything about the evaluation is settled before training:
+    the label set (as in the paper, every class the task has, labelled examples or not; or
+    ``labels_file``'s), and that the evaluation can be scored."""
+    from ganbert.data import label_table, outside_labels, read_labels, read_tsv, scorable_examples
+
+    if (data is None) == (tsv is None):
+        raise T2IError("give exactly one of --data FILE.h5 or --tsv FILE.tsv")
+    if data is not None:
+        selection = selection or H5Selection(0.02, 0.2, 0)
+        examples, evaluation, labels = selection.split(data)
+        source = {"data": str(data), "labelled_fraction": selection.labelled_fraction, "holdout": selection.holdout_fraction,
+                  "split_seed": selection.seed}
+    else:
+        examples = read_tsv(tsv)
+        labels = label_table(examples)  # fails now, not after the backbone loads, when none is labelled
+        evaluation = read_tsv(eval_tsv) if eval_tsv is not None else None
+        source = {"tsv": str(tsv)}
+    if evaluation is not None:
+        scorable_examples(evaluation)
+        labels = sorted(set(labels) | {e.label for e in evaluation if e.label is not None})
+    if labels_file is not None:
+        labels = read_labels(labels_file)
+        source["labels"] = str(labels_file)
+    if evaluation is not None:
+        trained = {e.label for e in examples if e.label is not None}
+        untaught = [e for e in evaluation if e.label is not None and e.label not in trained]
+        if untaught:
+            log.info("%d evaluation sentences are of %d label(s) no labelled sentence shows; they count like the rest",
+                     len(untaught), len({e.label for e in untaught}))
+        outside = outside_labels(evaluation, labels)
+        if outside:
+            log.info("%d evaluation sentences have labels outside the label table; they count as errors", len(outside))
+    return GanBertTask(examples, evaluation, labels, source)
