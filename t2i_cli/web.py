@@ -69,6 +69,7 @@ class DemoBackend:
         self.files_lock = threading.Lock()
         self.files = Path(files) if files is not None else Path(tempfile.mkdtemp(prefix="t2i-demo-"))
         self.swept = time.time()
+        self.small_size = f"{pipeline.model_config.image_size} px"  # what the generator draws (64 px, or 128)
 
     def describe(self) -> str:
         sr = [self.pipeline.upscaler(scale, "auto").describe() for scale in (2, 3, 4)]
@@ -129,12 +130,12 @@ class DemoBackend:
         return self._file(picture.small, picture.small_name)
 
     def gallery_items(self, pictures: list[Picture]) -> list[tuple[str, str]]:
-        """Each picture at 64 px, then enlarged when it was, captioned with its number and the
+        """Each picture at the generator's size, then enlarged when it was, captioned with its number and the
         command that writes it again (and, for a blend's, which of the strip's files it is)."""
         items = []
         for picture in pictures:
             for enlarged in (False, True) if picture.big is not None else (False,):
-                size = f"{picture.upscale}x ({picture.upscaler})" if enlarged else "64 px"
+                size = f"{picture.upscale}x ({picture.upscaler})" if enlarged else self.small_size
                 text = f"#{picture.number}, {size}: {picture.command(enlarged=enlarged)}"
                 if picture.blend is not None:
                     text += f"  (this picture: {picture.output(enlarged=enlarged)})"
@@ -244,7 +245,7 @@ class DemoBackend:
         except (T2IError, SRError) as exc:
             raise refuse(str(exc)) from None
         items: list[tuple[str, str]] = []
-        for images, size in ((result.small, "64 px"), (result.upscaled, f"×{int(upscale)} ({result.upscaler})")):
+        for images, size in ((result.small, self.small_size), (result.upscaled, f"×{int(upscale)} ({result.upscaler})")):
             if images is None:
                 continue
             items.append((self._file(images.photo), f"your photo, {size}"))
@@ -360,7 +361,7 @@ def build_demo(pipeline: T2IPipeline, *, checkpoint: str | None = None, encoder:
     backend = DemoBackend(pipeline, checkpoint=checkpoint, encoder=encoder)
     # Gradio's copies of the page's images go after FILE_LIFETIME, checked every CLEAN_EVERY: a bounded cache.
     with gr.Blocks(title="t2i: captions to flowers", delete_cache=(CLEAN_EVERY, FILE_LIFETIME)) as demo:
-        gr.Markdown("# t2i: captions to flowers\nDescribe a flower; a conditional GAN draws it at 64 px "
+        gr.Markdown(f"# t2i: captions to flowers\nDescribe a flower; a conditional GAN draws it at {backend.small_size} "
                     "and FSRCNN (or SRCNN) enlarges it.")
         gr.Markdown(backend.describe(), elem_id="loaded-models")
         with gr.Tab("Generate"):
@@ -418,7 +419,7 @@ def build_demo(pipeline: T2IPipeline, *, checkpoint: str | None = None, encoder:
                 if flower.blend is not None:
                     info += f" The command below writes the whole strip; this picture is `{flower.output()}`."
                 if flower.big is not None:
-                    info += f"  \nAt 64 px: `{flower.command(enlarged=False)}`"
+                    info += f"  \nAt {backend.small_size}: `{flower.command(enlarged=False)}`"
                 return image, info, flower.command()
 
             def answer(history, text, state, act, kind, *args, **about):
@@ -529,7 +530,7 @@ def build_demo(pipeline: T2IPipeline, *, checkpoint: str | None = None, encoder:
                     restyle_upscale = Slider(1, 4, value=4, step=1, label="Upscale factor")
                     restyle_method = Radio(list(SR_METHODS), value="auto", label="SR method")
                     restyle_go = gr.Button("Restyle", variant="primary", elem_id="restyle")
-            restyled = gr.Gallery(label="The photo, its redrawing and the restyled image: 64 px, then upscaled", columns=3,
+            restyled = gr.Gallery(label=f"The photo, its redrawing and the restyled image: {backend.small_size}, then upscaled", columns=3,
                                   object_fit="contain", format="png", elem_id="restyled")
             restyle_summary = gr.JSON(visible=False)
             restyle_go.click(backend.restyle, [photo, new_caption, photo_caption, restyle_upscale, restyle_method],
