@@ -30,6 +30,24 @@ ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
 ARCH_CHOICES = ("srcnn", *PRESETS)
 
 
+def network_config(arch: str, *, scale: int, mode: str = "y", residual: bool = True, kernels: tuple[int, ...] | None = None,
+                   widths: tuple[int, ...] | None = None, size: tuple[int, int, int] | None = None, output: str | None = None):
+    """The config of a network named as ``t2i sr train --arch`` names it (:data:`ARCH_CHOICES`):
+    SRCNN's ``kernels`` and ``widths`` (default 9-5-5 and 64-32), or FSRCNN's d-s-m ``size`` (default:
+    the preset's) and ``output`` layer (default subpixel). Options of the other architecture are
+    refused rather than ignored."""
+    if arch not in ARCH_CHOICES:
+        raise SRError(f"the architecture must be {', '.join(ARCH_CHOICES[:-1])} or {ARCH_CHOICES[-1]}, got {arch!r}", parameter="arch")
+    if arch == "srcnn":
+        if size is not None or output is not None:
+            raise SRError("an FSRCNN size and output layer are for fsrcnn or fsrcnn-s, not srcnn", parameter="arch")
+        return SRConfig(scale=scale, kernels=kernels or (9, 5, 5), widths=widths or (64, 32), mode=mode, residual=residual)
+    if kernels is not None or widths is not None:
+        raise SRError(f"kernel sizes and widths are SRCNN's, not {arch}'s", parameter="arch")
+    d, s, m = size or PRESETS[arch]
+    return FSRCNNConfig(scale=scale, d=d, s=s, m=m, mode=mode, residual=residual, output=output or "subpixel")
+
+
 def config_from_json(text: str):
     """The config recorded in a weights file; files without ``arch`` predate FSRCNN and are SRCNN."""
     try:

@@ -50,7 +50,7 @@ FLAGS = {
     "eval_metrics": "--eval-metrics", "lr_decay": "--lr-decay", "d_warmup_steps": "--d-warmup-steps",
     "lr": "--lr", "lr_d": "--lr-d", "sheet": "--sheet", "port": "--port",
     "variation_of": "--variation-of", "strength": "--strength", "rerank": "--rerank", "sr_weights": "--sr-weights",
-    "noise_from": "--noise-from", "feature_matching_coef": "--feature-matching",
+    "noise_from": "--noise-from", "feature_matching_coef": "--feature-matching", "arch": "--arch",
 }
 
 

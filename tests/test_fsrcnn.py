@@ -265,11 +265,11 @@ def test_sr_train_and_eval_cli_side_by_side(tmp_path, trained_fsrcnn_x2):
     assert scores[0]["gain_db"] == 0 and abs(scores[1]["gain_db"]) < 0.1  # an untrained residual SRCNN is bicubic + ~0
     fresh = tmp_path / "never-written.safetensors"
     assert_one_line_error(run("sr", "train", "--scale", 3, "--arch", "fsrcnn-s", "--out", out, *args), "already exists, and replacing it was not asked for (--force)")
-    assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "edsr", "--out", fresh, *args), "--arch must be srcnn, fsrcnn or fsrcnn-s, got 'edsr'")
+    assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "edsr", "--out", fresh, *args), "the architecture must be srcnn, fsrcnn or fsrcnn-s, got 'edsr' (--arch)")
     assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--fsrcnn-size", "56-12", "--out", fresh, *args), "--fsrcnn-size must look like 56-12-4")
     assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--output", "bilinear", "--out", fresh, *args), "subpixel or deconv")
     assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--schedule", "step", "--out", fresh, *args), "constant or cosine")
     assert_one_line_error(run("sr", "train", "--scale", 3, "--arch", "fsrcnn", "--init", srcnn_x2, "--out", fresh, *args), "in more than the scale")
-    assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--kernels", "9-1-5", "--out", fresh, *args), "--kernels and --widths are for --arch srcnn")
-    assert_one_line_error(run("sr", "train", "--scale", 2, "--output", "deconv", "--out", fresh, *args), "--fsrcnn-size and --output are for --arch fsrcnn")
+    assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--kernels", "9-1-5", "--out", fresh, *args), "kernel sizes and widths are SRCNN's, not fsrcnn's (--arch)")
+    assert_one_line_error(run("sr", "train", "--scale", 2, "--output", "deconv", "--out", fresh, *args), "an FSRCNN size and output layer are for fsrcnn or fsrcnn-s, not srcnn (--arch)")
     assert_one_line_error(run("sr", "eval", FIXTURE_IMAGES[12], "--scale", 2, "--sr-weights", tmp_path / "none.safetensors"), "do not exist")

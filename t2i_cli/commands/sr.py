@@ -38,7 +38,7 @@ def sr_train_cli(
     out: Annotated[Path, typer.Option("--out", help="Where to write the best weights (.safetensors).")],
     arch: Annotated[str, typer.Option(help="srcnn, fsrcnn (d-s-m 56-12-4) or fsrcnn-s (32-5-1), the paper's two sizes.")] = "srcnn",
     fsrcnn_size: Annotated[Optional[str], typer.Option(help="FSRCNN's d-s-m, e.g. 56-12-4 (default: the preset's).")] = None,
-    output: Annotated[str, typer.Option(help="FSRCNN's enlarging layer: subpixel or deconv (the paper's, slower here).")] = "subpixel",
+    output: Annotated[Optional[str], typer.Option(help="FSRCNN's enlarging layer: subpixel (the default) or deconv (the paper's, slower here).")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from these weights (same network, any scale): all but the output layer.")] = None,
     valid_fraction: Annotated[float, typer.Option(help="Share of images held out for validation PSNR.")] = 0.1,
     steps: Annotated[int, typer.Option(help="Training batches.")] = 20000,
@@ -48,8 +48,8 @@ def sr_train_cli(
     schedule: Annotated[str, typer.Option(help="Rate over the run: constant, or cosine (down to a hundredth).")] = "constant",
     scale_augment: Annotated[bool, typer.Option("--scale-augment/--no-scale-augment", help="Also train on each image at 0.9/0.8/0.7/0.6 of its size (FSRCNN's augmentation).")] = False,
     valid_every: Annotated[int, typer.Option(help="Steps between validations.")] = 500,
-    kernels: Annotated[str, typer.Option(help="SRCNN's kernel sizes: 9-5-5 or the lighter 9-1-5.")] = "9-5-5",
-    widths: Annotated[str, typer.Option(help="SRCNN's filters of the first two layers: 64-32 (the paper's), or 32-16 for speed.")] = "64-32",
+    kernels: Annotated[Optional[str], typer.Option(help="SRCNN's kernel sizes: 9-5-5 (the default) or the lighter 9-1-5.")] = None,
+    widths: Annotated[Optional[str], typer.Option(help="SRCNN's filters of the first two layers: 64-32 (the paper's, the default), or 32-16 for speed.")] = None,
     mode: Annotated[str, typer.Option(help="y (luminance; Cb/Cr bicubic) or rgb.")] = "y",
     residual: Annotated[bool, typer.Option("--residual/--no-residual", help="Learn the detail bicubic misses.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the split and the patches.")] = 0,
@@ -60,26 +60,17 @@ def sr_train_cli(
     """Train an SR network for one scale on image folders, keeping the weights with the best valid PSNR."""
     from srcnn.data import AUGMENT_SIZES, holdout_split
     from srcnn.errors import SRError
-    from srcnn.fsrcnn import PRESETS, FSRCNNConfig
     from srcnn.images import list_images
-    from srcnn.model import SRConfig
-    from srcnn.networks import ARCH_CHOICES
+    from srcnn.networks import network_config
     from srcnn.train import train_network
     from t2i_cli.devices import resolve_device
 
-    if arch not in ARCH_CHOICES:
-        raise SRError(f"--arch must be {', '.join(ARCH_CHOICES[:-1])} or {ARCH_CHOICES[-1]}, got {arch!r}", parameter="arch")
-    if arch == "srcnn":
-        if fsrcnn_size is not None or output != "subpixel":
-            raise SRError("--fsrcnn-size and --output are for --arch fsrcnn or fsrcnn-s", parameter="arch")
-        kernel_sizes = _dashed_ints(kernels, count=3, flag="--kernels", example="9-5-5")
-        filter_widths = _dashed_ints(widths, count=2, flag="--widths", example="64-32")
-        config = SRConfig(scale=scale, kernels=kernel_sizes, widths=filter_widths, mode=mode, residual=residual)
-    else:
-        if kernels != "9-5-5" or widths != "64-32":
-            raise SRError("--kernels and --widths are for --arch srcnn", parameter="arch")
-        d, s, m = _dashed_ints(fsrcnn_size, count=3, flag="--fsrcnn-size", example="56-12-4", least=0) if fsrcnn_size else PRESETS[arch]
-        config = FSRCNNConfig(scale=scale, d=d, s=s, m=m, mode=mode, residual=residual, output=output)
+    config = network_config(
+        arch, scale=scale, mode=mode, residual=residual, output=output,
+        kernels=_dashed_ints(kernels, count=3, flag="--kernels", example="9-5-5") if kernels else None,
+        widths=_dashed_ints(widths, count=2, flag="--widths", example="64-32") if widths else None,
+        size=_dashed_ints(fsrcnn_size, count=3, flag="--fsrcnn-size", example="56-12-4", least=0) if fsrcnn_size else None,
+    )
     config.validate()
     if out.suffix != ".safetensors":
         raise SRError(f"--out must end in .safetensors, got {out}", parameter="out")
