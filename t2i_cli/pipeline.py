@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from t2i_cli.devices import resolve_device
 from t2i_cli.errors import RequestError, T2IError
 from t2i_cli.grid import captioned_grid, to_pil, to_unit_range
 from t2i_cli.sampling import NO_TRUNCATION, NoiseRecipe, Sampling, check_strength, draw, load_generator
-from t2i_cli.weights import WEIGHTS_DIR
+from t2i_cli.weights import WEIGHTS_DIR, default_checkpoint
 from t2i_cli.text.checks import caption_problem, clean_caption
 from t2i_cli.text.encoder import MINILM_NAME, EncoderIdentity, TextEncoder, load_text_encoder
 
@@ -36,13 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GENERATOR = "flowers-gan"
 MAX_IMAGES_PER_REQUEST = 1024
-
-
-def default_checkpoint() -> Path:
-    """``$T2I_CHECKPOINT``, else the shipped flowers generator in ``weights/``."""
-    return Path(os.environ.get("T2I_CHECKPOINT") or WEIGHTS_DIR / DEFAULT_GENERATOR)
 
 
 @dataclass

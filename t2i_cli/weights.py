@@ -16,6 +16,7 @@ from t2i_cli.atomic import write_text
 from t2i_cli.errors import T2IError
 
 MANIFEST = "MANIFEST.json"
+DEFAULT_GENERATOR = "flowers-gan"
 
 
 def shipped_weights_dir() -> Path:
@@ -69,3 +70,10 @@ def record(file: Path, *, what: str, data: str, command: str, metrics: dict | No
     manifest["files"][relative] = entry
     write_text(Path(weights_dir) / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return entry
+
+
+def default_checkpoint() -> Path:
+    """The generator used when none is named: ``$T2I_CHECKPOINT``, else the shipped flowers generator."""
+    import os
+
+    return Path(os.environ.get("T2I_CHECKPOINT") or WEIGHTS_DIR / DEFAULT_GENERATOR)

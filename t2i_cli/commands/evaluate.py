@@ -33,7 +33,7 @@ def evaluate_cli(
     from t2i_cli.devices import resolve_device
     from t2i_cli.evaluation.evaluate import evaluate, parse_metrics
     from t2i_cli.grid import save_png
-    from t2i_cli.pipeline import default_checkpoint
+    from t2i_cli.weights import default_checkpoint
 
     if out is not None:
         check_output_path(out, as_folder=False)

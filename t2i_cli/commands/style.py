@@ -77,25 +77,6 @@ def restyle_cli(
         typer.echo(f"wrote {sheet}")
 
 
-def _conditional_generator(checkpoint: Path | None):
-    """The frozen generator of ``checkpoint`` (default: the shipped one) and its checkpoint info."""
-    from t2i_cli.errors import T2IError
-    from t2i_cli.pipeline import default_checkpoint
-    from t2i_cli.sampling import load_generator
-
-    generator, info = load_generator(checkpoint or default_checkpoint())
-    if not info.model.conditional:
-        raise T2IError(f"{info.path} is an unconditional generator: a style encoder restyles with captions", parameter="checkpoint")
-    return generator, info
-
-
-def _load_split(data: Path, split: str, info):
-    """``split`` of ``data`` at the generator's image size; refused if embedded with another encoder."""
-    from t2i_cli.data.split import InMemorySplit
-
-    return InMemorySplit.load(data, split, image_size=info.model.image_size, expected_encoder=info.encoder)
-
-
 def _print_report(report: dict) -> None:
     generated, photos, restyle = report["generated"], report["photos"], report["restyle"]
     typer.echo(f"  generated images ({generated['images']}): noise MSE {generated['noise_mse']:.3f} (guessing 0: 1.0), "
@@ -131,53 +112,27 @@ def style_train_cli(
 ) -> None:
     """Train S, an image -> noise inverse of a frozen generator, on its drawings (and real photos) of the train split."""
     from t2i_cli.devices import resolve_device
-    from t2i_cli.errors import T2IError
     from t2i_cli.progress import progress_bar
-    from t2i_cli.style import check_replaceable, default_style_path, generator_sha256, write_style_encoder
-    from t2i_cli.training.style import StyleTrainConfig, train_style_encoder
+    from t2i_cli.training.style import StyleTrainConfig, train_style_for
 
-    if eval_split not in ("train", "valid", "test", "none"):
-        raise T2IError(f"the evaluation split must be train, valid, test or none, got {eval_split!r}")
     config = StyleTrainConfig(steps=steps, batch_size=batch_size, lr=lr, width=width, real_weight=real_weight, seed=seed)
-    config.validate()
-    generator, info = _conditional_generator(checkpoint)
-    if out is None:
-        out = default_style_path(info.path)
-        out.parent.mkdir(exist_ok=True)  # RUN/style-encoders/ for a run's checkpoint
-    if out.exists() and not force:
-        raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")
-    check_replaceable(out)
-    check_output_path(out, as_folder=True)
-    digest = generator_sha256(info.path)  # now: a run that goes on may prune this checkpoint meanwhile
-    torch_device = resolve_device(device)
-    # Everything the end needs is loaded before the minutes of training, so no failure there loses them.
-    train = _load_split(data, "train", info)
-    evaluation = None
-    if eval_split != "none":
-        from t2i_cli.evaluation.inception import InceptionFeatures
-
-        evaluation = (_load_split(data, eval_split, info), InceptionFeatures(torch_device))
+    evaluated = []  # (split, report), printed once the progress bar is done
     with progress_bar("style encoder", total=steps, enabled=not quiet) as advance:
-        encoder, trained = train_style_encoder(generator, train, config=config, device=torch_device, on_step=lambda step, stats: advance(1))
-    record = {"trained": {**trained, "config": {k: getattr(config, k) for k in ("batch_size", "lr", "width", "real_weight", "seed")},
-                          "data": train.record, "generator": str(info.path)}}
+        out, record = train_style_for(checkpoint, data, out, config, eval_split=eval_split, half=half, overwrite=force,
+                                      device=resolve_device(device), on_step=lambda step, stats: advance(1),
+                                      on_evaluated=lambda split, report: evaluated.append((split, report)))
+    trained = record["trained"]
     typer.echo(f"trained {counted(steps, 'step')} in {trained['seconds']:.0f} s; last 100 steps: "
                + ", ".join(f"{k} {v:.4f}" for k, v in trained["final"].items()))
-    write_style_encoder(out, encoder, generator_sha256=digest, record=record, half=half)
-    if evaluation is not None:
-        record["evaluation"] = _evaluate(generator, encoder, *evaluation, torch_device)
-        write_style_encoder(out, encoder, generator_sha256=digest, record=record, half=half)
-    typer.echo(f"wrote {out}; use it with t2i restyle PHOTO CAPTION -c {info.path}")
+    for split, report in evaluated:
+        _print_evaluation(split, report)
+    typer.echo(f"wrote {out}; use it with t2i restyle PHOTO CAPTION -c {trained['generator']}")
 
 
-def _evaluate(generator, encoder, split, features, device) -> dict:
-    from t2i_cli.training.style import evaluate_style_encoder
-
-    report = evaluate_style_encoder(generator, encoder, split, device=device, features=features)
+def _print_evaluation(split, report: dict) -> None:
     unseen = " of classes the generator and S never saw" if split.split != "train" and split.classes else ""
     typer.echo(f"{split.split} split ({len(split)} photos{unseen}):")
     _print_report(report)
-    return report
 
 
 @style_app.command("eval", epilog=EVAL_EXAMPLE)
@@ -193,15 +148,18 @@ def style_eval_cli(
     from t2i_cli.atomic import write_text
     from t2i_cli.devices import resolve_device
     from t2i_cli.style import default_style_path, load_style_encoder
+    from t2i_cli.training.style import conditional_generator, evaluate_style_encoder, style_split
 
     if out is not None:
         check_output_path(out, as_folder=False)
     from t2i_cli.evaluation.inception import InceptionFeatures
 
-    generator, info = _conditional_generator(checkpoint)
+    generator, info = conditional_generator(checkpoint)
     encoder = load_style_encoder(style or default_style_path(info.path), generator_checkpoint=info.path)
     torch_device = resolve_device(device)
-    report = _evaluate(generator, encoder, _load_split(data, split, info), InceptionFeatures(torch_device), torch_device)
+    measured = style_split(data, split, info)
+    report = evaluate_style_encoder(generator, encoder, measured, device=torch_device, features=InceptionFeatures(torch_device))
+    _print_evaluation(measured, report)
     if out is not None:
         write_text(out, json.dumps(report, indent=2) + "\n")
         typer.echo(f"wrote {out}")

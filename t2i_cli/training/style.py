@@ -23,6 +23,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -262,3 +263,62 @@ def evaluate_style_encoder(
         "inception_distance_to_photo_random_noise": distance(features(random_restyled), photo_features[photo_rows.numpy()]),
     }
     return {"split": split.split, "generated": generated_report, "photos": photos_report, "restyle": restyle_report}
+
+
+def conditional_generator(checkpoint: str | Path | None):
+    """The frozen generator of ``checkpoint`` (default: the shipped one) and its checkpoint info;
+    an unconditional one is refused (S restyles with captions)."""
+    from t2i_cli.weights import default_checkpoint
+    from t2i_cli.sampling import load_generator
+
+    generator, info = load_generator(checkpoint or default_checkpoint())
+    if not info.model.conditional:
+        raise T2IError(f"{info.path} is an unconditional generator: a style encoder restyles with captions", parameter="checkpoint")
+    return generator, info
+
+
+def style_split(data: Path, split: str, info) -> InMemorySplit:
+    """``split`` of ``data`` at the generator's image size; refused if embedded with another encoder."""
+    return InMemorySplit.load(data, split, image_size=info.model.image_size, expected_encoder=info.encoder)
+
+
+def train_style_for(checkpoint: str | Path | None, data: Path, out: Path | None, config: StyleTrainConfig, *,
+                    eval_split: str = "valid", half: bool = True, overwrite: bool = False, device: torch.device,
+                    on_step=None, on_evaluated=None) -> tuple[Path, dict]:
+    """Train S for ``checkpoint``'s generator on ``data``'s train split, write it to ``out``
+    (default: beside the generator, :func:`~t2i_cli.style.default_style_path`), then measure it on
+    ``eval_split`` (or not: "none") and write it again with the figures. Everything the end needs
+    is loaded before the minutes of training, so no failure there loses them. Returns the folder
+    and its record; ``on_evaluated(split, report)`` sees the figures first."""
+    from t2i_cli.outputs import check_output
+    from t2i_cli.style import check_replaceable, default_style_path, generator_sha256, write_style_encoder
+
+    if eval_split not in ("train", "valid", "test", "none"):
+        raise T2IError(f"the evaluation split must be train, valid, test or none, got {eval_split!r}")
+    config.validate()
+    generator, info = conditional_generator(checkpoint)
+    if out is None:
+        out = default_style_path(info.path)
+        out.parent.mkdir(exist_ok=True)  # RUN/style-encoders/ for a run's checkpoint
+    if out.exists() and not overwrite:
+        raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")
+    check_replaceable(out)
+    check_output(out, as_folder=True)
+    digest = generator_sha256(info.path)  # now: a run that goes on may prune this checkpoint meanwhile
+    train = style_split(data, "train", info)
+    evaluation = None
+    if eval_split != "none":
+        from t2i_cli.evaluation.inception import InceptionFeatures
+
+        evaluation = (style_split(data, eval_split, info), InceptionFeatures(device))
+    encoder, trained = train_style_encoder(generator, train, config=config, device=device, on_step=on_step)
+    record = {"trained": {**trained, "config": {k: getattr(config, k) for k in ("batch_size", "lr", "width", "real_weight", "seed")},
+                          "data": train.record, "generator": str(info.path)}}
+    write_style_encoder(out, encoder, generator_sha256=digest, record=record, half=half)
+    if evaluation is not None:
+        split, features = evaluation
+        record["evaluation"] = evaluate_style_encoder(generator, encoder, split, device=device, features=features)
+        if on_evaluated is not None:
+            on_evaluated(split, record["evaluation"])
+        write_style_encoder(out, encoder, generator_sha256=digest, record=record, half=half)
+    return out, record
