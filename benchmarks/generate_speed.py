@@ -94,7 +94,10 @@ def main() -> None:
 
     import torch
 
+    from t2i_cli.devices import keep_freed_memory
     from t2i_cli.pipeline import T2IPipeline
+
+    keep_freed_memory()  # as the t2i command does for its process
 
     pipeline = T2IPipeline.from_pretrained(device=args.device)
     if args.profile:
@@ -117,7 +120,7 @@ def main() -> None:
         "cold_generate_upscale4_s": {"median": round(statistics.median(cold), 2), "all": [round(c, 2) for c in cold]} if cold else None,
         "cold_import_torch_s": round(statistics.median(torch_alone), 2) if cold else None,
         "cold_after_import_torch_s": round(statistics.median(after_torch), 3) if cold else None,
-        "cold_peak_rss_mb": round(peak_kb / 1024), "warm_process_peak_rss_mb": round(warm_peak_mb),
+        "cold_peak_rss_mb": round(peak_kb / 1024) if cold else None, "warm_process_peak_rss_mb": round(warm_peak_mb),
     }
     print(f"\n{'warm pipeline':<32} {'median':>9} {'p95':>9}")
     for name, row in rows.items():

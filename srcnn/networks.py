@@ -38,14 +38,15 @@ def network_config(arch: str, *, scale: int, mode: str = "y", residual: bool = T
     refused rather than ignored."""
     if arch not in ARCH_CHOICES:
         raise SRError(f"the architecture must be {', '.join(ARCH_CHOICES[:-1])} or {ARCH_CHOICES[-1]}, got {arch!r}", parameter="arch")
-    if arch == "srcnn":
-        if size is not None or output is not None:
-            raise SRError("an FSRCNN size and output layer are for fsrcnn or fsrcnn-s, not srcnn", parameter="arch")
-        return SRConfig(scale=scale, kernels=kernels or (9, 5, 5), widths=widths or (64, 32), mode=mode, residual=residual)
-    if kernels is not None or widths is not None:
-        raise SRError(f"kernel sizes and widths are SRCNN's, not {arch}'s", parameter="arch")
+    srcnn_defaults, fsrcnn_output = (SRConfig.kernels, SRConfig.widths), FSRCNNConfig.output
+    if arch == "srcnn":  # a value the other architecture would take as its default is no conflict
+        if size is not None or output not in (None, fsrcnn_output):
+            raise SRError("an FSRCNN size and output layer are for fsrcnn or fsrcnn-s, not srcnn", parameter=("arch", "size", "output"))
+        return SRConfig(scale=scale, kernels=kernels or srcnn_defaults[0], widths=widths or srcnn_defaults[1], mode=mode, residual=residual)
+    if kernels not in (None, srcnn_defaults[0]) or widths not in (None, srcnn_defaults[1]):
+        raise SRError(f"kernel sizes and widths are SRCNN's, not {arch}'s", parameter=("arch", "kernels", "widths"))
     d, s, m = size or PRESETS[arch]
-    return FSRCNNConfig(scale=scale, d=d, s=s, m=m, mode=mode, residual=residual, output=output or "subpixel")
+    return FSRCNNConfig(scale=scale, d=d, s=s, m=m, mode=mode, residual=residual, output=output or fsrcnn_output)
 
 
 def config_from_json(text: str):

@@ -45,12 +45,13 @@ FLAGS = {
     "checkpoint": "--checkpoint", "encoder": "--encoder", "overwrite": "--force", "time_limit": "--time-limit",
     "epochs": "--epochs", "resume": "--resume", "out": "--out", "data": "--data", "gan_type": "--type",
     "conditioning_augmentation": "--ca", "gradient_penalty": "--gp", "preload": "--preload", "workers": "--workers",
-    "image_size": "--image-size", "strict": "--strict", "labels": "--labels", "scale": "--scale", "style": "--style", "msg": "--msg",
+    "image_size": "--image-size", "strict": "--strict", "labels": "--labels", "scale": ("--upscale", "--scale"), "style": "--style", "msg": "--msg",
     "truncation": "--truncation", "metrics": "--metrics", "best": "--best", "eval_every": "--eval-every",
     "eval_metrics": "--eval-metrics", "lr_decay": "--lr-decay", "d_warmup_steps": "--d-warmup-steps",
     "lr": "--lr", "lr_d": "--lr-d", "sheet": "--sheet", "port": "--port",
     "variation_of": "--variation-of", "strength": "--strength", "rerank": "--rerank", "sr_weights": "--sr-weights",
     "noise_from": "--noise-from", "feature_matching_coef": "--feature-matching", "arch": "--arch",
+    "kernels": "--kernels", "widths": "--widths", "size": "--fsrcnn-size", "output": "--output",
 }
 
 
@@ -58,7 +59,13 @@ def with_flags(message: str, parameter: str | tuple[str, ...] | None, available:
     """``message`` plus the flags of the arguments it is about: ``... (--time-limit)``; only flags
     in ``available`` (the running command's) when that is known."""
     names = (parameter,) if isinstance(parameter, str) else (parameter or ())
-    flags = [FLAGS[name] for name in names if name in FLAGS and (available is None or FLAGS[name] in available)]
+    flags = []
+    for name in names:  # a name's flags in preference order (t2i upscale has --upscale and --scale): the first the command has
+        candidates = FLAGS.get(name, ())
+        candidates = (candidates,) if isinstance(candidates, str) else candidates
+        flag = next((f for f in candidates if available is None or f in available), None)
+        if flag is not None:
+            flags.append(flag)
     return f"{message} ({' / '.join(flags)})" if flags else message
 
 

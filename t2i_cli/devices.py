@@ -12,7 +12,7 @@ from t2i_cli.errors import T2IError
 
 # mallopt parameters (glibc's malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_KEEP_BELOW = 1 << 30  # bytes
+_KEEP_BELOW = 256 << 20  # bytes: above a batch's largest activations (33 MB for 64 images at 64 px)
 _tuned = False
 
 
@@ -23,8 +23,9 @@ def keep_freed_memory() -> bool:
     64 px) fresh from the kernel and unmaps it on free, so each new tensor pays a page fault per
     4 kB page; in the VMs this project runs on that made a 64-caption draw 2.5x slower than its
     arithmetic, and each DF-GAN training step 14 % slower (benchmarks/README.md). Raising the
-    mmap and trim thresholds to 1 GB keeps such blocks in the heap for reuse. The peak memory is
-    the same; what a process frees is returned when it exits. No effect (False) off glibc.
+    mmap and trim thresholds to 256 MB keeps such blocks in the heap for reuse. A process then holds
+    on to up to that much freed memory between requests (the price; its peak is the same), so the
+    CLI sets it for its own process, and library callers choose. No effect (False) off glibc.
     """
     global _tuned
     if _tuned or not sys.platform.startswith("linux"):

@@ -195,9 +195,6 @@ class T2IPipeline:
         loaded encoder must have the identity the generator was trained with. ``sr_weights``: SR
         weights files (SRCNN or FSRCNN, one per scale) used instead of the shipped ones.
         """
-        from t2i_cli.devices import keep_freed_memory
-
-        keep_freed_memory()  # library callers too: a batch's activations are reused, not mapped anew
         if path is None:
             path = default_checkpoint()
             if not Path(path).exists():

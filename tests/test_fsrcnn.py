@@ -270,6 +270,18 @@ def test_sr_train_and_eval_cli_side_by_side(tmp_path, trained_fsrcnn_x2):
     assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--output", "bilinear", "--out", fresh, *args), "subpixel or deconv")
     assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--schedule", "step", "--out", fresh, *args), "constant or cosine")
     assert_one_line_error(run("sr", "train", "--scale", 3, "--arch", "fsrcnn", "--init", srcnn_x2, "--out", fresh, *args), "in more than the scale")
-    assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--kernels", "9-1-5", "--out", fresh, *args), "kernel sizes and widths are SRCNN's, not fsrcnn's (--arch)")
-    assert_one_line_error(run("sr", "train", "--scale", 2, "--output", "deconv", "--out", fresh, *args), "an FSRCNN size and output layer are for fsrcnn or fsrcnn-s, not srcnn (--arch)")
+    assert_one_line_error(run("sr", "train", "--scale", 2, "--arch", "fsrcnn", "--kernels", "9-1-5", "--out", fresh, *args), "kernel sizes and widths are SRCNN's, not fsrcnn's (--arch / --kernels / --widths)")
+    assert_one_line_error(run("sr", "train", "--scale", 2, "--output", "deconv", "--out", fresh, *args), "an FSRCNN size and output layer are for fsrcnn or fsrcnn-s, not srcnn (--arch / --fsrcnn-size / --output)")
     assert_one_line_error(run("sr", "eval", FIXTURE_IMAGES[12], "--scale", 2, "--sr-weights", tmp_path / "none.safetensors"), "do not exist")
+
+
+def test_a_network_config_takes_the_other_architectures_defaults_spelled_out():
+    """Scripts that spell out defaults keep working: only a real conflict is refused."""
+    from srcnn.errors import SRError
+    from srcnn.networks import network_config
+
+    assert network_config("fsrcnn", scale=2, kernels=(9, 5, 5), widths=(64, 32)).arch == "fsrcnn"
+    assert network_config("srcnn", scale=2, output="subpixel").kernels == (9, 5, 5)
+    assert (network_config("fsrcnn-s", scale=3).d, network_config("fsrcnn-s", scale=3).s) == (32, 5)
+    with pytest.raises(SRError, match="kernel sizes and widths are SRCNN's"):
+        network_config("fsrcnn", scale=2, kernels=(9, 1, 5))

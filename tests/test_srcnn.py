@@ -198,7 +198,7 @@ def test_outputs_past_the_pixel_budget_are_refused_before_any_work(tmp_path, mon
     assert time.perf_counter() - started < 5
     big = tmp_path / "big.png"
     Image.new("RGB", (5000, 4000)).save(big)
-    assert_one_line_error(run("upscale", big, "--scale", 4, "--sr-method", "bicubic", "--out", tmp_path / "o"), f"{big} would be 20000x16000 (320 MP) after x4; the limit is 100 MP: upscale a smaller image or by less (--scale)")
+    assert_one_line_error(run("upscale", big, "--scale", 4, "--sr-method", "bicubic", "--out", tmp_path / "o"), f"{big} would be 20000x16000 (320 MP) after x4; the limit is 100 MP: upscale a smaller image or by less (--upscale)")
     assert_one_line_error(run("upscale", big, "--scale", 7, "--sr-method", "bicubic", "--out", tmp_path / "o"), "x2, x3 or x4, not x7")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # decoding more than 2x this raises, as a photo bomb would
     assert_one_line_error(run("upscale", FIXTURE_IMAGES[0], "--out", tmp_path / "o"), "more pixels than Pillow decodes safely")

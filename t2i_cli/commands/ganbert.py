@@ -54,10 +54,11 @@ def ganbert_train_cli(
     """Fine-tune a BERT-family caption encoder with GAN-BERT (or the supervised baseline)."""
     from ganbert.model import GanBertConfig, update_metadata
     from ganbert.train import train_ganbert
-    from t2i_cli.data.ganbert_split import ganbert_task
+    from t2i_cli.data.ganbert_split import check_task_source, ganbert_task
     from t2i_cli.devices import resolve_device
     from t2i_cli.progress import progress_bar
 
+    check_task_source(data, tsv)
     check_output_path(out, as_folder=True)
     if out.exists() and not force:
         raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")

@@ -116,17 +116,15 @@ def style_train_cli(
     from t2i_cli.training.style import StyleTrainConfig, train_style_for
 
     config = StyleTrainConfig(steps=steps, batch_size=batch_size, lr=lr, width=width, real_weight=real_weight, seed=seed)
-    evaluated = []  # (split, report), printed once the progress bar is done
+    def on_trained(folder: Path, record: dict) -> None:  # said before the minutes of measuring
+        trained = record["trained"]
+        typer.echo(f"trained {counted(steps, 'step')} in {trained['seconds']:.0f} s; last 100 steps: "
+                   + ", ".join(f"{k} {v:.4f}" for k, v in trained["final"].items()))
+        typer.echo(f"wrote {folder}; use it with t2i restyle PHOTO CAPTION -c {trained['generator']}")
+
     with progress_bar("style encoder", total=steps, enabled=not quiet) as advance:
-        out, record = train_style_for(checkpoint, data, out, config, eval_split=eval_split, half=half, overwrite=force,
-                                      device=resolve_device(device), on_step=lambda step, stats: advance(1),
-                                      on_evaluated=lambda split, report: evaluated.append((split, report)))
-    trained = record["trained"]
-    typer.echo(f"trained {counted(steps, 'step')} in {trained['seconds']:.0f} s; last 100 steps: "
-               + ", ".join(f"{k} {v:.4f}" for k, v in trained["final"].items()))
-    for split, report in evaluated:
-        _print_evaluation(split, report)
-    typer.echo(f"wrote {out}; use it with t2i restyle PHOTO CAPTION -c {trained['generator']}")
+        train_style_for(checkpoint, data, out, config, eval_split=eval_split, half=half, overwrite=force, device=resolve_device(device),
+                        on_step=lambda step, stats: advance(1), on_trained=on_trained, on_evaluated=_print_evaluation)
 
 
 def _print_evaluation(split, report: dict) -> None:

@@ -27,10 +27,11 @@ class ConfigFlag:
     names: tuple[str, ...]  # as typer.Option takes them ("--cls/--no-cls" for a switch)
     help: str
     model: bool = False
+    path: bool = False  # a file or folder: typed Path on the command line, stored as text in the config
 
 
 CONFIG_FLAGS = (
-    ConfigFlag("data", ("--data",), "Training HDF5 file (t2i data convert)."),
+    ConfigFlag("data", ("--data",), "Training HDF5 file (t2i data convert).", path=True),
     ConfigFlag("arch", ("--arch",), "dcgan (GAN-INT-CLS, the default) or dfgan (DF-GAN; brings its own loss and optimizer defaults).", model=True),
     ConfigFlag("gan_type", ("--type",), "gan | wgan | hinge (DF-GAN) | vanilla_gan | vanilla_wgan."),
     ConfigFlag("split", ("--split",), "Split to train on."),
@@ -73,8 +74,8 @@ CONFIG_FLAGS = (
     ConfigFlag("save_every", ("--save-every",), "Checkpoint every N epochs (and at the end)."),
     ConfigFlag("keep_every", ("--keep-every",), "Keep every checkpoint of an epoch divisible by N, beside the last 3 (0 = only those)."),
     ConfigFlag("seed", ("--seed",), "Seed of every random draw."),
-    ConfigFlag("pretrained_generator", ("--pretrained-generator",), "Start G from these weights (checkpoint folder or .safetensors)."),
-    ConfigFlag("pretrained_discriminator", ("--pretrained-discriminator",), "Start D from these weights."),
+    ConfigFlag("pretrained_generator", ("--pretrained-generator",), "Start G from these weights (checkpoint folder or .safetensors).", path=True),
+    ConfigFlag("pretrained_discriminator", ("--pretrained-discriminator",), "Start D from these weights.", path=True),
 )
 _PYTHON_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "float | None": float}
 
@@ -87,8 +88,8 @@ def _config_parameters() -> list[inspect.Parameter]:
 
     types = {False: {f.name: f.type for f in fields(TrainConfig)}, True: {f.name: f.type for f in fields(ModelConfig)}}
     return [
-        inspect.Parameter(flag.field, inspect.Parameter.KEYWORD_ONLY, default=None,
-                          annotation=Annotated[Optional[_PYTHON_TYPES[str(types[flag.model][flag.field])]], typer.Option(*flag.names, help=flag.help)])
+        inspect.Parameter(flag.field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[Path if flag.path else _PYTHON_TYPES[str(types[flag.model][flag.field])]], typer.Option(*flag.names, help=flag.help)])
         for flag in CONFIG_FLAGS
     ]
 
@@ -106,7 +107,10 @@ def train_cli(
     from t2i_cli.errors import T2IError
     from t2i_cli.training.run import train
 
-    given = [(flag, values[flag.field]) for flag in CONFIG_FLAGS if values.get(flag.field) is not None]
+    unknown = set(values) - {flag.field for flag in CONFIG_FLAGS}
+    if unknown:
+        raise TypeError(f"train_cli() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    given = [(flag, str(values[flag.field]) if flag.path else values[flag.field]) for flag in CONFIG_FLAGS if values.get(flag.field) is not None]
     flags = {flag.field: value for flag, value in given if not flag.model} | ({"device": device} if device != "auto" else {})
     model_flags = {flag.field: value for flag, value in given if flag.model}
     for name, value in flags.items():  # --lr nan: refused here, before a config file could be blamed
@@ -136,11 +140,11 @@ def train_cli(
     )
 
 
-# Typer reads a command's options from its signature: the fixed ones, then one per config flag.
-_fixed = [p for p in inspect.signature(train_cli, eval_str=True).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-train_cli.__signature__ = inspect.Signature(
-    [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in _fixed] + _config_parameters()
-)
+# Typer reads a command's options from its signature: the fixed ones and one per config flag.
+# (--out, --resume and --config first, --device and --quiet last, as the help has always listed them.)
+_fixed = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(train_cli, eval_str=True).parameters.values()
+          if p.kind != inspect.Parameter.VAR_KEYWORD]
+train_cli.__signature__ = inspect.Signature(_fixed[:3] + _config_parameters() + _fixed[3:])
 
 
 def export_cli(

@@ -82,6 +82,12 @@ class GanBertTask:
     source: dict  # where it all came from, for the checkpoint's metadata
 
 
+def check_task_source(data: Path | None, tsv: Path | None) -> None:
+    """Exactly one of a data file and a TSV file (checked first: before any output or setting)."""
+    if (data is None) == (tsv is None):
+        raise T2IError("give exactly one of --data FILE.h5 or --tsv FILE.tsv")
+
+
 def ganbert_task(*, data: Path | None = None, tsv: Path | None = None, eval_tsv: Path | None = None,
                  selection: H5Selection | None = None, labels_file: Path | None = None) -> GanBertTask:
     """The task from a t2i HDF5 file (its train classes, split by ``selection``) or a TSV file
@@ -90,8 +96,7 @@ def ganbert_task(*, data: Path | None = None, tsv: Path | None = None, eval_tsv:
     ``labels_file``'s), and that the evaluation can be scored."""
     from ganbert.data import label_table, outside_labels, read_labels, read_tsv, scorable_examples
 
-    if (data is None) == (tsv is None):
-        raise T2IError("give exactly one of --data FILE.h5 or --tsv FILE.tsv")
+    check_task_source(data, tsv)
     if data is not None:
         selection = selection or H5Selection(0.02, 0.2, 0)
         examples, evaluation, labels = selection.split(data)

@@ -65,7 +65,7 @@ class NativeBert(nn.Module):
             model = cls(config)
         weights = load_file(model_dir / "model.safetensors")
         weights = {k.removeprefix("bert."): v for k, v in weights.items()}
-        # assign: the file's tensors become the parameters; strict, so none is left on "meta"
+        # assign: the file's tensors become the parameters; strict, so none is left uninitialised
         model.load_state_dict(_renamed(weights, config["num_hidden_layers"]), assign=True)
         return model.eval()
 

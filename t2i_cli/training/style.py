@@ -284,12 +284,13 @@ def style_split(data: Path, split: str, info) -> InMemorySplit:
 
 def train_style_for(checkpoint: str | Path | None, data: Path, out: Path | None, config: StyleTrainConfig, *,
                     eval_split: str = "valid", half: bool = True, overwrite: bool = False, device: torch.device,
-                    on_step=None, on_evaluated=None) -> tuple[Path, dict]:
+                    on_step=None, on_trained=None, on_evaluated=None) -> tuple[Path, dict]:
     """Train S for ``checkpoint``'s generator on ``data``'s train split, write it to ``out``
     (default: beside the generator, :func:`~t2i_cli.style.default_style_path`), then measure it on
     ``eval_split`` (or not: "none") and write it again with the figures. Everything the end needs
     is loaded before the minutes of training, so no failure there loses them. Returns the folder
-    and its record; ``on_evaluated(split, report)`` sees the figures first."""
+    and its record; ``on_trained(out, record)`` hears of the first write (before the minutes of
+    measuring), ``on_evaluated(split, report)`` sees the figures first."""
     from t2i_cli.outputs import check_output
     from t2i_cli.style import check_replaceable, default_style_path, generator_sha256, write_style_encoder
 
@@ -315,6 +316,8 @@ def train_style_for(checkpoint: str | Path | None, data: Path, out: Path | None,
     record = {"trained": {**trained, "config": {k: getattr(config, k) for k in ("batch_size", "lr", "width", "real_weight", "seed")},
                           "data": train.record, "generator": str(info.path)}}
     write_style_encoder(out, encoder, generator_sha256=digest, record=record, half=half)
+    if on_trained is not None:
+        on_trained(out, record)
     if evaluation is not None:
         split, features = evaluation
         record["evaluation"] = evaluate_style_encoder(generator, encoder, split, device=device, features=features)
