@@ -136,9 +136,9 @@ def check_request(captions: list[str] | str, *, num_images: int = 1, seed: int =
             raise RequestError("--noise-from draws one flower's noise and --variation-of varies it: give one of them", parameter="noise_from")
         if num_images != 1:
             raise RequestError(f"--noise-from draws every image with one noise: ask for 1 image per caption, not {num_images}", parameter="noise_from")
-        recipe = NoiseRecipe.of(noise_from)
-        if rerank > 1 and recipe.last.candidate:
-            raise RequestError(f"noise {recipe} names its reranking candidate already: draw it without --rerank", parameter="rerank")
+        recipe = NoiseRecipe.of(noise_from)  # refused now if it is no recipe, before any model loads
+        if rerank > 1:
+            recipe.check_unchosen()
     if upscale not in UPSCALE_FACTORS:
         raise RequestError(f"the upscale factor must be 1, 2, 3 or 4, got {upscale}", parameter="upscale")
     if sr_method not in SR_METHODS:

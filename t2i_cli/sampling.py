@@ -141,11 +141,18 @@ class NoiseRecipe:
 
     def vector(self, noise_dim: int, *, truncation: float = NO_TRUNCATION) -> torch.Tensor:
         """The noise ``(noise_dim,)``; a seed's recipe gives :func:`seeded_noise`'s vector bit for bit."""
-        threshold = truncation_threshold(truncation)
+        return self._vector(noise_dim, truncation_threshold(truncation))
+
+    def _vector(self, noise_dim: int, threshold: float) -> torch.Tensor:
         z = _draw_vector(self.start, noise_dim, threshold)
         for strength, draw in self.steps:
             z = math.sqrt(1 - strength**2) * z + strength * _draw_vector(draw, noise_dim, threshold)
         return z
+
+    def check_unchosen(self) -> None:
+        """Refuse reranking a recipe whose last draw names its candidate already (``12c3``)."""
+        if self.last.candidate:
+            raise RequestError(f"noise {self} names its reranking candidate already: draw it without --rerank", parameter="rerank")
 
 
 def _parse_draw(text: str) -> Draw:
@@ -169,9 +176,9 @@ def recipe_noise(noise_dim: int, recipes: Sequence["int | Draw | NoiseRecipe"], 
     """``(len(recipes), noise_dim)``: each recipe's vector (a plain int is a seed's)."""
     if not recipes:
         return torch.empty((0, noise_dim))
-    threshold = truncation_threshold(truncation)
+    threshold = truncation_threshold(truncation)  # once for the batch, not once a vector
     return torch.stack([_draw_vector(r, noise_dim, threshold) if isinstance(r, Draw) else
-                        NoiseRecipe.of(r).vector(noise_dim, truncation=truncation) for r in recipes])
+                        NoiseRecipe.of(r)._vector(noise_dim, threshold) for r in recipes])
 
 
 MAX_RERANK = 32
@@ -215,8 +222,8 @@ def draw(generator: torch.nn.Module, embeddings: torch.Tensor | None, noise: Seq
     if embeddings is None or sampling.scorer is None:
         raise RequestError("reranking scores images against their captions with a caption-matching model: it needs both",
                            parameter="rerank")
-    if any(r.last.candidate for r in recipes):
-        raise RequestError("a noise recipe that names its candidate (c1, c2, ...) is already chosen: draw it without --rerank", parameter="rerank")
+    for recipe in recipes:
+        recipe.check_unchosen()
     chosen, picked = [], []
     per_batch = max(1, batch_size // k)  # images whose K candidates go through G together
     for start in range(0, len(recipes), per_batch):

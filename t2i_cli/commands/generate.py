@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.options import DeviceOption, ForceOption, check_output_path, counted, image_or_folder
+from t2i_cli.commands.options import DeviceOption, ForceOption, check_image_outputs, counted, write_images
 from t2i_cli.commands.sr import SRMethodOption, SRWeightsOption
 
 GENERATE_EXAMPLE = 'Example: t2i generate "this flower has pink petals" -n 8 --seed 1 --out pink.png'
@@ -84,15 +84,9 @@ def generate_cli(
     seed = seed_or_noise(seed, noise_from)
     texts = check_request(texts, num_images=num_images, seed=seed, upscale=upscale, sr_method=sr_method, truncation=truncation,
                           variation_of=variation_of, strength=strength, rerank=rerank, noise_from=noise_from)
-    as_file = image_or_folder(out)
-    inputs = [captions_file] if captions_file is not None else []
-    check_output_path(out, as_folder=not as_file, inputs=inputs, force=force)
     drawn_from = [f"noise{re.sub(r'[^0-9a-z.]+', '-', noise_from)}"] if noise_from else [f"seed{seed + j}" for j in range(num_images)]
     names = [f"{index:03d}-{safe_stem(caption)}-{name}.png" for index, caption in enumerate(texts) for name in drawn_from]
-    if not as_file:
-        from t2i_cli.outputs import check_outputs
-
-        check_outputs([out / name for name in names], inputs=inputs, force=force)
+    as_file = check_image_outputs(out, names, inputs=[captions_file] if captions_file is not None else [], force=force)
 
     pipeline = load_pipeline(checkpoint, device=device, encoder=encoder, sr_weights=sr_weights, upscale=upscale)
     total = len(texts) * num_images
@@ -107,10 +101,7 @@ def generate_cli(
         save_image(picture, out)
         typer.echo(f"wrote {out} ({counted(len(images), 'image')}, {picture.width}x{picture.height})")
         return
-    out.mkdir(parents=True, exist_ok=True)
-    for image, name in zip(images, names):
-        save_image(image, out / name)
-    typer.echo(f"wrote {counted(len(images), 'image')} to {out}/")
+    write_images(images, out, names)
 
 
 def interpolate_cli(
@@ -136,13 +127,8 @@ def interpolate_cli(
     seed = seed_or_noise(seed, noise_from)
     first, second = check_interpolation(first, second, steps=steps, seed=seed, noise_from=noise_from, truncation=truncation,
                                         upscale=upscale, sr_method=sr_method)
-    as_file = image_or_folder(out)
-    check_output_path(out, as_folder=not as_file, force=force)
     names = [interpolation_file(step) for step in range(steps)]
-    if not as_file:
-        from t2i_cli.outputs import check_outputs
-
-        check_outputs([out / name for name in names], force=force)
+    as_file = check_image_outputs(out, names, force=force)
     pipeline = load_pipeline(checkpoint, device=device, encoder=encoder, sr_weights=sr_weights, upscale=upscale)
     result = pipeline.interpolate(first, second, steps=steps, seed=seed, noise_from=noise_from, truncation=truncation,
                                   upscale=upscale, sr_method=sr_method)
@@ -150,10 +136,7 @@ def interpolate_cli(
         save_image(result.grid(), out)
         typer.echo(f"wrote {out} ({steps} images)")
         return
-    out.mkdir(parents=True, exist_ok=True)
-    for image, name in zip(result.final, names):
-        save_image(image, out / name)
-    typer.echo(f"wrote {steps} images to {out}/")
+    write_images(result.final, out, names)
 
 
 def seed_or_noise(seed: int | None, noise_from: str | None) -> int:

@@ -78,6 +78,28 @@ def check_output_path(out: Path, *, as_folder: bool, inputs=(), force: bool | No
     check_output(out, as_folder=as_folder, inputs=inputs, force=force, parameter=parameter)
 
 
+def check_image_outputs(out: Path, names: list[str], *, inputs=(), force: bool | None = None) -> bool:
+    """Whether ``out`` is one image file (:func:`image_or_folder`); refused before any work if it,
+    or (for a folder) any of the files ``names`` it would get, cannot or must not be written."""
+    from t2i_cli.outputs import check_outputs
+
+    as_file = image_or_folder(out)
+    check_output_path(out, as_folder=not as_file, inputs=inputs, force=force)
+    if not as_file:
+        check_outputs([out / name for name in names], inputs=inputs, force=force)
+    return as_file
+
+
+def write_images(images, folder: Path, names: list[str]) -> None:
+    """Each image into ``folder`` (made if missing) under its name, and one line saying so."""
+    from t2i_cli.grid import save_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for image, name in zip(images, names):
+        save_image(image, folder / name)
+    typer.echo(f"wrote {counted(len(names), 'image')} to {folder}/")
+
+
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace output files that already exist.")]
 
 
@@ -93,5 +115,7 @@ __all__ = [
     "check_output_path",
     "counted",
     "image_or_folder",
+    "check_image_outputs",
+    "write_images",
     "unique_names",
 ]
