@@ -90,8 +90,8 @@ class Picture:
         if enlarged and self.upscale > 1:
             options += ["--upscale", str(self.upscale)] + (["--sr-method", self.sr_method] if self.sr_method != "auto" else [])
             options += ["--sr-weights", self.sr_weights] if self.sr_weights else []
-        suffix = f"-x{self.upscale}" if enlarged and self.upscale > 1 else ""
-        options += ["--out", f"flower-{self.number}{suffix}.png" if self.blend is None else f"blend-{self.number}{suffix}/"]
+        written = self.output(enlarged=enlarged)
+        options += ["--out", written if self.blend is None else written.rsplit("/", 1)[0] + "/"]  # a blend's: its strip's folder
         if any(caption.startswith("-") for caption in self.captions):  # "--": a caption is never read as a flag
             return shlex.join(["t2i", self.command_name, *options, "--", *self.captions])
         return shlex.join(["t2i", self.command_name, *self.captions, *options])
