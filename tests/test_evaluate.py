@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,7 +93,7 @@ class _Generator(torch.nn.Module):
 
 
 def test_caption_spreads_are_zero_for_a_generator_that_ignores_its_noise():
-    from t2i_cli.evaluation.evaluate import caption_spreads
+    from t2i_cli.evaluation.suite import caption_spreads
 
     embeddings = torch.tensor([[0.0, 1.0], [0.5, -1.0], [-0.5, 0.0]])
     pixels = lambda images: images.reshape(len(images), -1).double().numpy()  # noqa: E731 (features: the pixels)
@@ -114,8 +115,8 @@ def image_encoder(tmp_path_factory, flowers_h5):
 def test_evaluate_end_to_end_on_the_fixture_set(tmp_path, tiny_run, flowers_h5, image_encoder, monkeypatch):
     monkeypatch.setenv("T2I_CACHE_DIR", str(tmp_path / "cache"))
     # Few diversity images (2 captions x 2 seeds), and groups of 2 so the 3-image classes count.
-    monkeypatch.setattr("t2i_cli.evaluation.evaluate.DIVERSITY_CAPTIONS", 2)
-    monkeypatch.setattr("t2i_cli.evaluation.evaluate.DIVERSITY_SAMPLES", 2)
+    monkeypatch.setattr("t2i_cli.evaluation.suite.DIVERSITY_CAPTIONS", 2)
+    monkeypatch.setattr("t2i_cli.evaluation.suite.DIVERSITY_SAMPLES", 2)
     out = tmp_path / "report.json"
     result = run("evaluate", "--checkpoint", tiny_run, "--data", flowers_h5, "--split", "train", "--image-encoder", image_encoder, "--out", out, "--device", "cpu")
     assert result.exit_code == 0, result.output
@@ -175,8 +176,9 @@ def test_evaluate_reranks_with_the_generators_matcher_and_says_so(tmp_path, tiny
     save_image_encoder(model, checkpoint / "matcher", config=config, data_identity=identity, kind=KIND)
     plain, _ = evaluate(checkpoint, flowers_h5, "train", device=cpu, metrics=("colour", "second_colour"))
     best, _ = evaluate(checkpoint, flowers_h5, "train", device=cpu, metrics=("colour", "second_colour"), rerank=3)
-    assert (plain["rerank"], best["rerank"]) == (1, 3) and plain["metrics"] == ["colour", "second_colour"]
-    assert "fid" not in best and best["colour_captions"] == plain["colour_captions"]
+    assert (plain.report.rerank, best.report.rerank) == (1, 3) and plain.metrics == ("colour", "second_colour")
+    assert best.report.fid is None and best.report.results["colour"].colour_captions == plain.report.results["colour"].colour_captions
+    assert list(best.to_json()["protocol"]) == ["colour", "second_colour"]  # only what was measured
 
 
 def test_an_image_encoder_of_the_other_kind_is_refused(tmp_path, flowers_h5):
@@ -191,3 +193,29 @@ def test_an_image_encoder_of_the_other_kind_is_refused(tmp_path, flowers_h5):
     assert load_match_encoder(tmp_path / "matcher", encoder=identity["encoder"]) is not None
     with pytest.raises(T2IError, match="another caption encoder's embeddings"):
         load_match_encoder(tmp_path / "matcher", encoder={"name": "other", "dim": 384, "revision": "x"})
+
+
+def test_the_colour_rules_are_measured_on_flower_captions_only_and_the_report_says_why():
+    from types import SimpleNamespace
+
+    from t2i_cli.evaluation.suite import EvalSplit, measure
+
+    def split_of(captions: list[str]) -> EvalSplit:
+        count = len(captions)
+        real = SimpleNamespace(images=torch.full((count, 3, 8, 8), 200, dtype=torch.uint8))
+        return EvalSplit(Path("x.h5"), "test", 0, real, pick=torch.zeros(count, dtype=torch.long), caption_embeddings=torch.zeros(count, 2),
+                         captions=captions, order=np.arange(count), diversity_rows=np.arange(2), class_groups=np.zeros((0, 8), dtype=np.int64))
+
+    cpu, chosen = torch.device("cpu"), ("colour", "second_colour")
+    birds = split_of(["this bird has a red crown and a white belly", "a small yellow bird with black wings",
+                      "a man riding a wave on a surfboard", "a red bus on a street", "a vase of red flowers on a table",
+                      "a black cat asleep on a sofa"])
+    report = measure(_Generator(uses_noise=True), birds, device=cpu, metrics=chosen)
+    assert report.results == {} and list(report.not_measured) == list(chosen)
+    assert report.not_measured["colour"].startswith("17% of the test split's captions name a petal colour")
+    assert report.to_json()["not_measured"] == report.not_measured and "colour" not in report.to_json()
+    assert report.lines()[0].startswith("colour: not measured, ")
+    flowers = split_of(["pink petals", "a flower with yellow petals", "white petals and a yellow center", "a red bus"])
+    report = measure(_Generator(uses_noise=True), flowers, device=cpu, metrics=chosen)
+    assert list(report.results) == list(chosen) and not report.not_measured and "not_measured" not in report.to_json()
+    assert report.results["colour"].colour_captions == 3 and report.results["second_colour"].second_colour_captions == 1

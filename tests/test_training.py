@@ -265,6 +265,7 @@ def test_d_warm_up_leaves_a_pretrained_generator_untouched_and_its_ema_starts_at
 
 def test_in_run_evaluation_logs_its_figures_and_keeps_the_best_through_pruning_and_resume(tmp_path, flowers_h5, monkeypatch):
     from t2i_cli.evaluation import evaluate as evaluation
+    from t2i_cli.evaluation.suite import EvalReport, FidResult, Spread
 
     # FID by epoch: the best is epoch 2, which falls out of the last three by epoch 6.
     fids = {1: 90.0, 2: 50.0, 3: 70.0, 4: 60.0, 5: 80.0, 6: 75.0}
@@ -273,7 +274,8 @@ def test_in_run_evaluation_logs_its_figures_and_keeps_the_best_through_pruning_a
     def fake_measure(generator, evals, **kwargs):
         epoch = len(measured) + 1
         measured.append(epoch)
-        return {"images": evals.count, "fid": fids[epoch], "kid": {"mean": 0.1, "std": 0.01}, "colour_match": 0.5}
+        fid = FidResult(fids[epoch], fid_floor=40.0, half_size=4, kid=Spread(0.1, 0.01), kid_floor=Spread(0.0, 0.01), kid_subset_size=2)
+        return EvalReport(evals.count, truncation=1.0, rerank=1, results={"fid": fid})
 
     monkeypatch.setattr(evaluation, "measure", fake_measure)
     run = tmp_path / "run"
@@ -319,8 +321,9 @@ def test_in_run_evaluation_measures_the_real_figures(tmp_path, flowers_h5):
     assert {"colour_match", "second_colour", "diversity", "diversity_real", "diversity_lowest_tenth"} <= set(best)
     from t2i_cli.evaluation.evaluate import evaluate
 
-    report, _ = evaluate(run / best["checkpoint"], flowers_h5, "train", device=torch.device("cpu"),
-                         metrics=("fid", "colour", "second_colour", "diversity"))
+    evaluation, _ = evaluate(run / best["checkpoint"], flowers_h5, "train", device=torch.device("cpu"),
+                             metrics=("fid", "colour", "second_colour", "diversity"))
+    report = evaluation.to_json()
     for key in ("fid", "fid_floor", "kid", "colour_match", "second_colour", "diversity", "diversity_lowest_tenth"):
         assert report[key] == best[key], key  # the in-run figures are t2i evaluate's
 

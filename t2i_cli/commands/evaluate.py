@@ -22,7 +22,7 @@ def evaluate_cli(
     out: Annotated[Optional[Path], typer.Option("--out", help="JSON report to write (a sample sheet goes beside it as .png).")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed of caption picks, halves and noise.")] = 0,
     image_encoder: Annotated[Optional[Path], typer.Option(help="An image encoder from t2i eval-encoder train (default: trained once and cached).")] = None,
-    metrics: Annotated[str, typer.Option("--metrics", help="all, or a comma-separated choice of fid (with KID), r_precision, colour, second_colour, diversity.")] = "all",
+    metrics: Annotated[str, typer.Option("--metrics", help="all, or a comma-separated choice of fid (with KID), r_precision, colour, second_colour, diversity (the colour ones only on flower captions).")] = "all",
     truncation: TruncationOption = 1.0,
     rerank: RerankOption = 1,
     device: DeviceOption = "auto",
@@ -37,64 +37,18 @@ def evaluate_cli(
 
     if out is not None:
         check_output_path(out, as_folder=False)
-    report, sheet = evaluate(
+    evaluation, sheet = evaluate(
         checkpoint or default_checkpoint(), data, split, seed=seed, device=resolve_device(device), image_encoder=image_encoder,
         metrics=parse_metrics(metrics), truncation=truncation, rerank=rerank, show_progress=not quiet,
     )
     sampling = ("" if truncation == 1 else f", truncation {truncation:g}") + ("" if rerank == 1 else f", best of {rerank}")
-    typer.echo(f"{report['checkpoint']} on {data} ({split}, {report['images']} images{sampling}):")
-    for line in report_lines(report):
+    typer.echo(f"{evaluation.checkpoint} on {data} ({split}, {evaluation.report.images} images{sampling}):")
+    for line in evaluation.report.lines():
         typer.echo("  " + line)
     if out is not None:
         sheet_path = save_png(sheet, out.with_suffix(".png"))
-        report["sheet"] = str(sheet_path)
-        write_text(out, json.dumps(report, indent=2) + "\n")
+        write_text(out, json.dumps({**evaluation.to_json(), "sheet": str(sheet_path)}, indent=2) + "\n")
         typer.echo(f"wrote {out} and {sheet_path}")
-
-
-def report_lines(report: dict) -> list[str]:
-    """The figures of an evaluation report that it holds, a line each, every one beside its real-image reference."""
-    lines = []
-    if "fid" in report:
-        kid, kid_floor = report["kid"], report["kid_floor"]
-        lines.append(f"FID {report['fid']:.2f}   (floor, real vs real: {report['fid_floor']:.2f}; halves of {report['half_size']})")
-        lines.append(f"KID {kid['mean']:.4f} ± {kid['std']:.4f}   (floor: {kid_floor['mean']:.4f} ± {kid_floor['std']:.4f})")
-    if "r_precision" in report:
-        lines.append(
-            f"R-precision {report['r_precision']:.3f}   (real images: {report['r_precision_real']:.3f}; "
-            f"their other captions: {report['r_precision_other_captions']:.3f}; chance {1 / report['r_candidates']:.3f})"
-        )
-    if "colour_match" in report:
-        lines.append(
-            f"Colour match {_share(report['colour_match'])}   (real images, same captions: {_share(report['colour_match_real'])}; "
-            f"{report['colour_captions']} captions name a petal colour)"
-        )
-        if report["colour_match_per_colour"]:
-            lines.append("  " + ", ".join(
-                f"{name} {row['generated']:.2f}/{row['real']:.2f} ({row['captions']})" for name, row in report["colour_match_per_colour"].items()
-            ) + "   (generated/real, captions)")
-    if "second_colour" in report:
-        lines.append(
-            f"Second colours {_share(report['second_colour'])}   (real images, same captions: {_share(report['second_colour_real'])}; "
-            f"{report['second_colour_captions']} captions name a centre colour or two petal colours)"
-        )
-        lines.append("  " + ", ".join(
-            f"{place} {_share(row['generated'])}/{_share(row['real'])} ({row['captions']})"
-            for place, row in report["second_colour_per_place"].items()
-        ) + "   (generated/real, captions)")
-    if "diversity" in report:
-        real = report["diversity_real"]
-        lines.append(
-            f"Diversity {report['diversity']:.2f}, least varied tenth of captions {report['diversity_lowest_tenth']:.2f}   "
-            f"(real images of one class: {'n/a' if real is None else format(real, '.2f')}, least varied tenth of classes "
-            f"{'n/a' if real is None else format(report['diversity_real_lowest_tenth'], '.2f')}; "
-            f"{report['diversity_samples']} noise seeds x {report['diversity_captions']} captions; 0 = the same image whatever the noise)"
-        )
-    return lines
-
-
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 @eval_encoder_app.command("train", epilog="Example: t2i eval-encoder train --data flowers.h5 --out eval-encoder")

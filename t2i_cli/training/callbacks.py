@@ -126,7 +126,7 @@ class RichProgress:
         self.bar.stop()
 
 
-# The figures of an in-run evaluation that are logged as scalars (see evaluation/evaluate.py).
+# The figures of an in-run evaluation that are logged as scalars (see evaluation/suite.py).
 EVALUATION_SCALARS = ("fid", "fid_floor", "kid", "colour_match", "colour_match_real", "second_colour", "second_colour_real",
                       "diversity", "diversity_real", "diversity_lowest_tenth", "diversity_real_lowest_tenth", "seconds")
 
