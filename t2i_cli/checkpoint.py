@@ -113,29 +113,23 @@ def write_checkpoint(
     return folder
 
 
-def export_checkpoint(checkpoint: Path, out: Path, *, half: bool = True, overwrite: bool = False) -> CheckpointInfo:
+def export_checkpoint(checkpoint: Path, out: Path, *, half: bool = True, overwrite: bool = False,
+                      data: dict | None = None) -> CheckpointInfo:
     """Write ``checkpoint``'s EMA generator to ``out`` for generation only (what ``weights/`` ships):
     config + weights, no training state. The training config names its data file by name alone,
-    beside a record of the data by content (:func:`~t2i_cli.data.split.data_record`), taken from
-    the checkpoint or, for older ones, from the data file if it is still where training read it."""
+    beside a record of the data by content (``data``, else the checkpoint's own)."""
     import dataclasses
 
     info = read_checkpoint(checkpoint)
     out = Path(out)
     if out.exists() and not overwrite:
         raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")
-    train, data = info.train, info.data
+    train = info.train
     if train is not None and train.data:
-        if data is None and Path(train.data).is_file():
-            from t2i_cli.data.h5 import CaptionImageFile
-            from t2i_cli.data.split import data_record
-
-            with CaptionImageFile(train.data) as file:
-                data = data_record(file, train.split)
         train = dataclasses.replace(train, data=Path(train.data).name)
     write_checkpoint(
         out, generator_weights=load_file(str(info.path / GENERATOR_FILE)), model=info.model, train=train,
-        encoder=info.encoder, epoch=info.epoch, step=info.step, half=half, data=data,
+        encoder=info.encoder, epoch=info.epoch, step=info.step, half=half, data=data or info.data,
     )
     return info
 

@@ -197,6 +197,12 @@ def test_export_writes_a_generation_only_half_precision_checkpoint(tmp_path, tin
     assert len(config["data"]["sha256"]) == 20 and config["data"]["encoder"]["dim"] == 384
     assert_one_line_error(run("export", tiny_run, out), "already exists")
     assert_one_line_error(run("export", tmp_path / "none", tmp_path / "o"), "does not exist")
+    # A checkpoint from before data records were kept gets one from its data file, still in place.
+    older = tmp_path / "older"
+    shutil.copytree(tiny_run / (tiny_run / "latest").read_text().strip(), older)
+    (older / "config.json").write_text(json.dumps({k: v for k, v in run_config.items() if k != "data"}))
+    assert run("export", older, tmp_path / "older-exported").exit_code == 0
+    assert json.loads((tmp_path / "older-exported" / "config.json").read_text())["data"] == run_config["data"]
 
 
 def test_truncation_one_is_the_untruncated_draw_bit_for_bit_and_lower_keeps_noise_inside_its_threshold(pipeline):

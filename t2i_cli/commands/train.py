@@ -155,10 +155,9 @@ def export_cli(
     best: Annotated[bool, typer.Option("--best", help="Export the run's best checkpoint by its in-run FID (t2i train --eval-every) instead of its latest.")] = False,
 ) -> None:
     """Export a checkpoint's EMA generator for generation only (what weights/ ships)."""
-    from t2i_cli.checkpoint import GENERATOR_FILE, best_checkpoint, export_checkpoint
+    from t2i_cli.checkpoint import GENERATOR_FILE
+    from t2i_cli.training.run import export_run
 
-    if best:
-        checkpoint = best_checkpoint(checkpoint)
-    info = export_checkpoint(checkpoint, out, half=half, overwrite=force)
+    info = export_run(checkpoint, out, best=best, half=half, overwrite=force)
     size = (out / GENERATOR_FILE).stat().st_size / 1e6
     typer.echo(f"wrote {out} (epoch {info.epoch}, {'float16' if half else 'float32'}, {size:.1f} MB)")

@@ -18,14 +18,7 @@ import torch
 
 from t2i_cli.data.split import InMemorySplit, crop_and_flip, draw_captions
 from t2i_cli.errors import T2IError
-
-
-def mixed_seed(*parts: int) -> int:
-    """One seed from several integers (seed, epoch, rank, ...): a fixed, spelled-out mix."""
-    seed = 0
-    for part in parts:
-        seed = (seed * 1_000_003 + int(part) + 1) % (2**63 - 1)
-    return seed
+from t2i_cli.seeds import mixed_seed
 
 
 def _seeded(*parts: int) -> torch.Generator:

@@ -9,7 +9,15 @@ from pathlib import Path
 import torch
 
 from t2i_cli.atomic import remove_stale_partials
-from t2i_cli.checkpoint import CONFIG_FILE, complete_checkpoints, is_unsaved_run, read_checkpoint
+from t2i_cli.checkpoint import (
+    CONFIG_FILE,
+    CheckpointInfo,
+    best_checkpoint,
+    complete_checkpoints,
+    export_checkpoint,
+    is_unsaved_run,
+    read_checkpoint,
+)
 from t2i_cli.config import ModelConfig, TrainConfig
 from t2i_cli.data.batches import InMemoryBatches
 from t2i_cli.data.dataset import CaptionImageDataset
@@ -212,3 +220,16 @@ def train(
     finally:
         group.close()
     return trainer
+
+
+def export_run(run: Path, out: Path, *, best: bool = False, half: bool = True, overwrite: bool = False) -> CheckpointInfo:
+    """``t2i export``: a run's latest (or ``best``) checkpoint, or a checkpoint folder, written to
+    ``out`` for generation only. A checkpoint from before data records were kept gets one from its
+    data file, if that is still where training read it."""
+    checkpoint = best_checkpoint(run) if best else run
+    info = read_checkpoint(checkpoint)
+    data = info.data
+    if data is None and info.train is not None and info.train.data and Path(info.train.data).is_file():
+        with CaptionImageFile(info.train.data) as file:
+            data = data_record(file, info.train.split)
+    return export_checkpoint(checkpoint, out, half=half, overwrite=overwrite, data=data)

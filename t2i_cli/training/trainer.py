@@ -47,7 +47,7 @@ from t2i_cli.checkpoint import (
     write_checkpoint,
 )
 from t2i_cli.config import ModelConfig, TrainConfig
-from t2i_cli.data.batches import mixed_seed
+from t2i_cli.seeds import mixed_seed
 from t2i_cli.devices import amp_dtype, use_channels_last
 from t2i_cli.errors import T2IError
 from t2i_cli.grid import captioned_grid, save_png, to_pil
