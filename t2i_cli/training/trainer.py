@@ -1,23 +1,12 @@
 """The GAN trainer: handed its models, data and config; reports through callbacks.
 
-One step of the ``gan``/``wgan`` types (Reed et al. 2016, GAN-INT-CLS):
-
-- D: real image + its caption -> real; G(z, caption) + caption -> fake; with CLS, a wrong
-  (other-class) image + the caption -> fake. WGAN types use critic scores, weight clipping or a
-  gradient penalty, and update G only every ``diter`` critic steps (100 during warm-up).
-- G: fool D on (G(z, caption), caption); with INT also on captions interpolated between pairs of
-  the batch; plus optional feature matching (feature_matching_coef), L1 to the real image (l1_coef) and the
-  conditioning-augmentation KL term.
-
-One step of the ``hinge`` type (DF-GAN, Tao et al. 2022):
-
-- D: hinge loss on (real, its caption) -> real; (G(z, caption), caption) -> fake; (real image,
-  the caption of another class's image in the batch) -> fake, scored from the real images'
-  features (no second pass through D); plus the matching-aware gradient penalty on the real pairs
-  every ``gp_every`` steps (weighted by ``gp_every``).
-- G: -D(G(z, caption), caption), with INT on request as above.
-
-With ``diffaug``, every image D sees, real or generated, is augmented first (DiffAugment).
+One step (:meth:`Trainer.train_step`) for every GAN type: a D step whose forward pass and loss are
+the type's (:mod:`t2i_cli.training.objectives`: GAN-INT-CLS's cross-entropy, the Wasserstein
+critic, DF-GAN's hinge with its matching-aware penalty), then, when due, a G step: fool D on
+(G(z, caption), caption); with INT also on captions interpolated between pairs of the batch; plus
+optional feature matching (feature_matching_coef), L1 to the real image (l1_coef), the
+conditioning-augmentation KL term and the caption-matching loss (match_coef). With ``diffaug``,
+every image D sees, real or generated, is augmented first (DiffAugment).
 
 An EMA copy of G is kept for sampling. Checkpoints are written at epoch ends, atomically, and only
 after the losses since the last one are checked finite.
@@ -51,10 +40,11 @@ from t2i_cli.seeds import mixed_seed
 from t2i_cli.devices import amp_dtype, use_channels_last
 from t2i_cli.errors import T2IError
 from t2i_cli.grid import captioned_grid, save_png, to_pil
-from t2i_cli.models.pyramid import Images, detached, finest, image_pyramid
+from t2i_cli.models.pyramid import Images, finest, image_pyramid
 from t2i_cli.training import losses
 from t2i_cli.training.diffaug import diff_augment
 from t2i_cli.training.distributed import ProcessGroup
+from t2i_cli.training.objectives import objective_for
 from t2i_cli.text.encoder import EncoderIdentity
 
 log = logging.getLogger(__name__)
@@ -148,6 +138,7 @@ class Trainer:
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=config.betas, fused=fused)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.discriminator_lr, betas=config.betas, fused=fused)
         self.augment_policy = config.diffaug_policy()
+        self.objective = objective_for(config)
         # The frozen caption-matching image encoder (training/matching.py), with match_coef > 0.
         self.matcher = matcher.to(device) if matcher is not None else None
         if config.match_coef > 0 and matcher is None:
@@ -199,7 +190,7 @@ class Trainer:
         log.info("resumed from %s after epoch %d", info.path, self.state.epoch)
 
     # --- the step -------------------------------------------------------------------------------
-    def _autocast(self):
+    def autocast(self):
         if self.amp_dtype is None:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
@@ -219,102 +210,54 @@ class Trainer:
             return True
         return False
 
-    def _pixels(self, images: torch.Tensor) -> torch.Tensor:
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, 3, S, S)`` (host or device) -> float in [-1, 1] on the device, in the models' layout."""
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         return images.float().div_(127.5).sub_(1)
 
-    def _for_d(self, images: torch.Tensor) -> Images:
+    def for_d(self, images: torch.Tensor) -> Images:
         """Real images as D takes them: with MSG, their average-pooled pyramid, so that they are
         augmented level by level exactly as G's pyramids are (models/pyramid.py)."""
         return image_pyramid(images) if self.model_config.msg else images
 
-    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
         """DiffAugment with the run's policy; the images themselves without one."""
         return diff_augment(images, self.augment_policy)
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
-        if self.config.hinge:
-            return self._hinge_step(batch)
-        cfg, dev = self.config, self.device
-        real = self._pixels(batch["image"])  # (B, 3, S, S) in [-1, 1]
-        embedding = batch["embedding"].to(dev, non_blocking=True).float() if cfg.conditional else None
-        use_cls = cfg.conditional and cfg.cls
-        wrong = self._for_d(self._pixels(batch["wrong_image"])) if use_cls else None
-        noise = torch.randn(real.shape[0], self.model_config.noise_dim, device=dev)
-        augment = self._augment
+        """One D step and, when due, one G step; what differs by GAN type is ``self.objective``'s."""
+        cfg, objective = self.config, self.objective
+        real = self.pixels(batch["image"])  # (B, 3, S, S) in [-1, 1]
+        embedding = batch["embedding"].to(self.device, non_blocking=True).float() if cfg.conditional else None
+        noise = torch.randn(real.shape[0], self.model_config.noise_dim, device=self.device)
 
-        # D step.
-        with self._autocast():
-            fake, ca_stats = self.G(noise, embedding)  # with MSG, a pyramid
-            real_scores, real_features = self.D(augment(self._for_d(real)), embedding)
-            fake_scores, _ = self.D(augment(detached(fake)), embedding)
-            wrong_scores = self.D(augment(wrong), embedding)[0] if use_cls else None
-            if cfg.wasserstein:
-                d_loss, stats = losses.critic_loss(
-                    real_scores.float(), fake_scores.float(), None if wrong_scores is None else wrong_scores.float(),
-                    wrong_weight=cfg.wrong_weight, fake_weight=cfg.fake_weight,
-                )
-            else:
-                d_loss, stats = losses.discriminator_loss(
-                    real_scores.float(), fake_scores.float(), None if wrong_scores is None else wrong_scores.float(),
-                    label_smoothing=cfg.label_smoothing, wrong_weight=cfg.wrong_weight, fake_weight=cfg.fake_weight,
-                )
-        if cfg.wasserstein and cfg.gradient_penalty > 0:
-            penalty, gp_stats = losses.gradient_penalty(lambda x: self.D(augment(x), embedding)[0].float(), real, fake)
-            d_loss = d_loss + cfg.gradient_penalty * penalty
-            stats.update(gp_stats)
+        d_pass = objective.discriminator_pass(self, real, embedding, noise, batch)
         self.opt_D.zero_grad(set_to_none=True)
-        d_loss.backward()
+        d_pass.loss.backward()
+        if objective.averages_d_by_hand:
+            self.group.average_gradients(self.D)
         self.opt_D.step()
-        if cfg.wasserstein and cfg.gradient_penalty <= 0:
-            with torch.no_grad():
-                for p in self.D.parameters():
-                    p.clamp_(-cfg.clip, cfg.clip)
-        stats["d_loss"] = d_loss.detach()
-        stats["D(x)"] = real_scores.detach().float().mean() if cfg.wasserstein else torch.sigmoid(real_scores.detach().float()).mean()
-        stats["D(G(z))"] = fake_scores.detach().float().mean() if cfg.wasserstein else torch.sigmoid(fake_scores.detach().float()).mean()
-        self._diverged |= ~torch.isfinite(d_loss.detach())
+        objective.after_discriminator_step(self)
+        stats = d_pass.stats
+        stats["d_loss"] = d_pass.loss.detach()
+        stats["D(x)"] = objective.confidence(d_pass.real_scores)
+        stats["D(G(z))"] = objective.confidence(d_pass.fake_scores)
+        self._diverged |= ~torch.isfinite(d_pass.loss.detach())
         self.state.step += 1
-
         if not self._generator_due():
             return stats
 
-        # G step.
-        adversarial = losses.generator_critic_loss if cfg.wasserstein else losses.generator_loss
-        with self._autocast():
-            fake_scores, fake_features = self.D(augment(fake), embedding)
-            g_loss, g_stats = adversarial(fake_scores.float())
-            stats.update(g_stats)
-            if cfg.conditional and cfg.interpolate:
-                g_loss = g_loss + self._interpolation_term(self.D, noise, embedding, adversarial, stats)
-            if cfg.feature_matching_coef > 0:
-                fm, fm_stats = losses.feature_matching(real_features.float(), fake_features.float())
-                g_loss = g_loss + cfg.feature_matching_coef * fm
-                stats.update(fm_stats)
-            if cfg.l1_coef > 0:
-                l1, l1_stats = losses.l1_to_image(finest(fake).float(), real)
-                g_loss = g_loss + cfg.l1_coef * l1
-                stats.update(l1_stats)
-            if ca_stats is not None:
-                kl, kl_stats = losses.kl_divergence(ca_stats[0].float(), ca_stats[1].float())
-                g_loss = g_loss + cfg.kl_coef * kl
-                stats.update(kl_stats)
-            g_loss = g_loss + self._matching_term(finest(fake), embedding, batch, stats)
-        self.opt_G.zero_grad(set_to_none=True)
-        g_loss.backward()
-        return self._finish_generator_step(g_loss, stats)
-
-    def _interpolation_term(self, D, noise: torch.Tensor, embedding: torch.Tensor, adversarial, stats: dict) -> torch.Tensor:
-        """GAN-INT: G's adversarial loss on captions interpolated between pairs of the batch, with fresh noise."""
-        mixed = losses.interpolated_embeddings(embedding, self.config.int_beta)
-        int_fake, _ = self.G(torch.randn_like(noise), mixed)
-        int_loss, _ = adversarial(D(self._augment(int_fake), mixed)[0].float())
-        stats["g_int"] = int_loss.detach()
-        return int_loss
-
-    def _finish_generator_step(self, g_loss: torch.Tensor, stats: dict) -> dict[str, torch.Tensor]:
-        """After G's backward: its optimizer step, the EMA, the logged loss, the NaN watch, the count."""
+        frozen = objective.freezes_d_for_g
+        if frozen:
+            self.D.requires_grad_(False)
+        try:
+            with self.autocast():
+                g_loss = self._generator_loss(d_pass, real, embedding, noise, batch, stats)
+            self.opt_G.zero_grad(set_to_none=True)
+            g_loss.backward()
+        finally:
+            if frozen:
+                self.D.requires_grad_(True)
         self.opt_G.step()
         self._update_ema()
         stats["g_loss"] = g_loss.detach()
@@ -322,76 +265,40 @@ class Trainer:
         self.state.generator_steps += 1
         return stats
 
-    def _matching_term(self, fake: torch.Tensor, embedding: torch.Tensor, batch: dict, stats: dict) -> torch.Tensor | float:
-        """match_coef x the caption-matching loss of G's images (0 without one)."""
-        if self.matcher is None:
-            return 0.0
-        labels = batch["class_index"].to(self.device) if "class_index" in batch else None
-        loss, match_stats = losses.caption_matching_loss(self.matcher.encode(fake), embedding, labels=labels)
-        stats.update(match_stats)
-        return self.config.match_coef * loss
-
-    def _hinge_step(self, batch: dict) -> dict[str, torch.Tensor]:
-        cfg, dev, D = self.config, self.device, self.D
-        real = self._pixels(batch["image"])  # (B, 3, S, S) in [-1, 1]
-        embedding = batch["embedding"].to(dev, non_blocking=True).float()
-        noise = torch.randn(real.shape[0], self.model_config.noise_dim, device=dev)
-        # Mismatched pairs: image i - 1 with caption i, kept only where the two are of different
-        # classes (in a class-less file every image is its own class).
-        labels = batch["class_index"].to(dev) if "class_index" in batch else torch.full((real.shape[0],), -1, device=dev)
-        index = batch["index"].to(dev) if "index" in batch else torch.arange(real.shape[0], device=dev)
-        key = torch.where(labels >= 0, labels, -1 - index)
-        mismatched = key.roll(1) != key  # (B,) bool
-        penalised = cfg.ma_gp > 0 and self.state.step % cfg.gp_every == 0
-
-        # D step.
-        real_in = self._augment(self._for_d(real))
-        caption_in = D.caption_input(embedding)
-        if penalised:  # the penalty differentiates D's score by its image and caption inputs
-            real_in = [level.detach().requires_grad_(True) for level in real_in] if isinstance(real_in, list) \
-                else real_in.detach().requires_grad_(True)
-            caption_in = caption_in.detach().requires_grad_(True)
-        with self._autocast():
-            fake, _ = self.G(noise, embedding)  # with MSG, a pyramid
-            real_features = D.image_features(real_in)
-            real_scores = D.score(real_features, caption_in)
-            fake_scores, _ = D(self._augment(detached(fake)), embedding)
-            # Every rolled pair is scored and the same-class ones are masked out of the mean: a
-            # boolean index would cost a device sync and a batch of varying shape each step.
-            mismatched_scores = D.score(real_features.roll(1, 0), caption_in.detach())
-        d_loss, stats = losses.hinge_discriminator_loss(
-            real_scores.float(), fake_scores.float(), mismatched_scores.float(), mismatched_mask=mismatched
-        )
-        if penalised:
-            penalty, gp_stats = losses.matching_aware_gradient_penalty(real_scores, real_in, caption_in, power=cfg.ma_gp_power)
-            d_loss = d_loss + cfg.ma_gp * cfg.gp_every * penalty
-            stats.update(gp_stats)
-        self.opt_D.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.group.average_gradients(D)
-        self.opt_D.step()
-        stats["d_loss"] = d_loss.detach()
-        stats["D(x)"] = real_scores.detach().float().mean()
-        stats["D(G(z))"] = fake_scores.detach().float().mean()
-        self._diverged |= ~torch.isfinite(d_loss.detach())
-        self.state.step += 1
-        if not self._generator_due():
-            return stats
-
-        # G step. D's weights take no gradient here (saves their share of the backward).
-        D.requires_grad_(False)
-        try:
-            with self._autocast():
-                g_loss, g_stats = losses.hinge_generator_loss(D(self._augment(fake), embedding)[0].float())
-                stats.update(g_stats)
-                if cfg.interpolate:
-                    g_loss = g_loss + self._interpolation_term(D, noise, embedding, losses.hinge_generator_loss, stats)
-                g_loss = g_loss + self._matching_term(finest(fake), embedding, batch, stats)
-            self.opt_G.zero_grad(set_to_none=True)
-            g_loss.backward()
-        finally:
-            D.requires_grad_(True)
-        return self._finish_generator_step(g_loss, stats)
+    def _generator_loss(self, d_pass, real: torch.Tensor, embedding: torch.Tensor | None, noise: torch.Tensor,
+                        batch: dict, stats: dict) -> torch.Tensor:
+        """G's loss: fool D (the objective's term) on (G(z, caption), caption); with INT also on
+        captions interpolated between pairs of the batch, with fresh noise; plus, where the run asks
+        for them, feature matching, L1 to the real image, conditioning augmentation's KL term and
+        the caption-matching loss."""
+        cfg, adversarial = self.config, self.objective.generator_adversarial
+        fake_scores, fake_features = self.D(self.augment(d_pass.fake), embedding)
+        g_loss, g_stats = adversarial(fake_scores.float())
+        stats.update(g_stats)
+        if cfg.conditional and cfg.interpolate:
+            mixed = losses.interpolated_embeddings(embedding, cfg.int_beta)
+            int_fake, _ = self.G(torch.randn_like(noise), mixed)
+            int_loss, _ = adversarial(self.D(self.augment(int_fake), mixed)[0].float())
+            stats["g_int"] = int_loss.detach()
+            g_loss = g_loss + int_loss
+        if cfg.feature_matching_coef > 0:
+            fm, fm_stats = losses.feature_matching(d_pass.real_features.float(), fake_features.float())
+            g_loss = g_loss + cfg.feature_matching_coef * fm
+            stats.update(fm_stats)
+        if cfg.l1_coef > 0:
+            l1, l1_stats = losses.l1_to_image(finest(d_pass.fake).float(), real)
+            g_loss = g_loss + cfg.l1_coef * l1
+            stats.update(l1_stats)
+        if d_pass.ca_stats is not None:
+            kl, kl_stats = losses.kl_divergence(d_pass.ca_stats[0].float(), d_pass.ca_stats[1].float())
+            g_loss = g_loss + cfg.kl_coef * kl
+            stats.update(kl_stats)
+        if self.matcher is not None:
+            labels = batch["class_index"].to(self.device) if "class_index" in batch else None
+            match, match_stats = losses.caption_matching_loss(self.matcher.encode(finest(d_pass.fake)), embedding, labels=labels)
+            stats.update(match_stats)
+            g_loss = g_loss + cfg.match_coef * match
+        return g_loss
 
     @torch.no_grad()
     def _update_ema(self) -> None:
