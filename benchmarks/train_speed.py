@@ -47,7 +47,7 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict, prof
     import torch
 
     from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults
-    from t2i_cli.data.batches import InMemoryBatches
+    from t2i_cli.data.batches import Batch, InMemoryBatches
     from t2i_cli.data.dataset import CaptionImageDataset
     from t2i_cli.data.split import InMemorySplit
     from t2i_cli.devices import resolve_device
@@ -74,7 +74,8 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict, prof
         loader = InMemoryBatches(source, batch_size=batch_size, device=device_, seed=0)
     else:
         source = CaptionImageDataset(data, "train", image_size=64, augment=True)
-        loader = torch.utils.data.DataLoader(source, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0)
+        loader = torch.utils.data.DataLoader(source, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0,
+                                             collate_fn=Batch.collate)
     sample = next(iter(loader))
     model_preset, _ = arch_defaults(model["arch"])
     if model["width"]:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults
+from t2i_cli.data.batches import Batch
 from t2i_cli.models import build_models
 from t2i_cli.training.trainer import SampleSet, Trainer
 
@@ -11,12 +12,12 @@ EMBEDDING = 8
 SIZE = 16
 
 
-def batch(seed: int, n: int = 4) -> dict:
+def batch(seed: int, n: int = 4) -> Batch:
     """What every loader yields: uint8 images, a mismatched image each, caption embeddings, classes."""
     draws = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 3, SIZE, SIZE), dtype=torch.uint8, generator=draws)
-    return {"image": images, "wrong_image": images.roll(1, 0), "embedding": torch.randn(n, EMBEDDING, generator=draws),
-            "class_index": torch.tensor([0, 1, 0, 1][:n]), "index": torch.arange(n)}
+    return Batch(image=images, wrong_image=images.roll(1, 0), embedding=torch.randn(n, EMBEDDING, generator=draws),
+                 class_index=torch.tensor([0, 1, 0, 1][:n]), index=torch.arange(n))
 
 
 def trainer(arch: str, tmp_path, **overrides) -> Trainer:

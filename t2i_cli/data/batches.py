@@ -14,11 +14,44 @@ uninterrupted one would, without saving any loader state.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import torch
 
 from t2i_cli.data.split import InMemorySplit, crop_and_flip, draw_captions
 from t2i_cli.errors import T2IError
 from t2i_cli.seeds import mixed_seed
+
+
+@dataclass
+class Batch:
+    """What every loader yields, a training step's input (B rows): uint8 images ``(B, 3, S, S)``,
+    one caption embedding each ``(B, D)``, a mismatched image each (another class's), the class of
+    each row (-1 in a file without classes) and its row in the split."""
+
+    image: torch.Tensor
+    embedding: torch.Tensor
+    wrong_image: torch.Tensor
+    class_index: torch.Tensor
+    index: torch.Tensor
+
+    @classmethod
+    def collate(cls, items: list[dict]) -> "Batch":
+        """A DataLoader's ``collate_fn`` over :class:`~t2i_cli.data.dataset.CaptionImageDataset` items."""
+        from torch.utils.data import default_collate
+
+        return cls(*(default_collate([item[f.name] for item in items]) for f in fields(cls)))
+
+    def pin_memory(self) -> "Batch":  # DataLoader(pin_memory=True) calls it
+        return Batch(*(getattr(self, f.name).pin_memory() for f in fields(self)))
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
+
+    def class_keys(self, device: torch.device) -> torch.Tensor:
+        """A class for every row on ``device``: its class, or one of its own for an image without one."""
+        labels, index = self.class_index.to(device), self.index.to(device)
+        return torch.where(labels >= 0, labels, -1 - index)
 
 
 def _seeded(*parts: int) -> torch.Generator:
@@ -68,7 +101,7 @@ class InMemoryBatches:
             index = mine[start : start + self.batch_size].to(self.device)
             yield self._batch(index, draws)
 
-    def _batch(self, index: torch.Tensor, draws: torch.Generator) -> dict:
+    def _batch(self, index: torch.Tensor, draws: torch.Generator) -> Batch:
         b = index.shape[0]
         # Caption pick, wrong draw, and a third row no draw uses: kept so that seeded runs replay exactly.
         uniform = torch.rand(3, b, generator=draws).to(self.device)
@@ -76,13 +109,10 @@ class InMemoryBatches:
         wrong = self.wrong.draw(index, uniform[1])
         crops = torch.randint(0, self.images.shape[-1] - self.image_size + 1, (2, 2, b), generator=draws).to(self.device)
         flips = torch.rand(2, b, generator=draws).to(self.device) < 0.5
-        return {
-            "image": self._crop(index, crops[0], flips[0]),
-            "embedding": embedding,
-            "wrong_image": self._crop(wrong, crops[1], flips[1]),
-            "class_index": self.labels[index],
-            "index": index,
-        }
+        return Batch(
+            image=self._crop(index, crops[0], flips[0]), embedding=embedding, wrong_image=self._crop(wrong, crops[1], flips[1]),
+            class_index=self.labels[index], index=index,
+        )
 
     def _crop(self, index: torch.Tensor, offsets: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         images = self.images[index]

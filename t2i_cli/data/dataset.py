@@ -127,4 +127,5 @@ class CaptionImageDataset(torch.utils.data.Dataset):
             "caption": captions[pick] if pick < len(captions) else "",
             "wrong_image": self._augmented(self._stored_image(wrong), uniform[3] < 0.5),
             "class_index": int(self.class_indices[index]),
+            "index": index,
         }

@@ -31,6 +31,7 @@ from t2i_cli.training import losses
 
 if TYPE_CHECKING:
     from t2i_cli.config import TrainConfig
+    from t2i_cli.data.batches import Batch
     from t2i_cli.training.trainer import Trainer
 
 Losses = tuple[torch.Tensor, dict[str, torch.Tensor]]
@@ -58,7 +59,7 @@ class Objective:
     freezes_d_for_g = False
 
     def discriminator_pass(self, trainer: Trainer, real: torch.Tensor, embedding: torch.Tensor | None,
-                           noise: torch.Tensor, batch: dict) -> DiscriminatorPass:
+                           noise: torch.Tensor, batch: Batch) -> DiscriminatorPass:
         raise NotImplementedError
 
     def after_discriminator_step(self, trainer: Trainer) -> None:
@@ -81,7 +82,7 @@ class CrossEntropy(Objective):
     def discriminator_pass(self, trainer, real, embedding, noise, batch) -> DiscriminatorPass:
         cfg, D, augment = self.config, trainer.D, trainer.augment
         use_cls = cfg.conditional and cfg.cls
-        wrong = trainer.for_d(trainer.pixels(batch["wrong_image"])) if use_cls else None
+        wrong = trainer.for_d(trainer.pixels(batch.wrong_image)) if use_cls else None
         with trainer.autocast():
             fake, ca_stats = trainer.G(noise, embedding)  # with MSG, a pyramid
             real_scores, real_features = D(augment(trainer.for_d(real)), embedding)
@@ -144,9 +145,7 @@ class Hinge(Objective):
         cfg, D, dev = self.config, trainer.D, trainer.device
         # Mismatched pairs: image i - 1 with caption i, kept only where the two are of different
         # classes (in a class-less file every image is its own class).
-        labels = batch["class_index"].to(dev) if "class_index" in batch else torch.full((real.shape[0],), -1, device=dev)
-        index = batch["index"].to(dev) if "index" in batch else torch.arange(real.shape[0], device=dev)
-        key = torch.where(labels >= 0, labels, -1 - index)
+        key = batch.class_keys(dev)
         mismatched = key.roll(1) != key  # (B,) bool
         penalised = cfg.ma_gp > 0 and trainer.state.step % cfg.gp_every == 0
 

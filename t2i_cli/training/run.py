@@ -19,7 +19,7 @@ from t2i_cli.checkpoint import (
     read_checkpoint,
 )
 from t2i_cli.config import ModelConfig, TrainConfig
-from t2i_cli.data.batches import InMemoryBatches
+from t2i_cli.data.batches import Batch, InMemoryBatches
 from t2i_cli.data.dataset import CaptionImageDataset
 from t2i_cli.data.h5 import CaptionImageFile
 from t2i_cli.data.split import InMemorySplit, data_record, sample_rows
@@ -162,6 +162,7 @@ def train(
             persistent_workers=config.workers > 0,
             pin_memory=device.type == "cuda",
             generator=loader_generator,
+            collate_fn=Batch.collate,
         )
     matcher = None
     if config.match_coef > 0:

@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -46,6 +46,9 @@ from t2i_cli.training.diffaug import diff_augment
 from t2i_cli.training.distributed import ProcessGroup
 from t2i_cli.training.objectives import objective_for
 from t2i_cli.text.encoder import EncoderIdentity
+
+if TYPE_CHECKING:
+    from t2i_cli.data.batches import Batch
 
 log = logging.getLogger(__name__)
 
@@ -224,11 +227,11 @@ class Trainer:
         """DiffAugment with the run's policy; the images themselves without one."""
         return diff_augment(images, self.augment_policy)
 
-    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One D step and, when due, one G step; what differs by GAN type is ``self.objective``'s."""
         cfg, objective = self.config, self.objective
-        real = self.pixels(batch["image"])  # (B, 3, S, S) in [-1, 1]
-        embedding = batch["embedding"].to(self.device, non_blocking=True).float() if cfg.conditional else None
+        real = self.pixels(batch.image)  # (B, 3, S, S) in [-1, 1]
+        embedding = batch.embedding.to(self.device, non_blocking=True).float() if cfg.conditional else None
         noise = torch.randn(real.shape[0], self.model_config.noise_dim, device=self.device)
 
         d_pass = objective.discriminator_pass(self, real, embedding, noise, batch)
@@ -266,7 +269,7 @@ class Trainer:
         return stats
 
     def _generator_loss(self, d_pass, real: torch.Tensor, embedding: torch.Tensor | None, noise: torch.Tensor,
-                        batch: dict, stats: dict) -> torch.Tensor:
+                        batch: Batch, stats: dict) -> torch.Tensor:
         """G's loss: fool D (the objective's term) on (G(z, caption), caption); with INT also on
         captions interpolated between pairs of the batch, with fresh noise; plus, where the run asks
         for them, feature matching, L1 to the real image, conditioning augmentation's KL term and
@@ -294,7 +297,7 @@ class Trainer:
             g_loss = g_loss + cfg.kl_coef * kl
             stats.update(kl_stats)
         if self.matcher is not None:
-            labels = batch["class_index"].to(self.device) if "class_index" in batch else None
+            labels = batch.class_index.to(self.device)  # -1, no class: no pair left out
             match, match_stats = losses.caption_matching_loss(self.matcher.encode(finest(d_pass.fake)), embedding, labels=labels)
             stats.update(match_stats)
             g_loss = g_loss + cfg.match_coef * match
@@ -353,7 +356,7 @@ class Trainer:
         started, images, pending = time.perf_counter(), 0, []
         for batch in self.loader:
             stats = self.train_step(batch)
-            images += batch["image"].shape[0] * self.group.world_size
+            images += len(batch) * self.group.world_size
             pending.append(stats)
             if self.state.step % cfg.log_every == 0:
                 self._check_finite()
