@@ -1,6 +1,6 @@
 """Self-describing generator checkpoints: safetensors weights + a JSON config.
 
-A checkpoint is a folder::
+A checkpoint is a component folder (:mod:`t2i_cli.component`)::
 
     config.json               kind, format, t2i version, model + training config, encoder identity
     generator.safetensors     the weights to sample with (the EMA copy of G)
@@ -26,8 +26,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from t2i_cli import __version__
-from t2i_cli.atomic import atomic_folder, write_text
+from t2i_cli.atomic import write_text
+from t2i_cli.component import CONFIG_FILE, read_component, write_component
 from t2i_cli.config import ModelConfig, TrainConfig, from_dict, to_dict
 from t2i_cli.errors import T2IError
 from t2i_cli.text.encoder import EncoderIdentity
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 KIND = "t2i-gan"
 FORMAT = 1
-CONFIG_FILE = "config.json"
 GENERATOR_FILE = "generator.safetensors"
 TRAINING_DIR = "training"
 LATEST_FILE = "latest"
@@ -88,29 +87,24 @@ def write_checkpoint(
 ) -> Path:
     """Write a checkpoint folder atomically. ``training`` holds the resume state:
     ``{"generator": sd, "discriminator": sd, "state": dict for torch.save}``."""
-    folder = Path(folder)
-    with atomic_folder(folder) as partial:  # re-saving an epoch after a resume swaps the old one out
-        weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in generator_weights.items()}
-        save_file(weights, partial / GENERATOR_FILE)
-        if training is not None:
-            (partial / TRAINING_DIR).mkdir()
-            save_file(training["generator"], partial / TRAINING_DIR / "generator.safetensors")
-            save_file(training["discriminator"], partial / TRAINING_DIR / "discriminator.safetensors")
-            torch.save(training["state"], partial / TRAINING_DIR / "state.pt")
-        config = {
-            "kind": KIND,
-            "format": FORMAT,
-            "t2i_version": __version__,
-            "epoch": epoch,
-            "step": step,
-            **({"train_seconds": round(train_seconds, 1)} if train_seconds is not None else {}),
-            "model": to_dict(model),
-            "train": to_dict(train) if train is not None else None,
-            "encoder": json.loads(encoder.to_json()) if encoder is not None else None,
-            **({"data": data} if data is not None else {}),
-        }
-        (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    return folder
+    def training_state(partial: Path) -> None:
+        (partial / TRAINING_DIR).mkdir()
+        save_file(training["generator"], partial / TRAINING_DIR / "generator.safetensors")
+        save_file(training["discriminator"], partial / TRAINING_DIR / "discriminator.safetensors")
+        torch.save(training["state"], partial / TRAINING_DIR / "state.pt")
+
+    config = {
+        "epoch": epoch,
+        "step": step,
+        **({"train_seconds": round(train_seconds, 1)} if train_seconds is not None else {}),
+        "model": to_dict(model),
+        "train": to_dict(train) if train is not None else None,
+        "encoder": json.loads(encoder.to_json()) if encoder is not None else None,
+        **({"data": data} if data is not None else {}),
+    }
+    # Re-saving an epoch after a resume swaps the old folder out whole.
+    return write_component(folder, kind=KIND, format=FORMAT, config=config, weights={GENERATOR_FILE: generator_weights},
+                           half=half, extra=training_state if training is not None else None)
 
 
 def export_checkpoint(checkpoint: Path, out: Path, *, half: bool = True, overwrite: bool = False,
@@ -220,27 +214,9 @@ def is_unsaved_run(path: Path) -> bool:
             and any((path / name).exists() for name in ("metrics.jsonl", "samples", "checkpoints")))
 
 
-def read_config(folder: Path, *, kind: str, newest_format: int, what: str) -> dict:
-    """``folder``'s ``config.json``, refused in one line unless it is readable JSON of ``kind`` in a
-    format this t2i reads (``what`` names the thing in messages: "checkpoint", "style encoder")."""
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise T2IError(f"{what} {folder} has an unreadable {CONFIG_FILE}: {type(exc).__name__ if isinstance(exc, RecursionError) else exc}") from None
-    if not isinstance(config, dict) or config.get("kind") != kind:
-        found = config.get("kind") if isinstance(config, dict) else None
-        raise T2IError(f"{folder} is not a t2i {what} (kind {found!r}, expected {kind!r})")
-    fmt = config.get("format", 0)
-    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 0:
-        raise T2IError(f"{what} {folder}: its {CONFIG_FILE} gives format {json.dumps(fmt)}, not a whole number")
-    if fmt > newest_format:
-        raise T2IError(f"{folder} has {what} format {config['format']}; this t2i reads up to {newest_format} (upgrade t2i)")
-    return config
-
-
 def read_checkpoint(path: str | Path) -> CheckpointInfo:
     folder = resolve_checkpoint(path)
-    config = read_config(folder, kind=KIND, newest_format=FORMAT, what="generator checkpoint")
+    config = read_component(folder, kind=KIND, newest_format=FORMAT, what="generator checkpoint")
     try:
         model = from_dict(ModelConfig, config["model"], source=str(folder / CONFIG_FILE))
         train = from_dict(TrainConfig, config["train"], source=str(folder / CONFIG_FILE)) if config.get("train") else None

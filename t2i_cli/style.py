@@ -13,16 +13,13 @@ S learns the noise of one particular generator: with any other, even the same ru
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-from t2i_cli import __version__
-from t2i_cli.atomic import atomic_folder
-from t2i_cli.checkpoint import CONFIG_FILE, GENERATOR_FILE, load_weights, read_config, resolve_checkpoint
+from t2i_cli.checkpoint import GENERATOR_FILE, load_weights, resolve_checkpoint
+from t2i_cli.component import CONFIG_FILE, component_kind, read_component, write_component
 from t2i_cli.config import from_dict, to_dict
 from t2i_cli.errors import T2IError
 from t2i_cli.models.style import StyleConfig, StyleEncoder
@@ -55,11 +52,7 @@ def default_style_path(checkpoint: str | Path) -> Path:
 def check_replaceable(folder: Path) -> None:
     """``--force`` replaces a style encoder, never anything else (a generator, a run)."""
     if folder.exists():
-        try:
-            kind = json.loads((folder / CONFIG_FILE).read_text()).get("kind")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            kind = None
-        if kind != STYLE_KIND:
+        if component_kind(folder) != STYLE_KIND:
             raise T2IError(f"{folder} exists and is not a style encoder: it would be replaced; name another folder", parameter="out")
 
 
@@ -70,23 +63,16 @@ def generator_sha256(checkpoint: str | Path) -> str:
 def write_style_encoder(folder: Path, encoder: StyleEncoder, *, generator_sha256: str, record: dict, half: bool = False) -> Path:
     """Write S atomically (a crash mid-save leaves the old folder, if any, as it was); ``half``
     stores float16 weights, loaded back as float32."""
-    with atomic_folder(folder) as partial:
-        weights = {k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items()}
-        weights = {k: v.half() if half and v.is_floating_point() else v for k, v in weights.items()}
-        save_file(weights, partial / STYLE_WEIGHTS)
-        config = {
-            "kind": STYLE_KIND, "format": STYLE_FORMAT, "t2i_version": __version__,
-            "style": to_dict(encoder.config), "generator_sha256": generator_sha256, **record,
-        }
-        (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    return Path(folder)
+    config = {"style": to_dict(encoder.config), "generator_sha256": generator_sha256, **record}
+    return write_component(folder, kind=STYLE_KIND, format=STYLE_FORMAT, config=config,
+                           weights={STYLE_WEIGHTS: encoder.state_dict()}, half=half)
 
 
 def read_style_encoder(folder: str | Path) -> StyleEncoderInfo:
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file():
         raise T2IError(f"no style encoder at {folder}: train one with t2i style train", parameter="style")
-    config = read_config(folder, kind=STYLE_KIND, newest_format=STYLE_FORMAT, what="style encoder")
+    config = read_component(folder, kind=STYLE_KIND, newest_format=STYLE_FORMAT, what="style encoder")
     try:
         style = from_dict(StyleConfig, config["style"], source=str(folder / CONFIG_FILE))
         digest = str(config["generator_sha256"])

@@ -41,6 +41,7 @@ from t2i_cli.errors import T2IError
 from t2i_cli.evaluation.image_encoder import (
     ImageEncoderConfig,
     cache_key,
+    is_image_encoder,
     load_image_encoder,
     save_image_encoder,
     train_image_encoder,
@@ -74,7 +75,7 @@ def eval_image_encoder(data: Path, *, image_size: int, device: torch.device, con
     train = InMemorySplit.load(data, "train", image_size=image_size)
     config = config or ImageEncoderConfig(dim=int(train.embeddings.shape[-1]))
     cached = cache_dir() / "eval-image-encoders" / cache_key(train.identity, config)
-    if (cached / "image_encoder.json").is_file():
+    if is_image_encoder(cached):
         return load_image_encoder(cached, device=device)
     log.info("training the evaluation image encoder on %d train images (once; cached in %s)", len(train.images), cached)
     with progress_bar("image encoder (once)", total=config.steps, enabled=show_progress) as advance:

@@ -17,10 +17,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from t2i_cli.atomic import atomic_folder
+from t2i_cli.component import CONFIG_FILE, read_component, write_component
 from t2i_cli.errors import T2IError
 
-FORMAT = 1
+# 2: a component folder (config.json); 1: the same fields in image_encoder.json, still read.
+FORMAT = 2
+# What a cache key covers: how the encoder is trained (not how it is stored, which FORMAT says).
+TRAINING_VERSION = 1
+WEIGHTS_FILE = "image_encoder.safetensors"
+LEGACY_DESCRIPTION = "image_encoder.json"
 EVAL_KIND = "t2i-eval-image-encoder"  # R-precision's; the caption-matching one (training/matching.py) has its own
 
 
@@ -97,22 +102,38 @@ def train_image_encoder(
 
 
 def cache_key(data_identity: dict, config: ImageEncoderConfig) -> str:
-    payload = json.dumps({"data": data_identity, "config": asdict(config), "format": FORMAT}, sort_keys=True)
+    payload = json.dumps({"data": data_identity, "config": asdict(config), "format": TRAINING_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
 def save_image_encoder(
     model: nn.Module, folder: Path, *, config: ImageEncoderConfig, data_identity: dict, kind: str = EVAL_KIND
 ) -> Path:
-    """Write ``folder`` atomically: weights (safetensors) + ``image_encoder.json``."""
-    from safetensors.torch import save_file
+    """Write ``folder`` atomically, a component (:mod:`t2i_cli.component`): ``config.json`` (kind,
+    format, the encoder's config and the data it was trained on) + ``image_encoder.safetensors``."""
+    return write_component(folder, kind=kind, format=FORMAT, config={"config": asdict(config), "data": data_identity},
+                           weights={WEIGHTS_FILE: model.state_dict()})
 
-    folder = Path(folder)
-    with atomic_folder(folder) as partial:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(partial / "image_encoder.safetensors"))
-        description = {"kind": kind, "format": FORMAT, "config": asdict(config), "data": data_identity}
-        (partial / "image_encoder.json").write_text(json.dumps(description, indent=2) + "\n")
-    return folder
+
+def is_image_encoder(folder: Path) -> bool:
+    """Whether ``folder`` holds a saved image encoder, of either layout (for caches and waits)."""
+    return (Path(folder) / CONFIG_FILE).is_file() or (Path(folder) / LEGACY_DESCRIPTION).is_file()
+
+
+def _description(folder: Path, *, kind: str, what: str) -> dict:
+    """The checked description of a saved encoder: ``config.json``, or a format-1 folder's
+    ``image_encoder.json`` (whose first files named no kind: they are all R-precision's)."""
+    name = CONFIG_FILE if (folder / CONFIG_FILE).is_file() else LEGACY_DESCRIPTION
+    try:
+        description = json.loads((folder / name).read_text())
+        found = description.get("kind", EVAL_KIND)
+    except (OSError, ValueError, AttributeError, RecursionError):
+        raise T2IError(f"{folder} is not a readable {what}") from None
+    if found != kind:
+        raise T2IError(f"{folder} is an image encoder of kind {found!r}, not {kind!r}")
+    if name == CONFIG_FILE:
+        return read_component(folder, kind=kind, newest_format=FORMAT, what=what)
+    return description
 
 
 def load_image_encoder(
@@ -126,17 +147,11 @@ def load_image_encoder(
     folder = Path(folder)
     what = "evaluation image encoder (t2i eval-encoder train writes one)" if kind == EVAL_KIND else \
         "caption-matching encoder (t2i eval-encoder train --matcher writes one)"
-    try:
-        description = json.loads((folder / "image_encoder.json").read_text())
-        found = description.get("kind", EVAL_KIND)  # files from before the kind was written are R-precision's
-    except (OSError, ValueError, AttributeError):
-        raise T2IError(f"{folder} is not a readable {what}") from None
-    if found != kind:
-        raise T2IError(f"{folder} is an image encoder of kind {found!r}, not {kind!r}")
+    description = _description(folder, kind=kind, what=what)
     try:
         config = ImageEncoderConfig(**description["config"])
         model = (build or _default_build)(config)
-        model.load_state_dict(load_file(str(folder / "image_encoder.safetensors")))
+        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         raise T2IError(f"{folder} is not a readable {what}") from None
     return model.to(device).eval(), description

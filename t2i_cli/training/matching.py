@@ -33,7 +33,14 @@ from torch import nn
 
 from t2i_cli.atomic import atomic_folder
 from t2i_cli.errors import T2IError
-from t2i_cli.evaluation.image_encoder import ImageEncoderConfig, cache_key, load_image_encoder, save_image_encoder, train_image_encoder
+from t2i_cli.evaluation.image_encoder import (
+    ImageEncoderConfig,
+    cache_key,
+    is_image_encoder,
+    load_image_encoder,
+    save_image_encoder,
+    train_image_encoder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +91,13 @@ def match_encoder_for_run(
     from t2i_cli.cache import cache_dir
 
     folder = Path(run_dir) / RUN_FOLDER
-    while not make and not (folder / "image_encoder.json").is_file():
+    while not make and not is_image_encoder(folder):
         time.sleep(2)
-    if not (folder / "image_encoder.json").is_file():
+    if not is_image_encoder(folder):
         train = InMemorySplit.load(data, "train", image_size=image_size)
         config = replace(MATCH_ENCODER, dim=int(train.embeddings.shape[-1]))
         cached = cache_dir() / "match-encoders" / cache_key({**train.identity, "kind": KIND}, config)
-        if not (cached / "image_encoder.json").is_file():
+        if not is_image_encoder(cached):
             log.info("training the caption-matching image encoder on %d train images (once; cached in %s)", len(train.images), cached)
             started = time.perf_counter()
             model = train_image_encoder(train.images, train.embeddings, train.counts, config, device=device, progress=progress, build=_build)
