@@ -164,36 +164,50 @@ def check_interpolation(first: str, second: str, *, steps: int = 8, seed: int = 
 
 
 class T2IPipeline:
+    """Captions -> images, composed of parts a caller may pass in or replace: the generator, the
+    caption encoder (a :class:`~t2i_cli.text.encoder.TextEncoder`; None for an unconditional
+    generator), and the SR stage per scale (``upscalers``: :class:`srcnn.Upscaler` objects, or
+    ``sr_weights`` files to build them from; the shipped networks serve the other scales)."""
+
     def __init__(
         self,
         *,
         generator: torch.nn.Module,
-        encoder: TextEncoder | None,
+        caption_encoder: TextEncoder | None,
         model_config: ModelConfig,
         device: torch.device,
         source: Path | None = None,
         sr_weights: Sequence[str | Path] = (),
+        upscalers: Sequence["Upscaler"] = (),
     ):
         self.generator = generator.to(device).eval().requires_grad_(False)
-        self.encoder = encoder
+        self.caption_encoder = caption_encoder
         self.model_config = model_config
         self.device = device
         self.source = source
         self._upscalers: dict[tuple[int, str], "Upscaler"] = {}
         self.sr_weights = _sr_weights_by_scale(sr_weights)  # the caller's SR networks, by scale; the shipped ones elsewhere
+        self.given_upscalers = _upscalers_by_scale(upscalers, self.sr_weights)
         self._style_encoders: dict[Path | None, torch.nn.Module] = {}
         self._scorer = None
 
+    @property
+    def encoder(self) -> TextEncoder | None:
+        """The caption encoder, by its first name (kept for scripts written against it)."""
+        return self.caption_encoder
+
     @classmethod
     def from_pretrained(
-        cls, path: str | Path | None = None, *, device: str = "auto", encoder: str | None = None,
-        sr_weights: Sequence[str | Path] = (),
+        cls, path: str | Path | None = None, *, device: str = "auto", encoder: "str | TextEncoder | None" = None,
+        sr_weights: Sequence[str | Path] = (), upscalers: Sequence["Upscaler"] = (),
     ) -> "T2IPipeline":
         """Load a checkpoint folder or training run; its config says how to rebuild everything.
 
-        ``encoder`` overrides how the recorded encoder is found (needed for ``hf:PATH`` ones); the
-        loaded encoder must have the identity the generator was trained with. ``sr_weights``: SR
-        weights files (SRCNN or FSRCNN, one per scale) used instead of the shipped ones.
+        ``encoder``: where to find the caption encoder the generator records (a spec such as
+        ``hf:PATH``, needed for encoders other than MiniLM), or an encoder already loaded; either
+        way it must have the identity the generator was trained with. ``sr_weights``: SR weights
+        files (SRCNN or FSRCNN, one per scale), or ``upscalers``: :class:`srcnn.Upscaler` objects,
+        used instead of the shipped networks for their scales.
         """
         if path is None:
             path = default_checkpoint()
@@ -206,17 +220,17 @@ class T2IPipeline:
         generator, info = load_generator(path)
         log.debug("generator %s: %s, epoch %d, loaded in %.2f s", info.path, info.model, info.epoch, time.perf_counter() - started)
         torch_device = resolve_device(device)
-        text_encoder = None
+        caption_encoder = None
         if info.model.conditional:
             started = time.perf_counter()
-            text_encoder = _encoder_for(info.encoder, spec=encoder, device=device, checkpoint=info.path)
-            log.debug("caption encoder %s (%s backend) loaded in %.2f s", text_encoder.identity,
-                      getattr(text_encoder, "backend", "?"), time.perf_counter() - started)
-        return cls(generator=generator, encoder=text_encoder, model_config=info.model, device=torch_device, source=info.path,
-                   sr_weights=sr_weights)
+            caption_encoder = _caption_encoder_for(info.encoder, given=encoder, device=device, checkpoint=info.path)
+            log.debug("caption encoder %s (%s backend) loaded in %.2f s", caption_encoder.identity,
+                      getattr(caption_encoder, "backend", "?"), time.perf_counter() - started)
+        return cls(generator=generator, caption_encoder=caption_encoder, model_config=info.model, device=torch_device,
+                   source=info.path, sr_weights=sr_weights, upscalers=upscalers)
 
     def describe(self) -> str:
-        encoder = self.encoder.identity if self.encoder is not None else "none (unconditional)"
+        encoder = self.caption_encoder.identity if self.caption_encoder is not None else "none (unconditional)"
         name = "(in memory)" if self.source is None else self.source.name
         if self.source is not None and self.source.parent.name == "checkpoints":  # RUN/checkpoints/epoch-N
             name = f"{self.source.parent.parent.name} ({self.source.name})"
@@ -237,26 +251,28 @@ class T2IPipeline:
             if self.source is None:
                 raise T2IError("this pipeline's generator was not loaded from a checkpoint, so it has no caption-matching "
                                "model to rerank with", parameter="rerank")
-            identity = json.loads(self.encoder.identity.to_json()) if self.encoder is not None else None
+            identity = json.loads(self.caption_encoder.identity.to_json()) if self.caption_encoder is not None else None
             self._scorer = checkpoint_scorer(self.source, device=self.device, encoder=identity)
         return self._scorer
 
     def embed(self, captions: list[str]) -> torch.Tensor | None:
-        if self.encoder is None:
+        if self.caption_encoder is None:
             return None
-        for index in self.encoder.overlong(captions):
+        for index in self.caption_encoder.overlong(captions):
             log.warning(
-                "caption %d is longer than the encoder's %d tokens; only its beginning is used",
-                index + 1, self.encoder.max_tokens,
+                "caption %d is longer than the caption encoder's %d tokens; only its beginning is used",
+                index + 1, self.caption_encoder.max_tokens,
             )
-        return self.encoder.encode(captions)
+        return self.caption_encoder.encode(captions)
 
     def upscaler(self, scale: int, method: str = "auto") -> "Upscaler":
-        """The SR stage for ``scale``, loaded once: the caller's weights for that scale
-        (``sr_weights``), else the shipped network (FSRCNN or SRCNN) from ``weights/``, or bicubic."""
+        """The SR stage for ``scale``, loaded once: the caller's for that scale (``upscalers`` or
+        ``sr_weights``), else the shipped network (FSRCNN or SRCNN) from ``weights/``, or bicubic."""
         from srcnn.upscale import Upscaler
 
         key = (scale, method)
+        if method != "bicubic" and scale in self.given_upscalers:
+            return self.given_upscalers[scale]
         if key not in self._upscalers:
             own = self.sr_weights.get(scale) if method != "bicubic" else None
             self._upscalers[key] = Upscaler.load(scale, weights_dir=WEIGHTS_DIR, weights=own, method=method, device=self.device)
@@ -340,12 +356,12 @@ class T2IPipeline:
         captions = check_request(captions, upscale=upscale, sr_method=sr_method)
         if photo_caption is not None:
             photo_caption = validate_captions([photo_caption])[0]
-        if self.encoder is None:
+        if self.caption_encoder is None:
             raise T2IError("this generator is unconditional: there is no caption to restyle a photo with")
-        encoder = self.style_encoder(style)
+        style_encoder = self.style_encoder(style)
         upscaler = self.upscaler(upscale, sr_method) if upscale > 1 else None
         pixels = photo_tensor(photo, self.model_config.image_size)[None]  # uint8 (1, 3, S, S)
-        noise = encoder(to_unit_range(pixels).to(self.device))  # (1, Z)
+        noise = style_encoder(to_unit_range(pixels).to(self.device))  # (1, Z)
         texts = captions + ([photo_caption] if photo_caption is not None else [])
         embeddings = self.embed(texts).to(self.device)
         images, _ = self.generator(noise.expand(len(texts), -1), embeddings)
@@ -367,7 +383,7 @@ class T2IPipeline:
                     truncation: float = NO_TRUNCATION, upscale: int = 1, sr_method: str = "auto") -> GenerationResult:
         """Images along the straight line between two captions' embeddings, with one noise: seed
         ``seed``'s, or the recipe ``noise_from`` (a flower to blend into another caption)."""
-        if self.encoder is None:
+        if self.caption_encoder is None:
             raise T2IError("this generator is unconditional: there is no caption to interpolate")
         first, second = check_interpolation(first, second, steps=steps, seed=seed, noise_from=noise_from, truncation=truncation,
                                             upscale=upscale, sr_method=sr_method)
@@ -399,6 +415,17 @@ def _sr_weights_by_scale(files: Sequence[str | Path]) -> dict[int, Path]:
     return by_scale
 
 
+def _upscalers_by_scale(upscalers: Sequence["Upscaler"], files: dict[int, Path]) -> dict[int, "Upscaler"]:
+    """``{scale: upscaler}`` for the caller's upscalers; two for one scale (with ``sr_weights``
+    files counted) are refused."""
+    by_scale: dict[int, "Upscaler"] = {}
+    for upscaler in upscalers:
+        if upscaler.scale in by_scale or upscaler.scale in files:
+            raise T2IError(f"two SR stages given for x{upscaler.scale}; give one per scale", parameter="sr_weights")
+        by_scale[upscaler.scale] = upscaler
+    return by_scale
+
+
 def check_seed(seed: int, *, parameter: str = "seed") -> None:
     # Image j of a request uses seed + j: the last of MAX_IMAGES_PER_REQUEST must still fit a 64-bit seed.
     if seed < 0 or seed > 2**63 - 1 - MAX_IMAGES_PER_REQUEST:
@@ -406,9 +433,17 @@ def check_seed(seed: int, *, parameter: str = "seed") -> None:
         raise RequestError(f"{what} must be a whole number from 0 to 2^63 - {MAX_IMAGES_PER_REQUEST + 1}, got {seed}", parameter=parameter)
 
 
-def _encoder_for(identity: EncoderIdentity | None, *, spec: str | None, device: str, checkpoint: Path) -> TextEncoder:
+def _caption_encoder_for(identity: EncoderIdentity | None, *, given: "str | TextEncoder | None", device: str,
+                         checkpoint: Path) -> TextEncoder:
+    """The caption encoder a conditional generator records: ``given`` (a spec or a loaded
+    encoder), else MiniLM; refused unless its identity is the recorded one."""
     if identity is None:
         raise T2IError(f"checkpoint {checkpoint} is conditional but records no caption encoder")
+    if given is not None and not isinstance(given, str):
+        if given.identity != identity:
+            raise T2IError(f"encoder mismatch: {checkpoint} was trained with {identity}, but the encoder given is {given.identity}")
+        return given
+    spec = given
     if spec is None:
         if identity.name != MINILM_NAME:
             raise T2IError(

@@ -50,7 +50,7 @@ def test_overlong_caption_is_truncated_with_a_warning(pipeline, caplog):
     with caplog.at_level(logging.WARNING):
         result = pipeline("petals " * 400)
     assert len(result.images) == 1
-    assert "longer than the encoder's 256 tokens" in caplog.text
+    assert "longer than the caption encoder's 256 tokens" in caplog.text
 
 
 def test_interpolation_keeps_noise_and_moves_between_captions(pipeline):
@@ -289,6 +289,30 @@ def test_generate_rerank_needs_the_generators_matcher_and_then_is_reproducible(t
     assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
     pixels = [[Image.open(p).tobytes() for p in sorted((tmp_path / d).glob("*.png"))] for d in ("a", "b")]
     assert len(pixels[0]) == 3 and pixels[0] == pixels[1]
+
+
+def test_a_pipeline_is_composed_of_parts_a_caller_may_pass(tmp_path, tiny_run, pipeline):
+    """The caption encoder and the SR stage of a scale can be handed in as loaded objects."""
+    from srcnn.model import SRCNN, SRConfig
+    from srcnn.upscale import Upscaler
+
+    from t2i_cli.text.encoder import EncoderIdentity
+
+    torch.manual_seed(0)
+    own_x2 = Upscaler(2, SRCNN(SRConfig(scale=2, widths=(8, 4))).eval())
+    composed = T2IPipeline.from_pretrained(tiny_run, device="cpu", encoder=pipeline.caption_encoder, upscalers=[own_x2])
+    assert composed.caption_encoder is pipeline.caption_encoder and composed.encoder is pipeline.caption_encoder
+    assert composed.upscaler(2) is own_x2 and composed.upscaler(2, "bicubic") is not own_x2 and composed.upscaler(4) is not own_x2
+    result = composed("red petals", num_images=2, seed=1, upscale=2)
+    assert [image.tobytes() for image in result.upscaled] == [image.tobytes() for image in own_x2.upscale_images(result.images)]
+    with pytest.raises(T2IError, match="two SR stages given for x2"):
+        T2IPipeline.from_pretrained(tiny_run, device="cpu", upscalers=[own_x2, own_x2])
+
+    class OtherEncoder:
+        identity = EncoderIdentity("other", 384, "1")
+
+    with pytest.raises(T2IError, match="encoder mismatch: .* the encoder given is other"):
+        T2IPipeline.from_pretrained(tiny_run, device="cpu", encoder=OtherEncoder())
 
 
 def test_generate_and_the_pipeline_take_sr_weights_of_the_callers(tmp_path, tiny_run):
