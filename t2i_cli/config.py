@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from t2i_cli.errors import T2IError
@@ -284,3 +284,39 @@ def load_config_file(path: Path) -> dict:
         if section in data and not isinstance(data[section], dict):
             raise T2IError(f"config file {path}: \"{section}\" must be a JSON object of settings, got {json.dumps(data[section])}")
     return data
+
+
+def layered_configs(file_config: dict, train_flags: dict, model_flags: dict, *, source: str = "config") -> tuple[ModelConfig, TrainConfig]:
+    """A new run's configs, layered: the architecture's recipe (:data:`ARCH_DEFAULTS`), then a
+    config file's ``model`` and ``train`` sections (or its flat train keys), then the flags."""
+    train_section = file_config.get("train", {k: v for k, v in file_config.items() if k != "model"})
+    model_section = {**file_config.get("model", {}), **model_flags}
+    model_preset, train_preset = arch_defaults(model_section.get("arch", "dcgan"))
+    train = from_dict(TrainConfig, {**train_preset, **train_section, **train_flags}, source=source)
+    model = from_dict(ModelConfig, {**model_preset, **model_section}, source=source)
+    return model, train
+
+
+def run_model(model: ModelConfig, train: TrainConfig, *, embedding_dim: int | None = None) -> ModelConfig:
+    """The model as a new run builds it: with or without caption input as the GAN type says, the
+    data's embedding size, and a D without batch coupling (``d_norm`` "layer") where the loss takes
+    a per-sample gradient penalty (WGAN-GP, MA-GP), which batch statistics would mix across samples."""
+    changes: dict = {"conditional": train.conditional}
+    if embedding_dim is not None:
+        changes["embedding_dim"] = embedding_dim
+    if train.per_sample_penalty:
+        changes["d_norm"] = "layer"
+    return replace(model, **changes)
+
+
+def validate_run(model: ModelConfig, train: TrainConfig) -> None:
+    """Every rule a run's two configs must keep: each one's own ranges, then those across them."""
+    train.validate()
+    run_model(model, train).validate()
+    if train.hinge and model.conditioning_augmentation:
+        raise T2IError("the hinge type has no KL term for conditioning augmentation; train without it or with the gan type",
+                       parameter=("conditioning_augmentation", "gan_type"))
+    if model.msg and train.wasserstein and train.gradient_penalty > 0:
+        raise T2IError("MSG-GAN works with the gan and hinge types: the WGAN-GP penalty mixes single images, not pyramids",
+                       parameter=("msg", "gradient_penalty"))
+

@@ -107,3 +107,21 @@ def test_hinge_refuses_the_terms_it_would_ignore(tmp_path, flowers_h5):
     assert_one_line_error(run(*common, "--gp", 10), "does not use gradient_penalty")
     assert_one_line_error(run(*common, "--ca"), "no KL term for conditioning augmentation")
     assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--arch", "dfgan", "--mbd"), "dcgan options")
+
+
+def test_configs_layer_recipe_then_file_then_flags_and_one_function_checks_a_run():
+    from t2i_cli.config import layered_configs, run_model, validate_run
+    from t2i_cli.errors import T2IError
+
+    file_config = {"model": {"arch": "dfgan", "ngf": 8}, "train": {"lr": 3e-4, "batch_size": 16}}
+    model, train = layered_configs(file_config, {"lr": 5e-5}, {"ndf": 12})
+    assert (model.arch, model.ngf, model.ndf) == ("dfgan", 8, 12)  # recipe's 32 replaced by the file, then by a flag
+    assert (train.gan_type, train.lr, train.lr_d, train.batch_size) == ("hinge", 5e-5, 4e-4, 16)
+    built = run_model(model, train, embedding_dim=32)
+    assert (built.d_norm, built.embedding_dim, built.conditional) == ("layer", 32, True)  # MA-GP is per sample
+    validate_run(model, train)
+    model, train = layered_configs({"train": {"gan_type": "hinge"}, "model": {"conditioning_augmentation": True}}, {}, {})
+    with pytest.raises(T2IError, match="the hinge type has no KL term"):
+        validate_run(model, train)
+    model, train = layered_configs({"gan_type": "vanilla_gan"}, {}, {})  # flat train keys
+    assert run_model(model, train).conditional is False

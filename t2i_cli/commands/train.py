@@ -103,7 +103,7 @@ def train_cli(
     **values,
 ) -> None:
     """Train the conditional GAN (GAN-INT-CLS, or DF-GAN with --arch dfgan) on a caption-image HDF5 file."""
-    from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults, from_dict, load_config_file
+    from t2i_cli.config import ModelConfig, TrainConfig, layered_configs, load_config_file
     from t2i_cli.errors import T2IError
     from t2i_cli.training.run import train
 
@@ -127,12 +127,7 @@ def train_cli(
         if out is None:
             raise T2IError("pass --out RUN_FOLDER for the new run (or --resume RUN_FOLDER)")
         file_config = load_config_file(config_file) if config_file else {}
-        train_section = file_config.get("train", {k: v for k, v in file_config.items() if k != "model"})
-        model_section = {**file_config.get("model", {}), **model_flags}
-        # The architecture's own recipe first, then the file, then the flags.
-        model_preset, train_preset = arch_defaults(model_section.get("arch", "dcgan"))
-        train_config = from_dict(TrainConfig, {**train_preset, **train_section, **flags}, source=str(config_file))
-        model_config = from_dict(ModelConfig, {**model_preset, **model_section}, source=str(config_file))
+        model_config, train_config = layered_configs(file_config, flags, model_flags, source=str(config_file))
         trainer = train(train_config, model_config, out, progress=not quiet)
     typer.echo(
         f"trained {counted(trainer.state.epoch, 'epoch')} ({counted(trainer.state.step, 'step')}, {trainer.state.train_seconds / 60:.1f} minutes); "

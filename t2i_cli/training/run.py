@@ -18,7 +18,7 @@ from t2i_cli.checkpoint import (
     is_unsaved_run,
     read_checkpoint,
 )
-from t2i_cli.config import ModelConfig, TrainConfig
+from t2i_cli.config import ModelConfig, TrainConfig, run_model, validate_run
 from t2i_cli.data.batches import Batch, InMemoryBatches
 from t2i_cli.data.dataset import CaptionImageDataset
 from t2i_cli.data.h5 import CaptionImageFile
@@ -104,15 +104,7 @@ def train(
         raise T2IError(f"{run_dir} already holds a training run; resume it or train into another folder", parameter=("resume", "out"))
     elif is_unsaved_run(run_dir):
         raise T2IError(f"{run_dir} holds a run stopped before its first checkpoint; delete it or train into another folder", parameter="out")
-    config.validate()
-    # The model as it will be built, checked before any data is read.
-    dataclasses.replace(model_config, conditional=config.conditional).validate()
-    if config.hinge and model_config.conditioning_augmentation:
-        raise T2IError("the hinge type has no KL term for conditioning augmentation; train without it or with the gan type",
-                       parameter=("conditioning_augmentation", "gan_type"))
-    if model_config.msg and config.wasserstein and config.gradient_penalty > 0:
-        raise T2IError("MSG-GAN works with the gan and hinge types: the WGAN-GP penalty mixes single images, not pyramids",
-                       parameter=("msg", "gradient_penalty"))
+    validate_run(model_config, config)  # before any data is read
     if not config.data:
         raise T2IError("no data file given: an HDF5 file made by t2i data convert", parameter="data")
 
@@ -140,9 +132,10 @@ def train(
             config.data, config.split, image_size=model_config.image_size, augment=config.augment, preload=config.preload
         )
     if not resume:
-        model_config = dataclasses.replace(model_config, embedding_dim=embedding_dim, conditional=config.conditional)
-        if config.per_sample_penalty:
-            model_config = dataclasses.replace(model_config, d_norm="layer")  # a per-sample penalty needs per-sample norms
+        built = run_model(model_config, config, embedding_dim=embedding_dim)
+        if built.d_norm != model_config.d_norm:
+            log.info("D normalises per sample (d_norm layer, not %s): this loss takes a per-sample gradient penalty", model_config.d_norm)
+        model_config = built
     if len(source) < config.batch_size:
         raise T2IError(f"the {config.split} split has {len(source)} images, fewer than one batch of {config.batch_size}")
 
