@@ -43,7 +43,7 @@ COMMANDS = {
 FLAGS = {
     "num_images": "-n", "seed": "--seed", "upscale": "--upscale", "sr_method": "--sr-method", "steps": "--steps",
     "checkpoint": "--checkpoint", "encoder": "--encoder", "overwrite": "--force", "time_limit": "--time-limit",
-    "epochs": "--epochs", "resume": "--resume", "out": "--out", "data": "--data", "gan_type": "--type",
+    "epochs": "--epochs", "resume": "--resume", "out": "--out", "data": "--data", "gan_type": "--type", "conditional": "--unconditional",
     "conditioning_augmentation": "--ca", "gradient_penalty": "--gp", "preload": "--preload", "workers": "--workers",
     "image_size": "--image-size", "strict": "--strict", "labels": "--labels", "scale": ("--upscale", "--scale"), "style": "--style", "msg": "--msg",
     "truncation": "--truncation", "metrics": "--metrics", "best": "--best", "eval_every": "--eval-every",
@@ -124,7 +124,8 @@ class _OneLineErrors(TyperGroup):
             command = command.get_command(ctx, rest.pop(0))
         if command is None:
             return None
-        return {option for param in command.params for option in getattr(param, "opts", ())}
+        # A switch's off side counts too (--unconditional of --conditional/--unconditional).
+        return {option for param in command.params for option in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ()))}
 
 
 app = typer.Typer(

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from t2i_cli.errors import T2IError
 
-GAN_TYPES = ("gan", "wgan", "hinge", "vanilla_gan", "vanilla_wgan")
+GAN_TYPES = ("gan", "wgan", "hinge")  # the loss; whether G and D take captions is the model's (conditional)
+# Types of runs and config files from before the loss and the conditioning were apart: the loss,
+# with an unconditional model (split_legacy_gan_type).
+LEGACY_GAN_TYPES = {"vanilla_gan": "gan", "vanilla_wgan": "wgan"}
 ARCHITECTURES = ("dcgan", "dfgan")
 DIFFAUG_POLICIES = ("translation", "cutout")
 LR_DECAYS = ("none", "linear", "cosine")
@@ -32,7 +35,7 @@ class ModelConfig:
     noise_dim: int = 100
     ngf: int = 64
     ndf: int = 64
-    conditional: bool = True  # False for the vanilla_* types: no caption input at all
+    conditional: bool = True  # False: no caption input at all (an unconditional GAN, the "vanilla" types of old)
     conditioning_augmentation: bool = False  # StackGAN: mu, log sigma^2, reparameterised
     minibatch_discrimination: bool = False  # Salimans et al. 2016, in D
     mbd_kernels: int = 32
@@ -45,7 +48,8 @@ class ModelConfig:
         if self.arch not in ARCHITECTURES:
             raise T2IError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         if self.arch == "dfgan" and not self.conditional:
-            raise T2IError("the dfgan architecture fuses the caption into every block: train it with a conditional type")
+            raise T2IError("the dfgan architecture fuses the caption into every block: it cannot be unconditional",
+                           parameter="conditional")
         if self.arch == "dfgan" and (self.conditioning_augmentation or self.minibatch_discrimination):
             raise T2IError("conditioning augmentation and minibatch discrimination are dcgan options; dfgan has neither")
         size = self.image_size
@@ -62,7 +66,7 @@ class ModelConfig:
 class TrainConfig:
     """How to train; the names follow the reference port's flags where it had them."""
 
-    gan_type: str = "gan"  # gan | wgan | hinge (DF-GAN's) | vanilla_gan | vanilla_wgan
+    gan_type: str = "gan"  # the loss: gan | wgan | hinge (DF-GAN's); conditioning is the model's
     data: str = ""
     split: str = "train"
     epochs: int = 600
@@ -119,10 +123,6 @@ class TrainConfig:
     pretrained_discriminator: str = ""
 
     @property
-    def conditional(self) -> bool:
-        return not self.gan_type.startswith("vanilla")
-
-    @property
     def wasserstein(self) -> bool:
         return self.gan_type.endswith("wgan")
 
@@ -163,6 +163,9 @@ class TrainConfig:
         return names
 
     def validate(self) -> None:
+        if self.gan_type in LEGACY_GAN_TYPES:
+            raise T2IError(f"the {self.gan_type} type is now the {LEGACY_GAN_TYPES[self.gan_type]} type with an unconditional model "
+                           f"(ModelConfig(conditional=False), --unconditional)", parameter="gan_type")
         if self.gan_type not in GAN_TYPES:
             raise T2IError(f"the GAN type must be one of {', '.join(GAN_TYPES)}, got {self.gan_type!r}", parameter="gan_type")
         if self.hinge:
@@ -184,8 +187,6 @@ class TrainConfig:
             raise T2IError(f"Adam betas must lie in [0, 1), got {self.beta1} and {self.beta2}")
         if self.match_coef < 0:
             raise T2IError(f"match_coef must be >= 0, got {self.match_coef}")
-        if self.match_coef > 0 and not self.conditional:
-            raise T2IError("the caption-matching loss needs captions: it is for conditional types only")
         if self.lr_decay not in LR_DECAYS:
             raise T2IError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}", parameter="lr_decay")
         if self.d_warmup_steps < 0:
@@ -290,18 +291,20 @@ def layered_configs(file_config: dict, train_flags: dict, model_flags: dict, *, 
     """A new run's configs, layered: the architecture's recipe (:data:`ARCH_DEFAULTS`), then a
     config file's ``model`` and ``train`` sections (or its flat train keys), then the flags."""
     train_section = file_config.get("train", {k: v for k, v in file_config.items() if k != "model"})
-    model_section = {**file_config.get("model", {}), **model_flags}
+    # Flags over the file, section by section; an old vanilla_* type (from either) sets the model unconditional.
+    train_section, model_section = split_legacy_gan_type({**train_section, **train_flags}, {**file_config.get("model", {}), **model_flags},
+                                                         source=source)
     model_preset, train_preset = arch_defaults(model_section.get("arch", "dcgan"))
-    train = from_dict(TrainConfig, {**train_preset, **train_section, **train_flags}, source=source)
+    train = from_dict(TrainConfig, {**train_preset, **train_section}, source=source)
     model = from_dict(ModelConfig, {**model_preset, **model_section}, source=source)
     return model, train
 
 
 def run_model(model: ModelConfig, train: TrainConfig, *, embedding_dim: int | None = None) -> ModelConfig:
-    """The model as a new run builds it: with or without caption input as the GAN type says, the
-    data's embedding size, and a D without batch coupling (``d_norm`` "layer") where the loss takes
-    a per-sample gradient penalty (WGAN-GP, MA-GP), which batch statistics would mix across samples."""
-    changes: dict = {"conditional": train.conditional}
+    """The model as a new run builds it: the data's embedding size, and a D without batch coupling
+    (``d_norm`` "layer") where the loss takes a per-sample gradient penalty (WGAN-GP, MA-GP), which
+    batch statistics would mix across samples."""
+    changes: dict = {}
     if embedding_dim is not None:
         changes["embedding_dim"] = embedding_dim
     if train.per_sample_penalty:
@@ -313,10 +316,26 @@ def validate_run(model: ModelConfig, train: TrainConfig) -> None:
     """Every rule a run's two configs must keep: each one's own ranges, then those across them."""
     train.validate()
     run_model(model, train).validate()
+    if train.match_coef > 0 and not model.conditional:
+        raise T2IError("the caption-matching loss needs captions: an unconditional model has none", parameter=("match_coef", "conditional"))
+    if train.hinge and not model.conditional:
+        raise T2IError("the hinge type scores mismatched caption pairs: it needs a conditional model", parameter=("gan_type", "conditional"))
     if train.hinge and model.conditioning_augmentation:
         raise T2IError("the hinge type has no KL term for conditioning augmentation; train without it or with the gan type",
                        parameter=("conditioning_augmentation", "gan_type"))
     if model.msg and train.wasserstein and train.gradient_penalty > 0:
         raise T2IError("MSG-GAN works with the gan and hinge types: the WGAN-GP penalty mixes single images, not pyramids",
                        parameter=("msg", "gradient_penalty"))
+
+
+def split_legacy_gan_type(train: dict, model: dict, *, source: str = "config") -> tuple[dict, dict]:
+    """A train section of the old ``vanilla_gan``/``vanilla_wgan`` type read as the loss plus an
+    unconditional model (``conditional`` false in the model section), as runs, checkpoints and
+    config files of before the split hold them; other sections come back as they are."""
+    gan_type = train.get("gan_type")
+    if not isinstance(gan_type, str) or gan_type not in LEGACY_GAN_TYPES:
+        return train, model
+    if model.get("conditional") is True:
+        raise T2IError(f"{source}: the {gan_type} type is unconditional, but the model is set conditional", parameter="gan_type")
+    return {**train, "gan_type": LEGACY_GAN_TYPES[gan_type]}, {**model, "conditional": False}
 

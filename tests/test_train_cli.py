@@ -39,7 +39,7 @@ def test_train_bad_inputs_are_one_line(tmp_path, flowers_h5):
     assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--config", bad), "cannot read config file")
     assert_one_line_error(run("train", "--out", tmp_path / "r"), "no data file")
     assert_one_line_error(run("train", "--data", flowers_h5), "pass --out")
-    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--type", "dcgan"), "the GAN type must be one of gan, wgan, hinge, vanilla_gan, vanilla_wgan, got 'dcgan' (--type)")
+    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--type", "dcgan"), "the GAN type must be one of gan, wgan, hinge, got 'dcgan' (--type)")
     assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--batch-size", 64), "fewer than one batch")
     assert_one_line_error(run("train", "--data", tmp_path / "none.h5", "--out", tmp_path / "r"), "does not exist")
     assert_one_line_error(run("train", "--resume", tmp_path / "nothing"), "does not exist")
@@ -96,7 +96,8 @@ def test_train_dfgan_bad_inputs_are_one_line(tmp_path, flowers_h5):
     common = ("train", "--data", flowers_h5, "--out", tmp_path / "r")
     assert_one_line_error(run(*common, "--arch", "stylegan"), "architecture must be one of dcgan, dfgan")
     assert_one_line_error(run(*common, "--diffaug", "color"), "unknown DiffAugment policy 'color'")
-    assert_one_line_error(run(*common, "--arch", "dfgan", "--type", "vanilla_gan"), "conditional type")
+    assert_one_line_error(run(*common, "--arch", "dfgan", "--type", "vanilla_gan"), "it cannot be unconditional")
+    assert_one_line_error(run(*common, "--arch", "dfgan", "--unconditional"), "it cannot be unconditional (--unconditional)")
     assert_one_line_error(run(*common, "--type", "hinge", "--ma-gp", -1), "ma_gp must be >= 0")
     assert_one_line_error(run(*common, "--match-coef", -1), "match_coef must be >= 0")
 
@@ -125,3 +126,31 @@ def test_configs_layer_recipe_then_file_then_flags_and_one_function_checks_a_run
         validate_run(model, train)
     model, train = layered_configs({"gan_type": "vanilla_gan"}, {}, {})  # flat train keys
     assert run_model(model, train).conditional is False
+
+
+def test_the_old_vanilla_types_are_a_loss_with_an_unconditional_model(tmp_path, flowers_h5, tiny_run):
+    """--type vanilla_gan (scripts, config files and run folders of before the split) reads as
+    --type gan --unconditional; conditioning is the model's alone."""
+    import json
+    import shutil
+
+    from t2i_cli.checkpoint import read_checkpoint
+    from t2i_cli.config import TrainConfig
+    from t2i_cli.errors import T2IError
+
+    common = ("train", "--data", flowers_h5, "--epochs", 1, "--batch-size", 4, "--ngf", 8, "--ndf", 8, "-q")
+    assert run(*common, "--out", tmp_path / "old", "--type", "vanilla_wgan").exit_code == 0
+    assert run(*common, "--out", tmp_path / "new", "--type", "wgan", "--unconditional").exit_code == 0
+    old, new = read_checkpoint(tmp_path / "old"), read_checkpoint(tmp_path / "new")
+    assert old.train.gan_type == new.train.gan_type == "wgan" and old.model.conditional is new.model.conditional is False
+    assert old.model == new.model
+    # A checkpoint written before the split: its train section says vanilla_gan.
+    folder = tmp_path / "before"
+    shutil.copytree(read_checkpoint(tiny_run).path, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["train"]["gan_type"], config["model"]["conditional"] = "vanilla_gan", False
+    (folder / "config.json").write_text(json.dumps(config))
+    info = read_checkpoint(folder)
+    assert info.train.gan_type == "gan" and info.model.conditional is False
+    with pytest.raises(T2IError, match="now the gan type with an unconditional model"):
+        TrainConfig(data="x.h5", gan_type="vanilla_gan").validate()

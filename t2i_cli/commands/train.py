@@ -33,7 +33,8 @@ class ConfigFlag:
 CONFIG_FLAGS = (
     ConfigFlag("data", ("--data",), "Training HDF5 file (t2i data convert).", path=True),
     ConfigFlag("arch", ("--arch",), "dcgan (GAN-INT-CLS, the default) or dfgan (DF-GAN; brings its own loss and optimizer defaults).", model=True),
-    ConfigFlag("gan_type", ("--type",), "gan | wgan | hinge (DF-GAN) | vanilla_gan | vanilla_wgan."),
+    ConfigFlag("gan_type", ("--type",), "The loss: gan | wgan | hinge (DF-GAN); vanilla_gan and vanilla_wgan still mean gan and wgan with --unconditional."),
+    ConfigFlag("conditional", ("--conditional/--unconditional",), "Whether G and D take the caption (--unconditional: a plain GAN of the data's images).", model=True),
     ConfigFlag("split", ("--split",), "Split to train on."),
     ConfigFlag("epochs", ("--epochs",), "Total epochs (600 in Reed et al.)."),
     ConfigFlag("time_limit", ("--time-limit",), "Minutes of training (over all resumes): stop at the first epoch end past it."),

@@ -1,9 +1,9 @@
 """What differs between the GAN types in a training step, one class a family:
 
-- :class:`CrossEntropy` (``gan``, ``vanilla_gan``; Reed et al. 2016, GAN-INT-CLS): D: real image +
+- :class:`CrossEntropy` (``gan``; Reed et al. 2016, GAN-INT-CLS): D: real image +
   its caption -> real; G(z, caption) + caption -> fake; with CLS, a wrong (other-class) image +
   the caption -> fake. G: fool D on (G(z, caption), caption).
-- :class:`Wasserstein` (``wgan``, ``vanilla_wgan``): the same pairs as critic scores, with a
+- :class:`Wasserstein` (``wgan``): the same pairs as critic scores, with a
   gradient penalty or weight clipping after D's step; G every ``diter`` critic steps (the trainer's
   schedule).
 - :class:`Hinge` (``hinge``; DF-GAN, Tao et al. 2022): hinge loss on (real, its caption) -> real;
@@ -74,14 +74,15 @@ class Objective:
 
 
 class CrossEntropy(Objective):
-    """The ``gan`` types: D's sigmoid cross-entropy on (real | fake | wrong, caption) pairs."""
+    """The ``gan`` type: D's sigmoid cross-entropy on (real | fake | wrong, caption) pairs (without
+    captions, on real and fake images alone)."""
 
-    def __init__(self, config: TrainConfig):
-        self.config = config
+    def __init__(self, config: TrainConfig, *, conditional: bool = True):
+        self.config, self.conditional = config, conditional
 
     def discriminator_pass(self, trainer, real, embedding, noise, batch) -> DiscriminatorPass:
         cfg, D, augment = self.config, trainer.D, trainer.augment
-        use_cls = cfg.conditional and cfg.cls
+        use_cls = self.conditional and cfg.cls
         wrong = trainer.for_d(trainer.pixels(batch.wrong_image)) if use_cls else None
         with trainer.autocast():
             fake, ca_stats = trainer.G(noise, embedding)  # with MSG, a pyramid
@@ -138,8 +139,8 @@ class Hinge(Objective):
     averages_d_by_hand = True
     freezes_d_for_g = True
 
-    def __init__(self, config: TrainConfig):
-        self.config = config
+    def __init__(self, config: TrainConfig, *, conditional: bool = True):
+        self.config = config  # always conditional (validate_run)
 
     def discriminator_pass(self, trainer, real, embedding, noise, batch) -> DiscriminatorPass:
         cfg, D, dev = self.config, trainer.D, trainer.device
@@ -180,10 +181,9 @@ class Hinge(Objective):
         return losses.hinge_generator_loss(fake_scores)
 
 
-OBJECTIVES: dict[str, Callable[[TrainConfig], Objective]] = {
-    "gan": CrossEntropy, "vanilla_gan": CrossEntropy, "wgan": Wasserstein, "vanilla_wgan": Wasserstein, "hinge": Hinge,
-}
+OBJECTIVES: dict[str, Callable[..., Objective]] = {"gan": CrossEntropy, "wgan": Wasserstein, "hinge": Hinge}
 
 
-def objective_for(config: TrainConfig) -> Objective:
-    return OBJECTIVES[config.gan_type](config)
+def objective_for(config: TrainConfig, *, conditional: bool = True) -> Objective:
+    """The objective of ``config``'s GAN type, for a model that takes captions (``conditional``) or not."""
+    return OBJECTIVES[config.gan_type](config, conditional=conditional)

@@ -60,7 +60,7 @@ def _out_of_time(run_dir: Path, seconds: float) -> T2IError:
 def check_run_data(config: TrainConfig, model_config: ModelConfig, encoder, embedding_dim: int | None, *, resume: bool) -> None:
     """What the data file must offer this run: a recorded encoder for a conditional generator (free
     text could never be encoded otherwise), and, on resume, the run's embedding size."""
-    if config.conditional and encoder is None:
+    if model_config.conditional and encoder is None:
         raise T2IError(
             f"{config.data} does not record its caption encoder, so free text could never be encoded "
             f"for this generator; re-embed it first: t2i data embed {config.data}"
@@ -168,7 +168,7 @@ def train(
     if config.eval_every > 0 and group.is_main:
         from t2i_cli.evaluation.evaluate import SplitEvaluator
 
-        if not config.conditional:
+        if not model_config.conditional:
             raise T2IError("the in-run evaluation draws from captions: an unconditional run cannot have one", parameter="eval_every")
         evaluator = SplitEvaluator(Path(config.data), config.eval_split, image_size=model_config.image_size, device=device,
                                    metrics=config.eval_metrics, seed=config.seed)
@@ -184,7 +184,7 @@ def train(
         model_config=model_config,
         run_dir=run_dir,
         device=device,
-        encoder=encoder if config.conditional else None,
+        encoder=encoder if model_config.conditional else None,
         samples=pick_sample_captions(source),
         callbacks=callbacks,
         group=group,

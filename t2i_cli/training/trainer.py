@@ -141,7 +141,7 @@ class Trainer:
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=config.betas, fused=fused)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=config.discriminator_lr, betas=config.betas, fused=fused)
         self.augment_policy = config.diffaug_policy()
-        self.objective = objective_for(config)
+        self.objective = objective_for(config, conditional=model_config.conditional)
         # The frozen caption-matching image encoder (training/matching.py), with match_coef > 0.
         self.matcher = matcher.to(device) if matcher is not None else None
         if config.match_coef > 0 and matcher is None:
@@ -229,9 +229,9 @@ class Trainer:
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One D step and, when due, one G step; what differs by GAN type is ``self.objective``'s."""
-        cfg, objective = self.config, self.objective
+        objective = self.objective
         real = self.pixels(batch.image)  # (B, 3, S, S) in [-1, 1]
-        embedding = batch.embedding.to(self.device, non_blocking=True).float() if cfg.conditional else None
+        embedding = batch.embedding.to(self.device, non_blocking=True).float() if self.model_config.conditional else None
         noise = torch.randn(real.shape[0], self.model_config.noise_dim, device=self.device)
 
         d_pass = objective.discriminator_pass(self, real, embedding, noise, batch)
@@ -278,7 +278,7 @@ class Trainer:
         fake_scores, fake_features = self.D(self.augment(d_pass.fake), embedding)
         g_loss, g_stats = adversarial(fake_scores.float())
         stats.update(g_stats)
-        if cfg.conditional and cfg.interpolate:
+        if self.model_config.conditional and cfg.interpolate:
             mixed = losses.interpolated_embeddings(embedding, cfg.int_beta)
             int_fake, _ = self.G(torch.randn_like(noise), mixed)
             int_loss, _ = adversarial(self.D(self.augment(int_fake), mixed)[0].float())
@@ -406,17 +406,17 @@ class Trainer:
     @torch.no_grad()
     def sample_images(self) -> torch.Tensor:
         """EMA G on fixed noise x fixed captions: ``(R * N, 3, S, S)``, row-major by caption."""
-        rows = len(self.samples.captions) if self.config.conditional else 1
+        rows = len(self.samples.captions) if self.model_config.conditional else 1
         noise = self.sample_noise.to(self.device).repeat(rows, 1)
         embedding = None
-        if self.config.conditional:
+        if self.model_config.conditional:
             embedding = self.samples.embeddings.to(self.device).repeat_interleave(SAMPLE_NOISES, 0)
         images, _ = self.G_ema(noise, embedding)
         return images.float().cpu()
 
     def save_samples(self) -> Path:
         images = to_pil(self.sample_images())
-        captions = self.samples.captions if self.config.conditional else ["(unconditional)"]
+        captions = self.samples.captions if self.model_config.conditional else ["(unconditional)"]
         rows = [(c, images[i * SAMPLE_NOISES : (i + 1) * SAMPLE_NOISES]) for i, c in enumerate(captions)]
         folder = self.run_dir / "samples"
         folder.mkdir(parents=True, exist_ok=True)
