@@ -30,6 +30,7 @@ from t2i_cli.atomic import write_text
 from t2i_cli.component import CONFIG_FILE, read_component, write_component
 from t2i_cli.config import ModelConfig, TrainConfig, from_dict, split_legacy_gan_type, to_dict
 from t2i_cli.errors import T2IError
+from t2i_cli.models import own_settings
 from t2i_cli.text.encoder import EncoderIdentity
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
     config = read_component(folder, kind=KIND, newest_format=FORMAT, what="generator checkpoint")
     try:
         train_section, model_section = split_legacy_gan_type(config.get("train") or {}, config["model"], source=str(folder / CONFIG_FILE))
-        model = from_dict(ModelConfig, model_section, source=str(folder / CONFIG_FILE))
+        model = from_dict(ModelConfig, own_settings(model_section), source=str(folder / CONFIG_FILE))
         train = from_dict(TrainConfig, train_section, source=str(folder / CONFIG_FILE)) if config.get("train") else None
         encoder = EncoderIdentity.from_json(json.dumps(config["encoder"])) if config.get("encoder") else None
         return CheckpointInfo(

@@ -44,7 +44,7 @@ FLAGS = {
     "num_images": "-n", "seed": "--seed", "upscale": "--upscale", "sr_method": "--sr-method", "steps": "--steps",
     "checkpoint": "--checkpoint", "encoder": "--encoder", "overwrite": "--force", "time_limit": "--time-limit",
     "epochs": "--epochs", "resume": "--resume", "out": "--out", "data": "--data", "gan_type": "--type", "conditional": "--unconditional",
-    "conditioning_augmentation": "--ca", "gradient_penalty": "--gp", "preload": "--preload", "workers": "--workers",
+    "conditioning_augmentation": "--ca", "minibatch_discrimination": "--mbd", "gradient_penalty": "--gp", "preload": "--preload", "workers": "--workers",
     "image_size": "--image-size", "strict": "--strict", "labels": "--labels", "scale": ("--upscale", "--scale"), "style": "--style", "msg": "--msg",
     "truncation": "--truncation", "metrics": "--metrics", "best": "--best", "eval_every": "--eval-every",
     "eval_metrics": "--eval-metrics", "lr_decay": "--lr-decay", "d_warmup_steps": "--d-warmup-steps",

@@ -50,8 +50,14 @@ class ModelConfig:
         if self.arch == "dfgan" and not self.conditional:
             raise T2IError("the dfgan architecture fuses the caption into every block: it cannot be unconditional",
                            parameter="conditional")
-        if self.arch == "dfgan" and (self.conditioning_augmentation or self.minibatch_discrimination):
-            raise T2IError("conditioning augmentation and minibatch discrimination are dcgan options; dfgan has neither")
+        from t2i_cli.models import ARCH_SETTINGS, foreign_settings
+
+        foreign = foreign_settings(self)
+        if foreign:
+            owners = sorted({arch for arch, settings in ARCH_SETTINGS.items() for name in foreign if name in settings})
+            raise T2IError(f"{', '.join(foreign)} {'is a setting' if len(foreign) == 1 else 'are settings'} of the "
+                           f"{' and '.join(owners)} architecture, not of {self.arch}: drop {'it' if len(foreign) == 1 else 'them'}",
+                           parameter=tuple(foreign))
         size = self.image_size
         if size < 16 or size > MAX_IMAGE_SIZE or size & (size - 1):
             raise T2IError(f"image size must be a power of two from 16 to {MAX_IMAGE_SIZE}, got {size}", parameter="image_size")
@@ -240,6 +246,11 @@ def arch_defaults(arch: str) -> tuple[dict, dict]:
 
 
 def to_dict(config) -> dict:
+    """A config as JSON-ready values; a ModelConfig with its architecture's own settings only."""
+    if isinstance(config, ModelConfig):
+        from t2i_cli.models import own_settings
+
+        return own_settings(asdict(config))
     return asdict(config)
 
 
@@ -304,10 +315,12 @@ def run_model(model: ModelConfig, train: TrainConfig, *, embedding_dim: int | No
     """The model as a new run builds it: the data's embedding size, and a D without batch coupling
     (``d_norm`` "layer") where the loss takes a per-sample gradient penalty (WGAN-GP, MA-GP), which
     batch statistics would mix across samples."""
+    from t2i_cli.models import ARCH_SETTINGS
+
     changes: dict = {}
     if embedding_dim is not None:
         changes["embedding_dim"] = embedding_dim
-    if train.per_sample_penalty:
+    if train.per_sample_penalty and "d_norm" in ARCH_SETTINGS[model.arch]:
         changes["d_norm"] = "layer"
     return replace(model, **changes)
 

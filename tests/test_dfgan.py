@@ -2,6 +2,8 @@
 
 import json
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -91,8 +93,10 @@ def test_dfgan_is_chosen_by_the_config_and_refuses_unconditional():
     assert type(build_generator(ModelConfig(ngf=8, ndf=8, embedding_dim=16))).__module__ == "t2i_cli.models.dcgan"
     with pytest.raises(T2IError, match="fuses the caption into every block"):
         build_models(ModelConfig(conditional=False, **TINY_DFGAN))
-    with pytest.raises(T2IError, match="dcgan options"):
+    with pytest.raises(T2IError, match="conditioning_augmentation is a setting of the dcgan architecture, not of dfgan: drop it"):
         ModelConfig(conditioning_augmentation=True, **TINY_DFGAN).validate()
+    with pytest.raises(T2IError, match="fusion_hidden is a setting of the dfgan architecture, not of dcgan"):
+        ModelConfig(fusion_hidden=8).validate()
     with pytest.raises(T2IError, match="architecture must be one of"):
         ModelConfig(arch="stylegan").validate()
 
@@ -309,3 +313,33 @@ def test_building_without_initialisation_skips_only_inside_the_block_and_its_thr
     fresh = nn.Linear(8, 8, bias=False).weight
     assert not torch.equal(skipped.weight, fresh)  # inside: left as allocated, not the seeded draw
     assert fresh.abs().sum() > 0  # drawn again once the block is left
+
+
+def test_each_architecture_stores_its_own_settings_and_older_checkpoints_with_every_field_load(tmp_path, tiny_run):
+    """A model section holds the shared fields and its architecture's own (SETTINGS beside each
+    model); checkpoints from before held every field (the shipped DF-GAN's has mbd_kernels and a
+    d_norm it never read), and still load as they were trained."""
+    import json
+    import shutil
+
+    from t2i_cli.config import to_dict
+    from t2i_cli.models import ARCH_SETTINGS
+    from t2i_cli.sampling import load_generator
+
+    stored = to_dict(ModelConfig(**TINY_DFGAN))
+    assert "fusion_hidden" in stored and not set(ARCH_SETTINGS["dcgan"]) & set(stored)
+    assert "d_norm" in to_dict(ModelConfig()) and "fusion_hidden" not in to_dict(ModelConfig())
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "weights" / "flowers-gan" / "config.json").read_text())["model"]
+    assert shipped["arch"] == "dfgan" and "mbd_kernels" in shipped and shipped["d_norm"] == "layer"  # written before
+    generator, info = load_generator(Path(__file__).resolve().parents[1] / "weights" / "flowers-gan")
+    assert info.model.fusion_hidden == shipped["fusion_hidden"] and info.model.ngf == shipped["ngf"]
+    # A dcgan checkpoint of before, with the dfgan fields at their defaults: loads, draws the same.
+    folder = tmp_path / "before"
+    shutil.copytree(checkpoint.read_checkpoint(tiny_run).path, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["fusion_hidden"] = 256
+    (folder / "config.json").write_text(json.dumps(config))
+    old, _ = load_generator(folder)
+    new, _ = load_generator(tiny_run)
+    noise, embedding = torch.randn(2, 100), torch.randn(2, 384)
+    assert torch.equal(old(noise, embedding)[0], new(noise, embedding)[0])

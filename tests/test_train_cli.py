@@ -107,7 +107,8 @@ def test_hinge_refuses_the_terms_it_would_ignore(tmp_path, flowers_h5):
     assert_one_line_error(run(*common, "--l1-coef", 1), "the hinge type does not use l1_coef")
     assert_one_line_error(run(*common, "--gp", 10), "does not use gradient_penalty")
     assert_one_line_error(run(*common, "--ca"), "no KL term for conditioning augmentation")
-    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--arch", "dfgan", "--mbd"), "dcgan options")
+    assert_one_line_error(run("train", "--data", flowers_h5, "--out", tmp_path / "r", "--arch", "dfgan", "--mbd"),
+                          "minibatch_discrimination is a setting of the dcgan architecture, not of dfgan: drop it (--mbd)")
 
 
 def test_configs_layer_recipe_then_file_then_flags_and_one_function_checks_a_run():
@@ -119,8 +120,10 @@ def test_configs_layer_recipe_then_file_then_flags_and_one_function_checks_a_run
     assert (model.arch, model.ngf, model.ndf) == ("dfgan", 8, 12)  # recipe's 32 replaced by the file, then by a flag
     assert (train.gan_type, train.lr, train.lr_d, train.batch_size) == ("hinge", 5e-5, 4e-4, 16)
     built = run_model(model, train, embedding_dim=32)
-    assert (built.d_norm, built.embedding_dim, built.conditional) == ("layer", 32, True)  # MA-GP is per sample
+    assert (built.d_norm, built.embedding_dim, built.conditional) == ("batch", 32, True)  # DF-GAN's D has no norm to change
     validate_run(model, train)
+    model, train = layered_configs({"train": {"gan_type": "wgan", "gradient_penalty": 10.0}}, {}, {})
+    assert run_model(model, train).d_norm == "layer"  # dcgan's D: a per-sample penalty needs per-sample norms
     model, train = layered_configs({"train": {"gan_type": "hinge"}, "model": {"conditioning_augmentation": True}}, {}, {})
     with pytest.raises(T2IError, match="the hinge type has no KL term"):
         validate_run(model, train)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults
+from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults, run_model
 from t2i_cli.data.batches import Batch
 from t2i_cli.models import build_models
 from t2i_cli.training.trainer import SampleSet, Trainer
@@ -24,8 +24,8 @@ def trainer(arch: str, tmp_path, **overrides) -> Trainer:
     model_preset, train_preset = arch_defaults(arch)
     config = TrainConfig(**{**train_preset, "data": "", "batch_size": 4, "amp": "off", "channels_last": "off", "device": "cpu",
                             "seed": 0, **overrides})
-    model_preset.update(ngf=4, ndf=4, image_size=SIZE, embedding_dim=EMBEDDING, d_norm="layer" if config.per_sample_penalty else "batch")
-    model_config = ModelConfig(arch=arch, **model_preset)
+    model_preset.update(ngf=4, ndf=4, image_size=SIZE, embedding_dim=EMBEDDING)
+    model_config = run_model(ModelConfig(arch=arch, **model_preset), config)  # per-sample norms for a per-sample penalty
     torch.manual_seed(0)
     generator, discriminator = build_models(model_config)
     return Trainer(generator=generator, discriminator=discriminator, loader=[batch(0), batch(1)], loader_generator=torch.Generator(),

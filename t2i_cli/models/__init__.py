@@ -16,6 +16,28 @@ from t2i_cli.config import ModelConfig
 from t2i_cli.models import dcgan, dfgan
 
 _ARCHITECTURES = {"dcgan": dcgan, "dfgan": dfgan}
+# Each architecture's own ModelConfig fields, declared beside its model (``SETTINGS``).
+ARCH_SETTINGS: dict[str, tuple[str, ...]] = {name: module.SETTINGS for name, module in _ARCHITECTURES.items()}
+
+
+def foreign_settings(config: ModelConfig) -> list[str]:
+    """The settings ``config`` changes from their defaults that belong to other architectures
+    than its own: they would be ignored, so a run refuses them."""
+    from dataclasses import fields
+
+    own = set(ARCH_SETTINGS.get(config.arch, ()))
+    others = {name for settings in ARCH_SETTINGS.values() for name in settings} - own
+    defaults = {f.name: f.default for f in fields(ModelConfig)}
+    return [name for name in sorted(others) if getattr(config, name) != defaults[name]]
+
+
+def own_settings(model: dict) -> dict:
+    """A model section (a checkpoint's or a file's) without other architectures' settings: those
+    never shaped the model (checkpoints written before this held every field), and a new one
+    stores only its own."""
+    arch = model.get("arch", "dcgan")
+    others = {name for other, settings in ARCH_SETTINGS.items() if other != arch for name in settings} - set(ARCH_SETTINGS.get(arch, ()))
+    return {key: value for key, value in model.items() if key not in others}
 
 
 def build_models(config: ModelConfig) -> tuple[nn.Module, nn.Module]:
@@ -30,4 +52,4 @@ def build_generator(config: ModelConfig) -> nn.Module:
     return _ARCHITECTURES[config.arch].Generator(config)
 
 
-__all__ = ["build_generator", "build_models"]
+__all__ = ["ARCH_SETTINGS", "build_generator", "build_models", "foreign_settings", "own_settings"]

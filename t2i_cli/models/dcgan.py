@@ -18,6 +18,10 @@ from torch import nn
 from t2i_cli.config import ModelConfig
 from t2i_cli.models.pyramid import Images, as_pyramid, finest, side_output
 
+# The ModelConfig fields only this architecture reads (the rest are every architecture's): the
+# caption's projection, StackGAN's conditioning augmentation, minibatch discrimination, D's norm.
+SETTINGS = ("projected_dim", "conditioning_augmentation", "minibatch_discrimination", "mbd_kernels", "mbd_kernel_dim", "d_norm")
+
 
 def _stages(image_size: int) -> int:
     """Up-/down-sampling stages between 4x4 and the image: 4 for 64 px, 5 for 128 px."""

@@ -28,6 +28,10 @@ from torch import nn
 from t2i_cli.config import ModelConfig
 from t2i_cli.models.pyramid import Images, as_pyramid, finest, side_output
 
+# The ModelConfig fields only this architecture reads: the width of the MLPs predicting each
+# block's affine parameters. (Its D has no normalisation layers, so d_norm is none of its business.)
+SETTINGS = ("fusion_hidden",)
+
 
 def _multipliers(image_size: int) -> list[int]:
     """Width multipliers from 4x4 up to the image: [8, 8, 4, 2, 1] at 64 px, [8, 8, 8, 4, 2, 1] at 128."""
