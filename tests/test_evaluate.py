@@ -177,7 +177,7 @@ def test_evaluate_reranks_with_the_generators_matcher_and_says_so(tmp_path, tiny
     plain, _ = evaluate(checkpoint, flowers_h5, "train", device=cpu, metrics=("colour", "second_colour"))
     best, _ = evaluate(checkpoint, flowers_h5, "train", device=cpu, metrics=("colour", "second_colour"), rerank=3)
     assert (plain.report.rerank, best.report.rerank) == (1, 3) and plain.metrics == ("colour", "second_colour")
-    assert best.report.fid is None and best.report.results["colour"].colour_captions == plain.report.results["colour"].colour_captions
+    assert best.report.fid is None and best.report.results["colour"].captions == plain.report.results["colour"].captions
     assert list(best.to_json()["protocol"]) == ["colour", "second_colour"]  # only what was measured
 
 
@@ -218,4 +218,4 @@ def test_the_colour_rules_are_measured_on_flower_captions_only_and_the_report_sa
     flowers = split_of(["pink petals", "a flower with yellow petals", "white petals and a yellow center", "a red bus"])
     report = measure(_Generator(uses_noise=True), flowers, device=cpu, metrics=chosen)
     assert list(report.results) == list(chosen) and not report.not_measured and "not_measured" not in report.to_json()
-    assert report.results["colour"].colour_captions == 3 and report.results["second_colour"].second_colour_captions == 1
+    assert report.results["colour"].captions == 3 and report.results["second_colour"].captions == 1

@@ -21,6 +21,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -220,41 +221,42 @@ def _table_line(rows: dict[str, BesideReal], *, decimals: int) -> str:
 
 
 @dataclass(frozen=True)
-class ColourResult:
-    colour_match: float | None
-    colour_match_real: float | None
-    colour_captions: int
-    per_colour: dict[str, BesideReal]
+class ShareBesideReal:
+    """The share of generated images that pass a caption rule, beside the real images' share on the
+    same captions, over ``captions`` captions that name what the rule checks, with a table per
+    colour or place. :data:`KEYS` names the four in the report's JSON."""
+
+    share: float | None
+    real: float | None
+    captions: int
+    table: dict[str, BesideReal]
+    KEYS: ClassVar[tuple[str, str, str, str]] = ("share", "real", "captions", "table")
 
     def to_json(self) -> dict:
-        return {"colour_match": self.colour_match, "colour_match_real": self.colour_match_real,
-                "colour_captions": self.colour_captions,
-                "colour_match_per_colour": {name: row.to_json() for name, row in self.per_colour.items()}}
+        table = {name: row.to_json() for name, row in self.table.items()}
+        return dict(zip(self.KEYS, (self.share, self.real, self.captions, table)))
+
+
+@dataclass(frozen=True)
+class ColourResult(ShareBesideReal):
+    KEYS: ClassVar[tuple[str, str, str, str]] = ("colour_match", "colour_match_real", "colour_captions", "colour_match_per_colour")
 
     def lines(self) -> list[str]:
-        lines = [f"Colour match {_share(self.colour_match)}   (real images, same captions: {_share(self.colour_match_real)}; "
-                 f"{self.colour_captions} captions name a petal colour)"]
-        if self.per_colour:
-            lines.append(_table_line(self.per_colour, decimals=2))
+        lines = [f"Colour match {_share(self.share)}   (real images, same captions: {_share(self.real)}; "
+                 f"{self.captions} captions name a petal colour)"]
+        if self.table:
+            lines.append(_table_line(self.table, decimals=2))
         return lines
 
 
 @dataclass(frozen=True)
-class SecondColourResult:
-    second_colour: float | None
-    second_colour_real: float | None
-    second_colour_captions: int
-    per_place: dict[str, BesideReal]
-
-    def to_json(self) -> dict:
-        return {"second_colour": self.second_colour, "second_colour_real": self.second_colour_real,
-                "second_colour_captions": self.second_colour_captions,
-                "second_colour_per_place": {place: row.to_json() for place, row in self.per_place.items()}}
+class SecondColourResult(ShareBesideReal):
+    KEYS: ClassVar[tuple[str, str, str, str]] = ("second_colour", "second_colour_real", "second_colour_captions", "second_colour_per_place")
 
     def lines(self) -> list[str]:
-        return [f"Second colours {_share(self.second_colour)}   (real images, same captions: {_share(self.second_colour_real)}; "
-                f"{self.second_colour_captions} captions name a centre colour or two petal colours)",
-                _table_line(self.per_place, decimals=3)]
+        return [f"Second colours {_share(self.share)}   (real images, same captions: {_share(self.real)}; "
+                f"{self.captions} captions name a centre colour or two petal colours)",
+                _table_line(self.table, decimals=3)]
 
 
 @dataclass(frozen=True)
@@ -339,9 +341,9 @@ def _colour(m: Measuring) -> ColourResult:
     fake = colour_match(dominant_colours(m.fake.numpy()), named)
     real = colour_match(dominant_colours(m.evals.real.images.numpy()), named)
     return ColourResult(
-        colour_match=_rounded(fake["match"]), colour_match_real=_rounded(real["match"]), colour_captions=fake["captions"],
-        per_colour={name: BesideReal(row["captions"], round(row["match"], 4), round(real["per_colour"][name]["match"], 4))
-                    for name, row in fake["per_colour"].items()},
+        share=_rounded(fake["match"]), real=_rounded(real["match"]), captions=fake["captions"],
+        table={name: BesideReal(row["captions"], round(row["match"], 4), round(real["per_colour"][name]["match"], 4))
+               for name, row in fake["per_colour"].items()},
     )
 
 
@@ -350,9 +352,9 @@ def _second_colour(m: Measuring) -> SecondColourResult:
     fake = second_colour_match(m.fake.numpy(), wanted)
     real = second_colour_match(m.evals.real.images.numpy(), wanted)
     return SecondColourResult(
-        second_colour=_rounded(fake["match"]), second_colour_real=_rounded(real["match"]), second_colour_captions=fake["captions"],
-        per_place={place: BesideReal(row["captions"], _rounded(row["match"]), _rounded(real["per_place"][place]["match"]))
-                   for place, row in fake["per_place"].items()},
+        share=_rounded(fake["match"]), real=_rounded(real["match"]), captions=fake["captions"],
+        table={place: BesideReal(row["captions"], _rounded(row["match"]), _rounded(real["per_place"][place]["match"]))
+               for place, row in fake["per_place"].items()},
     )
 
 

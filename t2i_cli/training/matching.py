@@ -33,14 +33,8 @@ from torch import nn
 
 from t2i_cli.atomic import atomic_folder
 from t2i_cli.errors import T2IError
-from t2i_cli.evaluation.image_encoder import (
-    ImageEncoderConfig,
-    cache_key,
-    is_image_encoder,
-    load_image_encoder,
-    save_image_encoder,
-    train_image_encoder,
-)
+from t2i_cli.evaluation.image_encoder import ImageEncoderConfig, cache_key, is_image_encoder, load_image_encoder
+from t2i_cli.evaluation.image_encoder import save_image_encoder, train_image_encoder
 
 log = logging.getLogger(__name__)
 
