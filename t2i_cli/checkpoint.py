@@ -20,6 +20,7 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import torch
@@ -42,6 +43,70 @@ TRAINING_DIR = "training"
 LATEST_FILE = "latest"
 BEST_FILE = "best.json"  # the checkpoint with the best in-run evaluation, and its figures
 KEEP_CHECKPOINTS = 3
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where a training run keeps what: the layout of a run folder, in one place.
+
+    ::
+
+        RUN/checkpoints/epoch-NNNN/   checkpoints (a checkpoint folder each, see the module's docstring)
+        RUN/latest, RUN/best.json     the newest checkpoint's name; the best one's, with its figures
+        RUN/metrics.jsonl             losses and in-run evaluations, a JSON line each
+        RUN/tensorboard/              the same as TensorBoard scalars, and the sample grids
+        RUN/samples/epoch-NNNN.png    fixed-noise, fixed-caption sample grids
+        RUN/match-encoder/            the frozen caption-matching encoder of --match-coef
+        RUN/style-encoders/epoch-N/   style encoders trained for the run's checkpoints
+    """
+
+    root: Path
+
+    CHECKPOINTS: ClassVar[str] = "checkpoints"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / self.CHECKPOINTS
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch-{epoch:04d}"
+
+    def sample_grid(self, epoch: int) -> Path:
+        return self.samples / f"epoch-{epoch:04d}.png"
+
+    @property
+    def latest(self) -> Path:
+        return self.root / LATEST_FILE
+
+    @property
+    def best(self) -> Path:
+        return self.root / BEST_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def match_encoder(self) -> Path:
+        return self.root / "match-encoder"
+
+    def style_encoder(self, checkpoint: Path) -> Path:
+        return self.root / "style-encoders" / Path(checkpoint).name
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path) -> "RunFolder | None":
+        """The run a checkpoint folder belongs to (``RUN/checkpoints/epoch-N``), or None for an
+        exported one."""
+        checkpoint = Path(checkpoint)
+        return cls(checkpoint.parent.parent) if checkpoint.parent.name == cls.CHECKPOINTS else None
 
 
 @dataclass
@@ -134,9 +199,9 @@ def mark_latest(run_dir: Path, checkpoint: Path, *, keep_every: int = 0) -> None
     the newest ``KEEP_CHECKPOINTS`` stay, and with ``keep_every`` > 0 so does every checkpoint of
     an epoch divisible by it (for choosing a model by a later evaluation)."""
     run_dir = Path(run_dir)
-    write_text(run_dir / LATEST_FILE, str(Path(checkpoint).relative_to(run_dir)) + "\n")
+    write_text(RunFolder(run_dir).latest, str(Path(checkpoint).relative_to(run_dir)) + "\n")
     best = read_best(run_dir)
-    saved = sorted((run_dir / "checkpoints").glob("epoch-*"))
+    saved = sorted(RunFolder(run_dir).checkpoints.glob("epoch-*"))
     for stale in saved[:-KEEP_CHECKPOINTS]:
         epoch = stale.name.removeprefix("epoch-")
         if keep_every > 0 and epoch.isdigit() and int(epoch) % keep_every == 0:
@@ -150,12 +215,12 @@ def mark_best(run_dir: Path, checkpoint: Path, figures: dict) -> None:
     """Name ``checkpoint`` the run's best in ``RUN/best.json`` (replaced atomically), with the
     figures that made it so; :func:`mark_latest` never prunes it."""
     record = {"checkpoint": str(Path(checkpoint).relative_to(run_dir)), **figures}
-    write_text(Path(run_dir) / BEST_FILE, json.dumps(record, indent=2) + "\n")
+    write_text(RunFolder(Path(run_dir)).best, json.dumps(record, indent=2) + "\n")
 
 
 def read_best(run_dir: Path) -> dict | None:
     """``RUN/best.json`` as a dict, or None when the run has none (no in-run evaluation yet)."""
-    path = Path(run_dir) / BEST_FILE
+    path = RunFolder(Path(run_dir)).best
     if not path.is_file():
         return None
     try:
@@ -186,7 +251,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise T2IError(f"checkpoint {path} does not exist")
     if (path / CONFIG_FILE).is_file():
         return path
-    latest = path / LATEST_FILE
+    latest = RunFolder(path).latest
     if latest.is_file():
         target = path / latest.read_text().strip()
         if (target / CONFIG_FILE).is_file():
@@ -204,15 +269,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def complete_checkpoints(run_dir: Path) -> list[Path]:
     """A run's whole checkpoints, oldest first (a checkpoint folder exists only once complete)."""
-    return sorted(p for p in (Path(run_dir) / "checkpoints").glob("epoch-*") if (p / CONFIG_FILE).is_file())
+    return sorted(p for p in RunFolder(Path(run_dir)).checkpoints.glob("epoch-*") if (p / CONFIG_FILE).is_file())
 
 
 def is_unsaved_run(path: Path) -> bool:
     """A folder a run started writing (its log, samples or checkpoint folder) without ever
     completing a checkpoint."""
     path = Path(path)
-    return (not (path / LATEST_FILE).exists() and not complete_checkpoints(path)
-            and any((path / name).exists() for name in ("metrics.jsonl", "samples", "checkpoints")))
+    run = RunFolder(path)
+    return (not run.latest.exists() and not complete_checkpoints(path)
+            and any(p.exists() for p in (run.metrics, run.samples, run.checkpoints)))
 
 
 def read_checkpoint(path: str | Path) -> CheckpointInfo:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from srcnn.model import SCALES
 from srcnn.upscale import METHODS
+from t2i_cli.checkpoint import RunFolder
 from t2i_cli.config import ModelConfig
 from t2i_cli.devices import resolve_device
 from t2i_cli.errors import RequestError, T2IError
@@ -232,8 +233,9 @@ class T2IPipeline:
     def describe(self) -> str:
         encoder = self.caption_encoder.identity if self.caption_encoder is not None else "none (unconditional)"
         name = "(in memory)" if self.source is None else self.source.name
-        if self.source is not None and self.source.parent.name == "checkpoints":  # RUN/checkpoints/epoch-N
-            name = f"{self.source.parent.parent.name} ({self.source.name})"
+        run = RunFolder.of_checkpoint(self.source) if self.source is not None else None
+        if run is not None:  # RUN/checkpoints/epoch-N
+            name = f"{run.root.name} ({self.source.name})"
         return f"generator {name} ({self.model_config.arch}, {self.model_config.image_size} px), encoder {encoder}, on {self.device}"
 
     def _draw(self, embeddings: torch.Tensor | None, noise: list[NoiseRecipe], batch_size: int, progress=None,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from t2i_cli.checkpoint import GENERATOR_FILE, load_weights, resolve_checkpoint
+from t2i_cli.checkpoint import GENERATOR_FILE, RunFolder, load_weights, resolve_checkpoint
 from t2i_cli.component import CONFIG_FILE, component_kind, read_component, write_component
 from t2i_cli.config import from_dict, to_dict
 from t2i_cli.errors import T2IError
@@ -44,9 +44,8 @@ def default_style_path(checkpoint: str | Path) -> Path:
     or, for a training run's checkpoint (``RUN/checkpoints/epoch-N``, which the run prunes as it
     goes on), beside them as ``RUN/style-encoders/epoch-N``."""
     folder = resolve_checkpoint(checkpoint)
-    if folder.parent.name == "checkpoints":
-        return folder.parent.parent / "style-encoders" / folder.name
-    return folder / STYLE_DIR
+    run = RunFolder.of_checkpoint(folder)
+    return run.style_encoder(folder) if run is not None else folder / STYLE_DIR
 
 
 def check_replaceable(folder: Path) -> None:

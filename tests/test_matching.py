@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL, tiny_train_config
+from t2i_cli.checkpoint import RunFolder
 from t2i_cli.config import ModelConfig
 from t2i_cli.evaluation.image_encoder import ImageEncoder
 from t2i_cli.training import losses, matching
@@ -54,7 +55,7 @@ def test_a_run_with_the_matching_loss_trains_stores_its_encoder_and_resumes(tmp_
     assert not any(p.requires_grad for p in trainer.matcher.parameters())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all("match" in r and "match_accuracy" in r for r in rows)
-    assert (run / matching.RUN_FOLDER / "config.json").is_file()
+    assert (RunFolder(run).match_encoder / "config.json").is_file()
     frozen = {k: v.clone() for k, v in trainer.matcher.state_dict().items()}
     shutil.rmtree(tmp_path / "cache")  # resuming needs only the run folder
     resumed = train(tiny_train_config(flowers_h5), ModelConfig(), run, resume=True, overrides={"epochs": 2}, progress=False)

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from t2i_cli.atomic import write_text
+from t2i_cli.checkpoint import RunFolder
 from t2i_cli.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ class MetricsFile:
     the file once."""
 
     def on_train_start(self, trainer: Trainer) -> None:
-        self.path = trainer.run_dir / "metrics.jsonl"
+        self.path = RunFolder(trainer.run_dir).metrics
         if trainer.state.step > 0 and self.path.is_file():
             kept = [line for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True)
                     if _logged_step(line) is not None and _logged_step(line) <= trainer.state.step]
@@ -50,7 +51,7 @@ class TensorBoardLog:
         except ImportError:
             log.info("TensorBoard logging is off: pip install tensorboard to turn it on")
             return
-        self.writer = SummaryWriter(log_dir=str(trainer.run_dir / "tensorboard"))
+        self.writer = SummaryWriter(log_dir=str(RunFolder(trainer.run_dir).tensorboard))
 
     def on_log(self, trainer: Trainer, metrics: dict) -> None:
         if self.writer is not None:

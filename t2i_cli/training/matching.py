@@ -32,13 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from t2i_cli.atomic import atomic_folder
+from t2i_cli.checkpoint import RunFolder
 from t2i_cli.errors import T2IError
 from t2i_cli.evaluation.image_encoder import ImageEncoderConfig, cache_key, is_image_encoder, load_image_encoder
 from t2i_cli.evaluation.image_encoder import save_image_encoder, train_image_encoder
 
 log = logging.getLogger(__name__)
 
-RUN_FOLDER = "match-encoder"
 MATCHER_DIR = "matcher"  # beside a generator's weights: the model --rerank scores candidates with
 # Another seed than the evaluation encoder's 0; width 32 keeps its one-off training to minutes on a CPU.
 MATCH_ENCODER = ImageEncoderConfig(dim=0, width=32, steps=1500, batch_size=128, lr=1e-3, temperature=0.07, seed=1)
@@ -84,7 +84,7 @@ def match_encoder_for_run(
     from t2i_cli.data.split import InMemorySplit
     from t2i_cli.cache import cache_dir
 
-    folder = Path(run_dir) / RUN_FOLDER
+    folder = RunFolder(Path(run_dir)).match_encoder
     while not make and not is_image_encoder(folder):
         time.sleep(2)
     if not is_image_encoder(folder):

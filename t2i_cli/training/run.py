@@ -10,6 +10,7 @@ import torch
 
 from t2i_cli.atomic import remove_stale_partials
 from t2i_cli.checkpoint import (
+    RunFolder,
     CONFIG_FILE,
     CheckpointInfo,
     best_checkpoint,
@@ -81,9 +82,10 @@ def train(
     """Train (or resume) a run in ``run_dir``; returns the finished trainer."""
     run_dir = Path(run_dir)
     if resume:
-        if (run_dir / CONFIG_FILE).is_file() and run_dir.parent.name == "checkpoints":
-            raise T2IError(f"{run_dir} is one checkpoint of the run {run_dir.parent.parent}: resume the run folder "
-                           f"(--resume {run_dir.parent.parent}), which goes on from its latest checkpoint", parameter="resume")
+        owner = RunFolder.of_checkpoint(run_dir)
+        if (run_dir / CONFIG_FILE).is_file() and owner is not None:
+            raise T2IError(f"{run_dir} is one checkpoint of the run {owner.root}: resume the run folder "
+                           f"(--resume {owner.root}), which goes on from its latest checkpoint", parameter="resume")
         if (run_dir / CONFIG_FILE).is_file():
             raise T2IError(f"{run_dir} is a checkpoint, not a training run: resume a run folder, or start a new run from "
                            f"these weights with --pretrained-generator", parameter="resume")
@@ -100,7 +102,7 @@ def train(
             raise T2IError(f"{run_dir} already finished epoch {info.epoch}; give more epochs than {info.epoch} to go on", parameter="epochs")
         if config.time_limit > 0 and info.train_seconds >= config.time_limit * 60:
             raise _out_of_time(run_dir, info.train_seconds)
-    elif (run_dir / "latest").exists() or complete_checkpoints(run_dir):
+    elif RunFolder(run_dir).latest.exists() or complete_checkpoints(run_dir):
         raise T2IError(f"{run_dir} already holds a training run; resume it or train into another folder", parameter=("resume", "out"))
     elif is_unsaved_run(run_dir):
         raise T2IError(f"{run_dir} holds a run stopped before its first checkpoint; delete it or train into another folder", parameter="out")
@@ -199,7 +201,8 @@ def train(
     else:
         trainer.load_pretrained(config.pretrained_generator, config.pretrained_discriminator)
     if group.is_main:  # what a killed run left half-written: never complete, never read
-        leftovers = [p for folder in (run_dir, run_dir / "checkpoints", run_dir / "samples") for p in remove_stale_partials(folder)]
+        layout = RunFolder(run_dir)
+        leftovers = [p for folder in (run_dir, layout.checkpoints, layout.samples) for p in remove_stale_partials(folder)]
         if leftovers:
             log.info("removed %d partial file(s) an interrupted run left in %s", len(leftovers), run_dir)
     log.debug("model config: %s", model_config)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from t2i_cli.checkpoint import (
+    RunFolder,
     complete_checkpoints,
     load_training_state,
     load_weights,
@@ -418,9 +419,9 @@ class Trainer:
         images = to_pil(self.sample_images())
         captions = self.samples.captions if self.model_config.conditional else ["(unconditional)"]
         rows = [(c, images[i * SAMPLE_NOISES : (i + 1) * SAMPLE_NOISES]) for i, c in enumerate(captions)]
-        folder = self.run_dir / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        return save_png(captioned_grid(rows), folder / f"epoch-{self.state.epoch:04d}.png")
+        path = RunFolder(self.run_dir).sample_grid(self.state.epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return save_png(captioned_grid(rows), path)
 
     def save_checkpoint(self) -> Path:
         self._check_finite()
@@ -433,7 +434,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
         }
         folder = write_checkpoint(
-            self.run_dir / "checkpoints" / f"epoch-{self.state.epoch:04d}",
+            RunFolder(self.run_dir).checkpoint(self.state.epoch),
             generator_weights=unwrapped_state(self.G_ema),
             model=self.model_config,
             train=self.config,
