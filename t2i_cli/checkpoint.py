@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 from pathlib import Path
 
@@ -61,42 +61,30 @@ class RunFolder:
     """
 
     root: Path
+    checkpoints: Path = field(init=False)
+    latest: Path = field(init=False)
+    best: Path = field(init=False)
+    metrics: Path = field(init=False)
+    tensorboard: Path = field(init=False)
+    samples: Path = field(init=False)
+    match_encoder: Path = field(init=False)
 
     CHECKPOINTS: ClassVar[str] = "checkpoints"
+    LAYOUT: ClassVar[dict[str, str]] = {
+        "checkpoints": CHECKPOINTS, "latest": LATEST_FILE, "best": BEST_FILE, "metrics": "metrics.jsonl",
+        "tensorboard": "tensorboard", "samples": "samples", "match_encoder": "match-encoder",
+    }
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / self.CHECKPOINTS
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+        for name, relative in self.LAYOUT.items():
+            object.__setattr__(self, name, self.root / relative)
 
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch-{epoch:04d}"
 
     def sample_grid(self, epoch: int) -> Path:
         return self.samples / f"epoch-{epoch:04d}.png"
-
-    @property
-    def latest(self) -> Path:
-        return self.root / LATEST_FILE
-
-    @property
-    def best(self) -> Path:
-        return self.root / BEST_FILE
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / "tensorboard"
-
-    @property
-    def samples(self) -> Path:
-        return self.root / "samples"
-
-    @property
-    def match_encoder(self) -> Path:
-        return self.root / "match-encoder"
 
     def style_encoder(self, checkpoint: Path) -> Path:
         return self.root / "style-encoders" / Path(checkpoint).name
@@ -215,12 +203,12 @@ def mark_best(run_dir: Path, checkpoint: Path, figures: dict) -> None:
     """Name ``checkpoint`` the run's best in ``RUN/best.json`` (replaced atomically), with the
     figures that made it so; :func:`mark_latest` never prunes it."""
     record = {"checkpoint": str(Path(checkpoint).relative_to(run_dir)), **figures}
-    write_text(RunFolder(Path(run_dir)).best, json.dumps(record, indent=2) + "\n")
+    write_text(RunFolder(run_dir).best, json.dumps(record, indent=2) + "\n")
 
 
 def read_best(run_dir: Path) -> dict | None:
     """``RUN/best.json`` as a dict, or None when the run has none (no in-run evaluation yet)."""
-    path = RunFolder(Path(run_dir)).best
+    path = RunFolder(run_dir).best
     if not path.is_file():
         return None
     try:
@@ -269,7 +257,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def complete_checkpoints(run_dir: Path) -> list[Path]:
     """A run's whole checkpoints, oldest first (a checkpoint folder exists only once complete)."""
-    return sorted(p for p in RunFolder(Path(run_dir)).checkpoints.glob("epoch-*") if (p / CONFIG_FILE).is_file())
+    return sorted(p for p in RunFolder(run_dir).checkpoints.glob("epoch-*") if (p / CONFIG_FILE).is_file())
 
 
 def is_unsaved_run(path: Path) -> bool:
