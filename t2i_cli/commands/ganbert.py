@@ -52,11 +52,11 @@ def ganbert_train_cli(
     quiet: QuietOption = False,
 ) -> None:
     """Fine-tune a BERT-family caption encoder with GAN-BERT (or the supervised baseline)."""
-    from ganbert.model import GanBertConfig, update_metadata
-    from ganbert.train import train_ganbert
+    from ganbert.model import GanBertConfig
     from t2i_cli.data.ganbert_split import check_task_source, ganbert_task
     from t2i_cli.devices import resolve_device
     from t2i_cli.progress import progress_bar
+    from t2i_cli.training.caption_encoder import fine_tune_caption_encoder
 
     check_task_source(data, tsv)
     check_output_path(out, as_folder=True)
@@ -69,39 +69,14 @@ def ganbert_train_cli(
     config.validate()
     task = ganbert_task(data=data, tsv=tsv, eval_tsv=eval_tsv, selection=H5Selection(labelled_fraction, holdout, split_seed),
                         labels_file=labels_file)
-    examples, evaluation, labels = task.examples, task.evaluation, task.labels
-    if eval_every and evaluation is None:
-        raise T2IError("--eval-every needs a set to score: --eval-tsv FILE (with --tsv) or --data")
-    labelled = sum(e.label is not None for e in examples)
-    log.info(
-        "%s on %d sentences (%d labelled, %d unlabelled), %d labels, %d steps",
-        config.mode, len(examples), labelled, len(examples) - labelled, len(labels), steps,
-    )
     with progress_bar(f"{config.mode} training", total=steps, enabled=not quiet) as advance:
-        last = [0]
-
-        def on_step(step: int, stats: dict[str, float]) -> None:
-            advance(step - last[0])
-            last[0] = step
-
-        curve: list[dict] = []
-
-        def on_evaluate(step: int, metrics: dict[str, float]) -> None:
-            curve.append({"step": step, **metrics})
-            log.info("step %d: held-out accuracy %.4f, macro-F1 %.4f", step, metrics["accuracy"], metrics["macro_f1"])
-
-        model = train_ganbert(
-            examples, config, backbone_dir=backbone, labels=labels, device=resolve_device(device), on_step=on_step,
-            evaluation=evaluation if eval_every else None, evaluate_every=eval_every, on_evaluate=on_evaluate,
+        result = fine_tune_caption_encoder(
+            task, config, out, backbone=backbone, device=resolve_device(device), eval_every=eval_every, overwrite=force,
+            evaluation_name=HELD_OUT if data is not None else str(eval_tsv), progress=advance,
         )
-    metadata = {"source": task.source, "labelled_sentences": labelled, "sentences": len(examples)}
-    if curve:
-        metadata["curve"] = curve
-    model.save(out, metadata=metadata, overwrite=force)  # first: a failed evaluation must not cost the model
     typer.echo(f"wrote {out}; use it as a caption encoder with --encoder ganbert:{out}")
-    if evaluation is not None:  # the curve's last point already scored the final model
-        metrics = {k: v for k, v in curve[-1].items() if k != "step"} if curve else model.evaluate(evaluation)
-        update_metadata(out, {"evaluation": {"set": HELD_OUT if data is not None else str(eval_tsv), **metrics}})
+    if result.evaluation is not None:
+        metrics = result.evaluation
         typer.echo(f"{config.mode}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['count']} held-out sentences")
 
 
