@@ -25,6 +25,7 @@ ganbert_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Trai
 
 TRAIN_EXAMPLE = "Example: t2i ganbert train runs/ganbert-2pct --data flowers.h5 --labelled-fraction 0.02"
 EVAL_EXAMPLE = "Example: t2i ganbert eval runs/ganbert-2pct --data flowers.h5"
+PRETRAIN_EXAMPLE = "Example: t2i ganbert pretrain runs/caption-bert --data flowers.h5 --steps 3000"
 HELD_OUT = "heldout"
 
 
@@ -78,6 +79,62 @@ def ganbert_train_cli(
     if result.evaluation is not None:
         metrics = result.evaluation
         typer.echo(f"{config.mode}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['count']} held-out sentences")
+
+
+@ganbert_app.command("pretrain", epilog=PRETRAIN_EXAMPLE)
+def ganbert_pretrain_cli(
+    out: Annotated[Path, typer.Argument(help="BERT folder to write (a transformers folder: --backbone, hf:PATH).")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="A t2i HDF5 file: the captions of its train split, but for the images ganbert train holds out.")] = None,
+    text: Annotated[Optional[Path], typer.Option("--text", help="A UTF-8 text file, one sentence a line.")] = None,
+    holdout: Annotated[float, typer.Option(help="--data: the held-out share whose captions are left out (as ganbert train's --holdout).")] = 0.2,
+    split_seed: Annotated[int, typer.Option(help="--data: the seed of that held-out choice (as ganbert train's --split-seed).")] = 0,
+    layers: Annotated[int, typer.Option(min=1, help="Transformer layers.")] = 4,
+    hidden: Annotated[int, typer.Option(min=8, help="Width (a multiple of --heads).")] = 256,
+    heads: Annotated[int, typer.Option(min=1, help="Attention heads.")] = 4,
+    intermediate: Annotated[int, typer.Option(min=8, help="Feed-forward width.")] = 1024,
+    max_length: Annotated[int, typer.Option(min=4, help="Tokens a sentence; longer ones are cut.")] = 32,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 3000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences a step.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak AdamW rate (linear warm-up, then linear decay).")] = 5e-4,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up steps.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, order and masking.")] = 0,
+    amp: Annotated[str, typer.Option(help="auto (bf16 where the CPU or GPU has it), bf16 or off.")] = "auto",
+    save_every: Annotated[int, typer.Option(min=1, help="Save (and allow a resume) every N steps.")] = 500,
+    time_limit: Annotated[float, typer.Option(min=0, help="Minutes of training, summed over resumes; stops at the first save past them (0: none).")] = 0.0,
+    resume: Annotated[bool, typer.Option("--resume", help="Go on from OUT's last save, with the settings it was started with.")] = False,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Pretrain a small BERT from scratch (masked-language modelling) on captions or any text: a plain backbone for GAN-BERT."""
+    from ganbert.pretrain import PretrainConfig, pretrain_bert, read_sentences
+    from t2i_cli.data.ganbert_split import check_task_source, pretraining_sentences
+    from t2i_cli.devices import amp_dtype, resolve_device
+    from t2i_cli.progress import progress_bar
+
+    check_task_source(data, text, second="--text FILE")
+    if not resume:
+        check_output_path(out, as_folder=True)
+    torch_device = resolve_device(device)
+    if amp not in ("auto", "bf16", "off"):
+        raise T2IError(f"amp must be auto, bf16 or off, got {amp!r}", parameter="amp")
+    config = PretrainConfig(layers=layers, hidden=hidden, heads=heads, intermediate=intermediate, max_length=max_length, steps=steps,
+                            batch_size=batch_size, learning_rate=lr, warmup_steps=warmup, seed=seed,
+                            bf16=amp_dtype(amp, torch_device) is not None)
+    config.validate()
+    if data is not None:
+        sentences, source = pretraining_sentences(data, holdout=holdout, seed=split_seed)
+    else:
+        sentences, source = read_sentences(text), {"text": text.name}
+    with progress_bar("pretraining", total=steps, enabled=not quiet) as advance:
+        result = pretrain_bert(sentences, config, out, device=torch_device, save_every=save_every, resume=resume, source=source,
+                               progress=advance, time_limit=time_limit)
+    if result.steps < steps:
+        typer.echo(f"stopped at step {result.steps} of {steps} (time limit, {result.seconds / 60:.1f} minutes): "
+                   f"go on with --resume and a longer --time-limit")
+        return
+    typer.echo(f"wrote {out}: {result.parameters / 1e6:.1f}M parameters, {len(sentences)} sentences, {result.steps} steps in "
+               f"{result.seconds / 60:.1f} minutes; masked-token accuracy on {result.held_out_sentences} held-out sentences "
+               f"{result.held_out_accuracy:.3f}. Use it with --backbone {out} or --encoder hf:{out}")
 
 
 @ganbert_app.command("eval", epilog=EVAL_EXAMPLE)

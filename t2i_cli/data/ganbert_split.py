@@ -72,6 +72,19 @@ def captions_and_classes(path: Path, split: str = "train") -> tuple[dict[str, li
     return captions, classes
 
 
+def pretraining_sentences(path: Path, *, holdout: float = 0.2, seed: int = 0) -> tuple[list[str], dict]:
+    """The captions a BERT is pretrained on from ``path``: its train split's, but for the images
+    ``t2i ganbert train`` holds out with the same ``holdout`` and ``seed`` (its defaults: 20 %,
+    seed 0), so no sentence it is later scored on was read in pretraining. Returns the sentences
+    and a record of where they came from."""
+    from ganbert.data import is_held_out
+
+    captions, _ = captions_and_classes(path)
+    kept = [name for name in sorted(captions) if not is_held_out(name, holdout, seed)]
+    sentences = [text for name in kept for text in captions[name]]
+    return sentences, {"data": Path(path).name, "split": "train", "images": len(kept), "holdout": holdout, "split_seed": seed}
+
+
 @dataclass
 class GanBertTask:
     """What one ``t2i ganbert train`` learns from and is scored on."""
@@ -82,10 +95,10 @@ class GanBertTask:
     source: dict  # where it all came from, for the checkpoint's metadata
 
 
-def check_task_source(data: Path | None, tsv: Path | None) -> None:
-    """Exactly one of a data file and a TSV file (checked first: before any output or setting)."""
+def check_task_source(data: Path | None, tsv: Path | None, *, second: str = "--tsv FILE.tsv") -> None:
+    """Exactly one of a data file and a text file (checked first: before any output or setting)."""
     if (data is None) == (tsv is None):
-        raise T2IError("give exactly one of --data FILE.h5 or --tsv FILE.tsv")
+        raise T2IError(f"give exactly one of --data FILE.h5 or {second}")
 
 
 def ganbert_task(*, data: Path | None = None, tsv: Path | None = None, eval_tsv: Path | None = None,
