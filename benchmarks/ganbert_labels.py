@@ -1,5 +1,9 @@
 """GAN-BERT against the supervised baseline at a few labelled fractions (issue 5's table).
 
+The figures behind the README's MiniLM paragraph; here a seed also moves the held-out images. The
+comparison for users (several backbones, TSV files, the same held-out images for every seed) is
+``t2i ganbert compare``.
+
     python benchmarks/ganbert_labels.py --data flowers.h5 [--fractions 0.01 0.02 0.1]
         [--steps 600] [--seeds 0] [--batching paired|mixed] [--eval-every 100]
         [--json benchmarks/ganbert_labels.json]

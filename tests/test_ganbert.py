@@ -250,3 +250,33 @@ def test_a_ganbert_encoder_conditions_the_gan_and_is_recorded(tmp_path, tiny_ber
     result = run("generate", "red petals", "-c", run_dir, "--encoder", f"ganbert:{ckpt}", "--out", image)
     assert result.exit_code == 0 and image.is_file(), result.output
     assert_one_line_error(run("generate", "red petals", "-c", run_dir, "--encoder", "minilm", "--out", tmp_path / "other.png"), "encoder mismatch")
+
+
+def test_the_comparison_runs_on_a_tiny_tsv_goes_on_from_its_results_and_tables_them(tmp_path, tiny_bert_dir):
+    """t2i ganbert compare: baseline and GAN-BERT at each fraction and seed, figures kept after
+    each run, a second call with the same settings trains nothing again."""
+    train = tmp_path / "train.tsv"
+    train.write_text("".join(f"{e.text}\t{e.label or ''}\n" for e in toy_examples(labelled_per_class=4, unlabelled_per_class=3)))
+    held = tmp_path / "held.tsv"
+    held.write_text("".join(f"one more {colour} flower\t{label}\n" for colour, label in COLOURS.items()))
+    out = tmp_path / "compare.json"
+    args = ("ganbert", "compare", out, "--tsv", train, "--eval-tsv", held, "--backbone", tiny_bert_dir, "--fractions", "0.5,1",
+            "--seeds", "0,1", "--steps", 2, "--batch-size", 4, "-q")
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    assert record["kind"] == "t2i-ganbert-comparison" and len(record["runs"]) == 2 * 2 * 2
+    half = [r for r in record["runs"] if r["fraction"] == 0.5]
+    assert {r["labelled"] for r in half} == {6} and {r["labelled"] for r in record["runs"] if r["fraction"] == 1} == {12}
+    assert all(r["count"] == 3 and 0 <= r["accuracy"] <= 1 for r in record["runs"])
+    assert "50%" in result.output and "100%" in result.output and "gain (points)" in result.output
+    again = run(*args)  # every run is in the file: nothing is trained, the same table comes back
+    table = again.output[again.output.index("accuracy on the held-out"):]
+    assert again.exit_code == 0 and json.loads(out.read_text())["runs"] == record["runs"] and result.output.endswith(table)
+    assert "baseline on" not in again.output  # no run trained
+    assert_one_line_error(run(*args[:-5], "--steps", 3, "-q"), "holds a comparison with other settings")
+    assert_one_line_error(run("ganbert", "compare", tmp_path / "x.json", "--tsv", train), "give --eval-tsv FILE with --tsv")
+    assert_one_line_error(run("ganbert", "compare", tmp_path / "x.json", "--tsv", train, "--eval-tsv", held, "--fractions", "0.5,two"),
+                          "--fractions takes comma-separated numbers")
+    assert_one_line_error(run("ganbert", "compare", tmp_path / "x.json", "--tsv", train, "--eval-tsv", held, "--fractions", "1.5"),
+                          "labelled fractions must lie in (0, 1]")

@@ -8,6 +8,7 @@ name) for evaluation, keeps a share of the rest labelled, and uses the remaining
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path
+from t2i_cli.commands.options import DeviceOption, QuietOption, check_output_path, counted
 from t2i_cli.data.ganbert_split import H5Selection, captions_and_classes
 from t2i_cli.errors import T2IError
 
@@ -25,6 +26,7 @@ ganbert_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Trai
 
 TRAIN_EXAMPLE = "Example: t2i ganbert train runs/ganbert-2pct --data flowers.h5 --labelled-fraction 0.02"
 EVAL_EXAMPLE = "Example: t2i ganbert eval runs/ganbert-2pct --data flowers.h5"
+COMPARE_EXAMPLE = "Example: t2i ganbert compare results.json --data flowers.h5 --backbone runs/caption-bert --backbone minilm"
 PRETRAIN_EXAMPLE = "Example: t2i ganbert pretrain runs/caption-bert --data flowers.h5 --steps 3000"
 HELD_OUT = "heldout"
 
@@ -135,6 +137,80 @@ def ganbert_pretrain_cli(
     typer.echo(f"wrote {out}: {result.parameters / 1e6:.1f}M parameters, {len(sentences)} sentences, {result.steps} steps in "
                f"{result.seconds / 60:.1f} minutes; masked-token accuracy on {result.held_out_sentences} held-out sentences "
                f"{result.held_out_accuracy:.3f}. Use it with --backbone {out} or --encoder hf:{out}")
+
+
+@ganbert_app.command("compare", epilog=COMPARE_EXAMPLE)
+def ganbert_compare_cli(
+    out: Annotated[Path, typer.Argument(help="Results file (JSON), written after every run; an existing one of the same settings is gone on with.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="A t2i HDF5 file: its train classes are the labels, a held-out share scores.")] = None,
+    tsv: Annotated[Optional[Path], typer.Option("--tsv", help="text<TAB>label lines; the fractions keep that share of its labelled rows.")] = None,
+    eval_tsv: Annotated[Optional[Path], typer.Option("--eval-tsv", help="With --tsv: the labelled sentences to score.")] = None,
+    backbones: Annotated[Optional[list[str]], typer.Option("--backbone", help="A BERT folder, or minilm; repeat for several (default: minilm).")] = None,
+    fractions: Annotated[str, typer.Option(help="Labelled fractions, comma-separated.")] = "0.01,0.02,0.05",
+    seeds: Annotated[str, typer.Option(help="Seeds, comma-separated: each picks other labelled rows and another initialisation.")] = "0,1,2",
+    holdout: Annotated[float, typer.Option(help="--data: share of train images held out to score (the same for every run).")] = 0.2,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps a run.")] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="AdamW rate.")] = 5e-5,
+    max_length: Annotated[int, typer.Option(min=4, help="Tokens per sentence.")] = 64,
+    device: DeviceOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """The GAN-BERT paper's comparison: baseline fine-tuning against GAN-BERT, per backbone, labelled fraction and seed."""
+    from ganbert.model import GanBertConfig
+    from t2i_cli.data.ganbert_split import check_task_source, ganbert_task
+    from t2i_cli.devices import resolve_device
+    from t2i_cli.progress import progress_bar
+    from t2i_cli.training.caption_encoder import compare_caption_encoders, comparison_table
+
+    check_task_source(data, tsv)
+    if tsv is not None and eval_tsv is None:
+        raise T2IError("a comparison scores every run: give --eval-tsv FILE with --tsv", parameter="eval_tsv")
+    check_output_path(out, as_folder=False)
+    chosen_fractions, chosen_seeds = _numbers(fractions, float, "fractions"), _numbers(seeds, int, "seeds")
+    chosen = [None if b.strip().lower() == "minilm" else b for b in (backbones or ["minilm"])]
+    for fraction in chosen_fractions:
+        if not 0 < fraction <= 1:
+            raise T2IError(f"labelled fractions must lie in (0, 1], got {fraction}", parameter="fractions")
+    configs = {mode: GanBertConfig(mode=mode, steps=steps, batch_size=batch_size, learning_rate=lr, max_length=max_length)
+               for mode in ("baseline", "ganbert")}
+    for config in configs.values():
+        config.validate()
+
+    def task_for(fraction: float, seed: int):
+        if data is not None:
+            return ganbert_task(data=data, selection=H5Selection(fraction, holdout, 0, labelled_seed=seed))
+        return ganbert_task(tsv=tsv, eval_tsv=eval_tsv, tsv_labelled=(fraction, seed))
+
+    settings = {"source": str(data or tsv), "eval_tsv": str(eval_tsv) if eval_tsv else None, "holdout": holdout if data else None,
+                "steps": steps, "batch_size": batch_size, "learning_rate": lr, "max_length": max_length}
+
+    def on_run(run: dict) -> None:
+        log.info("%s, %s, %.0f%% labelled, seed %d: accuracy %.4f (%.0f s)", run["backbone"], run["mode"], 100 * run["fraction"],
+                 run["seed"], run["accuracy"], run["seconds"])
+
+    total = len(chosen) * len(chosen_fractions) * len(chosen_seeds) * 2
+    with progress_bar("runs", total=total, enabled=not quiet) as advance:
+        runs = compare_caption_encoders(
+            task_for=task_for, backbones=chosen, fractions=chosen_fractions, seeds=chosen_seeds,
+            config_for=lambda mode, seed: dataclasses.replace(configs[mode], seed=seed), results=out, settings=settings,
+            device=resolve_device(device), on_run=on_run, progress=advance,
+        )
+    typer.echo(f"accuracy on the held-out sentences (mean ± sd over seeds; {out}):")
+    typer.echo(f"  {'backbone':<28} {'labelled':>8}  {'baseline':>15}  {'GAN-BERT':>15}  gain (points)")
+    for row in comparison_table(runs):
+        typer.echo(f"  {Path(row['backbone']).name:<28} {row['fraction']:>8.0%}  {str(row['baseline']):>15}  {str(row['ganbert']):>15}  "
+                   f"{row['gain_points'].mean:+.1f} ± {row['gain_points'].std:.1f} ({counted(len(row['seeds']), 'seed')})")
+
+
+def _numbers(text: str, kind: type, parameter: str) -> list:
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise T2IError(f"--{parameter} takes comma-separated numbers, got {text!r}", parameter=parameter) from None
+    if not values:
+        raise T2IError(f"--{parameter} names none", parameter=parameter)
+    return values
 
 
 @ganbert_app.command("eval", epilog=EVAL_EXAMPLE)

@@ -22,7 +22,8 @@ class H5Selection:
 
     labelled_fraction: float
     holdout_fraction: float
-    seed: int
+    seed: int  # of the held-out choice, and of the labelled one unless labelled_seed says otherwise
+    labelled_seed: int | None = None  # a comparison's seeds: other labelled rows, the same held-out set
 
     def partition(self, classes: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
         """(labelled, unlabelled, held-out) image names, each sorted, of a split whose images have
@@ -36,7 +37,7 @@ class H5Selection:
         groups: dict[str, list[str]] = {}
         for name in kept:
             groups.setdefault(classes[name], []).append(name)
-        labelled = choose_labelled(groups, self.labelled_fraction, self.seed)
+        labelled = choose_labelled(groups, self.labelled_fraction, self.seed if self.labelled_seed is None else self.labelled_seed)
         return [n for n in kept if n in labelled], [n for n in kept if n not in labelled], sorted(held)
 
     def split(self, path: Path):
@@ -101,8 +102,22 @@ def check_task_source(data: Path | None, tsv: Path | None, *, second: str = "--t
         raise T2IError(f"give exactly one of --data FILE.h5 or {second}")
 
 
+def keep_labelled(examples: list, fraction: float, seed: int) -> list:
+    """``examples`` with only ``fraction`` of their labelled rows still labelled (spread over the
+    labels, seeded) and the others unlabelled: a TSV's labelled fractions for a comparison."""
+    from ganbert.data import TextExample, choose_labelled
+
+    groups: dict[str, list[str]] = {}
+    for row, example in enumerate(examples):
+        if example.label is not None:
+            groups.setdefault(example.label, []).append(str(row))
+    kept = choose_labelled(groups, fraction, seed)
+    return [e if e.label is None or str(row) in kept else TextExample(e.text, None) for row, e in enumerate(examples)]
+
+
 def ganbert_task(*, data: Path | None = None, tsv: Path | None = None, eval_tsv: Path | None = None,
-                 selection: H5Selection | None = None, labels_file: Path | None = None) -> GanBertTask:
+                 selection: H5Selection | None = None, labels_file: Path | None = None,
+                 tsv_labelled: tuple[float, int] | None = None) -> GanBertTask:
     """The task from a t2i HDF5 file (its train classes, split by ``selection``) or a TSV file
     (with an optional ``eval_tsv``). Everything about the evaluation is settled before training:
     the label set (as in the paper, every class the task has, labelled examples or not; or
@@ -115,11 +130,16 @@ def ganbert_task(*, data: Path | None = None, tsv: Path | None = None, eval_tsv:
         examples, evaluation, labels = selection.split(data)
         source = {"data": str(data), "labelled_fraction": selection.labelled_fraction, "holdout": selection.holdout_fraction,
                   "split_seed": selection.seed}
+        if selection.labelled_seed is not None:
+            source["labelled_seed"] = selection.labelled_seed
     else:
         examples = read_tsv(tsv)
         labels = label_table(examples)  # fails now, not after the backbone loads, when none is labelled
         evaluation = read_tsv(eval_tsv) if eval_tsv is not None else None
         source = {"tsv": str(tsv)}
+        if tsv_labelled is not None:  # (fraction, seed): keep that share of the labelled rows labelled
+            examples = keep_labelled(examples, *tsv_labelled)
+            source.update(labelled_fraction=tsv_labelled[0], labelled_seed=tsv_labelled[1])
     if evaluation is not None:
         scorable_examples(evaluation)
         labels = sorted(set(labels) | {e.label for e in evaluation if e.label is not None})

@@ -70,3 +70,101 @@ def fine_tune_caption_encoder(
         result.evaluation = {k: v for k, v in curve[-1].items() if k != "step"} if curve else model.evaluate(task.evaluation)
         update_metadata(out, {"evaluation": {"set": evaluation_name, **result.evaluation}})
     return result
+
+
+# --- the paper's comparison: baseline fine-tuning against GAN-BERT ---------------------------------
+COMPARISON_KIND = "t2i-ganbert-comparison"
+MODES = ("baseline", "ganbert")
+
+
+@dataclass
+class Spread:
+    mean: float
+    std: float  # the sample standard deviation over seeds (0 for one)
+    low: float
+    high: float
+    runs: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> "Spread":
+        import statistics
+
+        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, min(values), max(values), len(values))
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.std:.3f}"
+
+
+def comparison_table(runs: list[dict], metric: str = "accuracy") -> list[dict]:
+    """Per backbone and labelled fraction: the baseline's and GAN-BERT's ``metric`` over the seeds
+    both have, and GAN-BERT's mean gain (in points of the metric, x100)."""
+    rows = []
+    for backbone, fraction in dict.fromkeys((run["backbone"], run["fraction"]) for run in runs):
+        by_mode = {mode: {run["seed"]: run[metric] for run in runs
+                          if (run["backbone"], run["fraction"], run["mode"]) == (backbone, fraction, mode)} for mode in MODES}
+        seeds = sorted(set(by_mode["baseline"]) & set(by_mode["ganbert"]))
+        if not seeds:
+            continue
+        baseline = Spread.of([by_mode["baseline"][s] for s in seeds])
+        ganbert = Spread.of([by_mode["ganbert"][s] for s in seeds])
+        gains = Spread.of([100 * (by_mode["ganbert"][s] - by_mode["baseline"][s]) for s in seeds])
+        rows.append({"backbone": backbone, "fraction": fraction, "seeds": seeds, "baseline": baseline, "ganbert": ganbert,
+                     "gain_points": gains})
+    return rows
+
+
+def compare_caption_encoders(
+    *, task_for: Callable[[float, int], object], backbones: list[str | None], fractions: list[float], seeds: list[int],
+    config_for: Callable[[str, int], object], results: Path, settings: dict, device: torch.device,
+    on_run: Callable[[dict], None] | None = None, progress: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Fine-tune each backbone (None: MiniLM) with the baseline and with GAN-BERT, at each labelled
+    fraction and seed (``task_for(fraction, seed)``: the task, its labelled rows chosen by the seed;
+    ``config_for(mode, seed)``: the run's config), score the held-out sentences, and keep every
+    run's figures in ``results`` (JSON, rewritten atomically after each run). A results file of
+    the same ``settings`` is gone on with: its runs are not trained again. Returns the runs."""
+    import json
+    import tempfile
+    import time as clock
+
+    from t2i_cli.atomic import write_text
+
+    results = Path(results)
+    runs: list[dict] = []
+    if results.exists():
+        try:
+            previous = json.loads(results.read_text())
+        except (OSError, ValueError) as exc:
+            raise T2IError(f"{results} is unreadable: {exc}") from None
+        if not isinstance(previous, dict) or previous.get("kind") != COMPARISON_KIND:
+            raise T2IError(f"{results} exists and is not a GAN-BERT comparison; name another file", parameter="out")
+        if previous.get("settings") != settings:
+            raise T2IError(f"{results} holds a comparison with other settings; name another file to start a new one", parameter="out")
+        runs = previous["runs"]
+    done = {(run["backbone"], run["fraction"], run["seed"], run["mode"]) for run in runs}
+    for backbone in backbones:
+        name = "all-MiniLM-L6-v2" if backbone is None else str(backbone)
+        for fraction in fractions:
+            for seed in seeds:
+                task = None
+                for mode in MODES:
+                    if (name, fraction, seed, mode) in done:
+                        if progress is not None:
+                            progress(1)
+                        continue
+                    task = task or task_for(fraction, seed)
+                    started = clock.perf_counter()
+                    with tempfile.TemporaryDirectory(prefix="t2i-compare-") as scratch:
+                        result = fine_tune_caption_encoder(task, config_for(mode, seed), Path(scratch) / "model",
+                                                           backbone=None if backbone is None else Path(backbone), device=device,
+                                                           evaluation_name="held-out")
+                    run = {"backbone": name, "fraction": fraction, "seed": seed, "mode": mode, "labelled": result.labelled,
+                           "sentences": result.sentences, **{k: result.evaluation[k] for k in ("accuracy", "macro_f1", "count")},
+                           "seconds": round(clock.perf_counter() - started, 1)}
+                    runs.append(run)
+                    write_text(results, json.dumps({"kind": COMPARISON_KIND, "settings": settings, "runs": runs}, indent=2) + "\n")
+                    if on_run is not None:
+                        on_run(run)
+                    if progress is not None:
+                        progress(1)
+    return runs
