@@ -213,6 +213,8 @@ def pretrain_bert(
         started = PretrainConfig(**record["config"])
         if started != config:
             raise GanBertError(f"{out} was started with other settings ({started}); resume it with those")
+        if record.get("steps_done", 0) >= config.steps or not (out / STATE_DIR / "state.pt").is_file():
+            raise GanBertError(f"{out} finished its {record.get('steps_done')} steps; there is nothing to resume")
     elif out.exists():
         raise GanBertError(f"{out} already exists: resume it, or write to another folder")
     if not out.parent.is_dir():
@@ -230,13 +232,17 @@ def pretrain_bert(
     generator = torch.Generator().manual_seed(config.seed)
     step, seconds, history, order, position = 0, 0.0, [], None, 0
     if resume:
-        state = torch.load(out / STATE_DIR / "state.pt", map_location="cpu", weights_only=True)
         from safetensors.torch import load_model
 
-        load_model(model, str(out / STATE_DIR / "model.safetensors"))
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
+        try:
+            state = torch.load(out / STATE_DIR / "state.pt", map_location="cpu", weights_only=True)
+            load_model(model, str(out / STATE_DIR / "model.safetensors"))
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            generator.set_state(state["generator"])
+        except Exception as exc:  # a damaged or foreign file: torch and safetensors raise many types here
+            raise GanBertError(f"the training state in {out / STATE_DIR} is unreadable ({type(exc).__name__}); "
+                               f"start a new pretraining") from None
         step, seconds, history = state["step"], state["seconds"], record["history"]
         order, position = state["order"], state["position"]
         torch.set_rng_state(state["torch_rng"])  # dropout's draws go on where they stopped

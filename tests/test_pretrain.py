@@ -59,6 +59,8 @@ def test_an_interrupted_pretraining_resumes_to_the_same_weights(tmp_path):
                       resume=True)
     with pytest.raises(GanBertError, match="already exists"):
         pretrain_bert(SENTENCES, config, tmp_path / "straight")
+    with pytest.raises(GanBertError, match="finished its 6 steps; there is nothing to resume"):
+        pretrain_bert(SENTENCES, config, tmp_path / "straight", resume=True)
 
 
 def test_masking_follows_bert_and_never_touches_special_tokens():
