@@ -46,7 +46,7 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict, prof
     """Run in a child process: build the trainer for ``variant`` and time ``steps`` steps."""
     import torch
 
-    from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults
+    from t2i_cli.config import ModelConfig, TrainConfig, arch_defaults, run_model
     from t2i_cli.data.batches import Batch, InMemoryBatches
     from t2i_cli.data.dataset import CaptionImageDataset
     from t2i_cli.data.split import InMemorySplit
@@ -80,11 +80,8 @@ def measure(data: Path, variant: str, steps: int, device: str, model: dict, prof
     model_preset, _ = arch_defaults(model["arch"])
     if model["width"]:
         model_preset.update(ngf=model["width"], ndf=model["width"])
-    # As t2i train builds it: per-sample norms in D wherever a per-sample penalty is taken.
-    d_norm = "layer" if config.per_sample_penalty else "batch"
-    model_config = ModelConfig(
-        arch=model["arch"], d_norm=d_norm, embedding_dim=int(sample["embedding"].shape[-1]), **model_preset
-    )
+    # As t2i train builds it (per-sample norms in a dcgan D wherever a per-sample penalty is taken).
+    model_config = run_model(ModelConfig(arch=model["arch"], **model_preset), config, embedding_dim=int(sample.embedding.shape[-1]))
     generator, discriminator = build_models(model_config)
     trainer = Trainer(
         generator=generator, discriminator=discriminator, loader=loader, loader_generator=torch.Generator(),

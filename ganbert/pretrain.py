@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -81,6 +81,16 @@ class PretrainResult:
     history: list[dict] = field(default_factory=list)
 
 
+def sentences_fingerprint(sentences: Sequence[str]) -> str:
+    """A short sha256 of the sentences in order: a resume must read the very same ones."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for sentence in sentences:
+        digest.update(sentence.encode("utf-8") + b"\n")
+    return digest.hexdigest()[:20]
+
+
 def read_sentences(path: str | Path) -> list[str]:
     """A UTF-8 text file, one sentence a line (blank lines skipped)."""
     path = Path(path)
@@ -127,6 +137,11 @@ def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tokenizer, probability
     """BERT's masking of a padded batch ``ids`` (B, T): ``(inputs, labels)``, labels -100 where
     no prediction is asked. ``special`` (B, T) marks [CLS], [SEP] and padding, never chosen."""
     chosen = (torch.rand(ids.shape, generator=generator) < probability) & ~special
+    if not chosen.any():  # a batch of short lines may draw none: the loss would be the mean of nothing (NaN)
+        candidates = (~special).nonzero()
+        if len(candidates):
+            row, column = candidates[int(torch.randint(len(candidates), (1,), generator=generator))]
+            chosen[row, column] = True
     labels = torch.where(chosen, ids, torch.full_like(ids, -100))
     draw = torch.rand(ids.shape, generator=generator)
     inputs = ids.clone()
@@ -208,11 +223,19 @@ def pretrain_bert(
     sentences = list(sentences)
     if len(sentences) < 2:
         raise GanBertError(f"pretraining needs sentences to learn from; got {len(sentences)}")
+    fingerprint = sentences_fingerprint(sentences)
     if resume:
         record = read_record(out)
-        started = PretrainConfig(**record["config"])
-        if started != config:
+        try:
+            started = PretrainConfig(**record["config"])
+        except (KeyError, TypeError) as exc:
+            raise GanBertError(f"{out / RECORD_FILE} is damaged ({type(exc).__name__}); start a new pretraining") from None
+        # bf16 follows the machine (--amp auto), so a run may go on elsewhere with the same flags.
+        if replace(started, bf16=config.bf16) != config:
             raise GanBertError(f"{out} was started with other settings ({started}); resume it with those")
+        if record.get("sentences_sha256") != fingerprint:
+            raise GanBertError(f"{out} was started on other sentences ({record.get('sentences')} of them); resume it on the same "
+                               f"text, or the same data file with the same --holdout and --split-seed")
         if record.get("steps_done", 0) >= config.steps or not (out / STATE_DIR / "state.pt").is_file():
             raise GanBertError(f"{out} finished its {record.get('steps_done')} steps; there is nothing to resume")
     elif out.exists():
@@ -240,12 +263,14 @@ def pretrain_bert(
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
             generator.set_state(state["generator"])
+            step, seconds, history = int(state["step"]), float(state["seconds"]), list(record["history"])
+            order, position = state["order"], int(state["position"])
+            torch.set_rng_state(state["torch_rng"])  # dropout's draws go on where they stopped
+            if device.type == "cuda" and state.get("cuda_rng"):
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
         except Exception as exc:  # a damaged or foreign file: torch and safetensors raise many types here
             raise GanBertError(f"the training state in {out / STATE_DIR} is unreadable ({type(exc).__name__}); "
                                f"start a new pretraining") from None
-        step, seconds, history = state["step"], state["seconds"], record["history"]
-        order, position = state["order"], state["position"]
-        torch.set_rng_state(state["torch_rng"])  # dropout's draws go on where they stopped
     model.to(device).train()
     parameters = sum(p.numel() for p in model.parameters())
     recent: list[float] = []
@@ -279,10 +304,12 @@ def pretrain_bert(
             out_of_time = time_limit > 0 and seconds >= time_limit * 60
             accuracy = _held_out_accuracy(model, encoded, held_rows, tokenizer, config, device) if (last or out_of_time) else None
             state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "generator": generator.get_state(),
-                     "torch_rng": torch.get_rng_state(), "step": step, "seconds": seconds, "order": order, "position": position}
+                     "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                     "step": step, "seconds": seconds, "order": order, "position": position}
             _save(out, model, tokenizer, state, {
                 "kind": KIND, "config": asdict(config), "steps_done": step, "seconds": round(seconds, 1),
-                "parameters": parameters, "sentences": len(sentences), "held_out_sentences": len(held_rows),
+                "parameters": parameters, "sentences": len(sentences), "sentences_sha256": fingerprint,
+                "held_out_sentences": len(held_rows),
                 "held_out_masked_accuracy": None if accuracy is None else round(accuracy, 4),
                 "source": source or {}, "history": history,
             }, keep_state=not last)

@@ -281,7 +281,7 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
             folder, model, train, encoder, int(config.get("epoch", 0)), int(config.get("step", 0)),
             float(config.get("train_seconds", 0.0)), config.get("data"),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # AttributeError: a section that is no JSON object
         raise T2IError(f"checkpoint {folder} has a malformed {CONFIG_FILE}: {exc}") from None
 
 

@@ -51,7 +51,7 @@ FLAGS = {
     "lr": "--lr", "lr_d": "--lr-d", "sheet": "--sheet", "port": "--port",
     "variation_of": "--variation-of", "strength": "--strength", "rerank": "--rerank", "sr_weights": "--sr-weights",
     "noise_from": "--noise-from", "feature_matching_coef": "--feature-matching", "arch": "--arch",
-    "fractions": "--fractions", "seeds": "--seeds", "eval_tsv": "--eval-tsv",
+    "fractions": "--fractions", "holdout": "--holdout", "seeds": "--seeds", "eval_tsv": "--eval-tsv",
     "kernels": "--kernels", "widths": "--widths", "size": "--fsrcnn-size", "output": "--output",
 }
 

@@ -61,6 +61,17 @@ def test_an_interrupted_pretraining_resumes_to_the_same_weights(tmp_path):
         pretrain_bert(SENTENCES, config, tmp_path / "straight")
     with pytest.raises(GanBertError, match="finished its 6 steps; there is nothing to resume"):
         pretrain_bert(SENTENCES, config, tmp_path / "straight", resume=True)
+    # A resume reads the very sentences it started on, whatever the machine's bf16 says.
+    pretrain_bert(SENTENCES, config, tmp_path / "again", save_every=3, time_limit=1e-9)
+    with pytest.raises(GanBertError, match="was started on other sentences"):
+        pretrain_bert(SENTENCES[:-1], config, tmp_path / "again", save_every=3, resume=True)
+    from dataclasses import replace
+
+    assert pretrain_bert(SENTENCES, replace(config, bf16=True), tmp_path / "again", save_every=3, resume=True).steps == 6
+    (tmp_path / "again2").mkdir()
+    (tmp_path / "again2" / "pretraining.json").write_text('{"kind": "ganbert-pretrained-bert", "config": {"layers": "x", "nope": 1}}')
+    with pytest.raises(GanBertError, match="is damaged"):
+        pretrain_bert(SENTENCES, config, tmp_path / "again2", resume=True)
 
 
 def test_masking_follows_bert_and_never_touches_special_tokens():
@@ -77,6 +88,10 @@ def test_masking_follows_bert_and_never_touches_special_tokens():
     kept = (inputs[asked] == ids[asked]).float().mean()
     assert abs(share - 0.15) < 0.02 and abs(masked - 0.8) < 0.04 and 0.07 < kept < 0.16  # 10 % kept, plus random hits of itself
     assert torch.equal(inputs[~asked], ids[~asked])
+    # A batch of short lines that draws no token still has one to predict (else the loss is NaN).
+    short = torch.tensor(tokenizer(["rose"] * 4, padding=True)["input_ids"])
+    _, labels = mask_tokens(short, _special(short, tokenizer), tokenizer, 1e-9, torch.Generator().manual_seed(0))
+    assert int((labels != -100).sum()) == 1
 
 
 def test_pretrain_refuses_bad_input_in_one_line(tmp_path, flowers_h5):

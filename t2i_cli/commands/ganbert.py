@@ -158,7 +158,7 @@ def ganbert_compare_cli(
 ) -> None:
     """The GAN-BERT paper's comparison: baseline fine-tuning against GAN-BERT, per backbone, labelled fraction and seed."""
     from ganbert.model import GanBertConfig
-    from t2i_cli.data.ganbert_split import check_task_source, ganbert_task
+    from t2i_cli.data.ganbert_split import check_pretraining_unseen, check_task_source, ganbert_task
     from t2i_cli.devices import resolve_device
     from t2i_cli.progress import progress_bar
     from t2i_cli.training.caption_encoder import compare_caption_encoders, comparison_table
@@ -169,6 +169,10 @@ def ganbert_compare_cli(
     check_output_path(out, as_folder=False)
     chosen_fractions, chosen_seeds = _numbers(fractions, float, "fractions"), _numbers(seeds, int, "seeds")
     chosen = [None if b.strip().lower() == "minilm" else b for b in (backbones or ["minilm"])]
+    if data is not None:
+        for backbone in chosen:
+            if backbone is not None:
+                check_pretraining_unseen(Path(backbone), data, holdout)
     for fraction in chosen_fractions:
         if not 0 < fraction <= 1:
             raise T2IError(f"labelled fractions must lie in (0, 1], got {fraction}", parameter="fractions")

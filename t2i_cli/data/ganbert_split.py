@@ -7,6 +7,7 @@ a share of the rest labelled, and leaves the remaining captions unlabelled.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,29 @@ def pretraining_sentences(path: Path, *, holdout: float = 0.2, seed: int = 0) ->
     kept = [name for name in sorted(captions) if not is_held_out(name, holdout, seed)]
     sentences = [text for name in kept for text in captions[name]]
     return sentences, {"data": Path(path).name, "split": "train", "images": len(kept), "holdout": holdout, "split_seed": seed}
+
+
+def check_pretraining_unseen(backbone: Path, data: Path, holdout: float, seed: int = 0) -> None:
+    """Refuse a backbone pretrained (t2i ganbert pretrain --data) on ``data``'s captions with
+    another held-out choice than the one to score on (share ``holdout``, ``seed``): it would have
+    read sentences it is scored on. Backbones of other text, or not made here, pass."""
+    from ganbert.pretrain import RECORD_FILE
+
+    path = Path(backbone) / RECORD_FILE
+    if not path.is_file():
+        return
+    try:
+        source = json.loads(path.read_text()).get("source", {})
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(source, dict) or source.get("data") != Path(data).name:
+        return
+    if (source.get("holdout"), source.get("split_seed")) != (holdout, seed):
+        raise T2IError(
+            f"{backbone} was pretrained on {source['data']}'s captions less another held-out set ({source.get('holdout')}, "
+            f"split seed {source.get('split_seed')}) than the one scored here ({holdout}, split seed {seed}): it read "
+            f"sentences it would be scored on; compare with the held-out set it left out",
+            parameter="holdout")
 
 
 @dataclass
