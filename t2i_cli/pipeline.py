@@ -174,15 +174,20 @@ class T2IPipeline:
         self,
         *,
         generator: torch.nn.Module,
-        caption_encoder: TextEncoder | None,
         model_config: ModelConfig,
         device: torch.device,
+        caption_encoder: TextEncoder | None = None,
         source: Path | None = None,
         sr_weights: Sequence[str | Path] = (),
         upscalers: Sequence["Upscaler"] = (),
+        encoder: TextEncoder | None = None,  # caption_encoder's first name, for code written against it
     ):
+        if encoder is not None and caption_encoder is not None and encoder is not caption_encoder:
+            raise T2IError("give the caption encoder once: caption_encoder= (encoder= is its old name)")
         self.generator = generator.to(device).eval().requires_grad_(False)
-        self.caption_encoder = caption_encoder
+        self.caption_encoder = caption_encoder if caption_encoder is not None else encoder
+        if model_config.conditional and self.caption_encoder is None:
+            raise T2IError("a conditional generator needs its caption encoder: pass caption_encoder=", parameter="encoder")
         self.model_config = model_config
         self.device = device
         self.source = source

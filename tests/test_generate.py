@@ -307,6 +307,12 @@ def test_a_pipeline_is_composed_of_parts_a_caller_may_pass(tmp_path, tiny_run, p
     assert [image.tobytes() for image in result.upscaled] == [image.tobytes() for image in own_x2.upscale_images(result.images)]
     with pytest.raises(T2IError, match="two SR stages given for x2"):
         T2IPipeline.from_pretrained(tiny_run, device="cpu", upscalers=[own_x2, own_x2])
+    # Built by hand, under the caption encoder's old keyword too.
+    old_style = T2IPipeline(generator=pipeline.generator, encoder=pipeline.caption_encoder, model_config=pipeline.model_config,
+                            device=torch.device("cpu"))
+    assert old_style.caption_encoder is pipeline.caption_encoder
+    with pytest.raises(T2IError, match="needs its caption encoder"):
+        T2IPipeline(generator=pipeline.generator, model_config=pipeline.model_config, device=torch.device("cpu"))
 
     class OtherEncoder:
         identity = EncoderIdentity("other", 384, "1")
