@@ -29,14 +29,18 @@ EVAL_EXAMPLE = "Example: t2i ganbert eval runs/ganbert-2pct --data flowers.h5"
 COMPARE_EXAMPLE = "Example: t2i ganbert compare results.json --data flowers.h5 --backbone runs/caption-bert --backbone minilm"
 PRETRAIN_EXAMPLE = "Example: t2i ganbert pretrain runs/caption-bert --data flowers.h5 --steps 3000"
 HELD_OUT = "heldout"
+# The task's sources, as train and compare both take them.
+TaskDataOption = Annotated[Optional[Path], typer.Option("--data", help="A t2i HDF5 file: its train classes are the labels, a held-out share of its images scores.")]
+TsvOption = Annotated[Optional[Path], typer.Option("--tsv", help="text<TAB>label lines; an empty label = unlabelled.")]
+EvalTsvOption = Annotated[Optional[Path], typer.Option("--eval-tsv", help="With --tsv: labelled sentences to score.")]
 
 
 @ganbert_app.command("train", epilog=TRAIN_EXAMPLE)
 def ganbert_train_cli(
     out: Annotated[Path, typer.Argument(help="Checkpoint folder to write (atomically).")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="A t2i HDF5 file: its train classes are the labels.")] = None,
-    tsv: Annotated[Optional[Path], typer.Option("--tsv", help="text<TAB>label lines; an empty label = unlabelled.")] = None,
-    eval_tsv: Annotated[Optional[Path], typer.Option("--eval-tsv", help="TSV to evaluate on after training.")] = None,
+    data: TaskDataOption = None,
+    tsv: TsvOption = None,
+    eval_tsv: EvalTsvOption = None,
     labelled_fraction: Annotated[float, typer.Option(help="--data: share of the non-held-out train images kept labelled.")] = 0.02,
     holdout: Annotated[float, typer.Option(help="--data: share of train images held out for evaluation.")] = 0.2,
     split_seed: Annotated[int, typer.Option(help="--data: seed of the held-out and labelled choices.")] = 0,
@@ -142,9 +146,9 @@ def ganbert_pretrain_cli(
 @ganbert_app.command("compare", epilog=COMPARE_EXAMPLE)
 def ganbert_compare_cli(
     out: Annotated[Path, typer.Argument(help="Results file (JSON), written after every run; an existing one of the same settings is gone on with.")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="A t2i HDF5 file: its train classes are the labels, a held-out share scores.")] = None,
-    tsv: Annotated[Optional[Path], typer.Option("--tsv", help="text<TAB>label lines; the fractions keep that share of its labelled rows.")] = None,
-    eval_tsv: Annotated[Optional[Path], typer.Option("--eval-tsv", help="With --tsv: the labelled sentences to score.")] = None,
+    data: TaskDataOption = None,
+    tsv: TsvOption = None,  # the fractions keep that share of its labelled rows labelled
+    eval_tsv: EvalTsvOption = None,
     backbones: Annotated[Optional[list[str]], typer.Option("--backbone", help="A BERT folder, or minilm; repeat for several (default: minilm).")] = None,
     fractions: Annotated[str, typer.Option(help="Labelled fractions, comma-separated.")] = "0.01,0.02,0.05",
     seeds: Annotated[str, typer.Option(help="Seeds, comma-separated: each picks other labelled rows and another initialisation.")] = "0,1,2",
