@@ -192,8 +192,8 @@ class T2IPipeline:
         self.device = device
         self.source = source
         self._upscalers: dict[tuple[int, str], "Upscaler"] = {}
-        self.sr_weights = _sr_weights_by_scale(sr_weights)  # the caller's SR networks, by scale; the shipped ones elsewhere
-        self.given_upscalers = _upscalers_by_scale(upscalers, self.sr_weights)
+        # The caller's SR stage by scale (the shipped networks serve the others), and the files given for it.
+        self.sr_weights, self.given_upscalers = _callers_upscalers(sr_weights, upscalers, device)
         self._style_encoders: dict[Path | None, torch.nn.Module] = {}
         self._scorer = None
 
@@ -275,14 +275,18 @@ class T2IPipeline:
     def upscaler(self, scale: int, method: str = "auto") -> "Upscaler":
         """The SR stage for ``scale``, loaded once: the caller's for that scale (``upscalers`` or
         ``sr_weights``), else the shipped network (FSRCNN or SRCNN) from ``weights/``, or bicubic."""
+        from srcnn.networks import display_name
         from srcnn.upscale import Upscaler
 
+        given = self.given_upscalers.get(scale) if method != "bicubic" else None
+        if given is not None:
+            if method not in ("auto", given.method):
+                raise T2IError(f"{given.source.name if given.source else f'the SR network given for x{scale}'} holds "
+                               f"{display_name(given.method)} weights, not {method}", parameter="sr_method")
+            return given
         key = (scale, method)
-        if method != "bicubic" and scale in self.given_upscalers:
-            return self.given_upscalers[scale]
         if key not in self._upscalers:
-            own = self.sr_weights.get(scale) if method != "bicubic" else None
-            self._upscalers[key] = Upscaler.load(scale, weights_dir=WEIGHTS_DIR, weights=own, method=method, device=self.device)
+            self._upscalers[key] = Upscaler.load(scale, weights_dir=WEIGHTS_DIR, method=method, device=self.device)
         return self._upscalers[key]
 
     def __call__(
@@ -408,29 +412,27 @@ class T2IPipeline:
         return result
 
 
-def _sr_weights_by_scale(files: Sequence[str | Path]) -> dict[int, Path]:
-    """``{scale: file}`` for SR weights files, each read (and so checked) now; two files for one
-    scale are refused."""
-    from srcnn.upscale import load_model
+def _callers_upscalers(files: Sequence[str | Path], upscalers: Sequence["Upscaler"],
+                       device: torch.device) -> tuple[dict[int, Path], dict[int, "Upscaler"]]:
+    """The caller's SR stage by scale: ``upscalers`` as given, and one built from each SR weights
+    file (read once, now, so a wrong one fails before any drawing); also ``{scale: file}`` for the
+    files, which the commands a picture is redrawn with name. Two for one scale are refused."""
+    from srcnn.upscale import Upscaler, load_model
 
-    by_scale: dict[int, Path] = {}
-    for file in files:
-        scale = load_model(Path(file)).config.scale
-        if scale in by_scale:
-            raise T2IError(f"two SR weights files for x{scale}: {by_scale[scale]} and {file}; give one per scale", parameter="sr_weights")
-        by_scale[scale] = Path(file)
-    return by_scale
-
-
-def _upscalers_by_scale(upscalers: Sequence["Upscaler"], files: dict[int, Path]) -> dict[int, "Upscaler"]:
-    """``{scale: upscaler}`` for the caller's upscalers; two for one scale (with ``sr_weights``
-    files counted) are refused."""
+    files_by_scale: dict[int, Path] = {}
     by_scale: dict[int, "Upscaler"] = {}
+    for file in map(Path, files):
+        model = load_model(file)
+        scale = model.config.scale
+        if scale in files_by_scale:
+            raise T2IError(f"two SR weights files for x{scale}: {files_by_scale[scale]} and {file}; give one per scale", parameter="sr_weights")
+        files_by_scale[scale] = file
+        by_scale[scale] = Upscaler(scale, model, device=device, source=file)
     for upscaler in upscalers:
-        if upscaler.scale in by_scale or upscaler.scale in files:
+        if upscaler.scale in by_scale:
             raise T2IError(f"two SR stages given for x{upscaler.scale}; give one per scale", parameter="sr_weights")
         by_scale[upscaler.scale] = upscaler
-    return by_scale
+    return files_by_scale, by_scale
 
 
 def check_seed(seed: int, *, parameter: str = "seed") -> None:

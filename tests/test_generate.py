@@ -303,6 +303,9 @@ def test_a_pipeline_is_composed_of_parts_a_caller_may_pass(tmp_path, tiny_run, p
     composed = T2IPipeline.from_pretrained(tiny_run, device="cpu", encoder=pipeline.caption_encoder, upscalers=[own_x2])
     assert composed.caption_encoder is pipeline.caption_encoder and composed.encoder is pipeline.caption_encoder
     assert composed.upscaler(2) is own_x2 and composed.upscaler(2, "bicubic") is not own_x2 and composed.upscaler(4) is not own_x2
+    assert composed.upscaler(2, "srcnn") is own_x2
+    with pytest.raises(T2IError, match="the SR network given for x2 holds SRCNN weights, not fsrcnn"):
+        composed.upscaler(2, "fsrcnn")
     result = composed("red petals", num_images=2, seed=1, upscale=2)
     assert [image.tobytes() for image in result.upscaled] == [image.tobytes() for image in own_x2.upscale_images(result.images)]
     with pytest.raises(T2IError, match="two SR stages given for x2"):
