@@ -186,10 +186,10 @@ def mark_latest(run_dir: Path, checkpoint: Path, *, keep_every: int = 0) -> None
     """Point ``RUN/latest`` at ``checkpoint`` (replaced atomically), then prune old checkpoints:
     the newest ``KEEP_CHECKPOINTS`` stay, and with ``keep_every`` > 0 so does every checkpoint of
     an epoch divisible by it (for choosing a model by a later evaluation)."""
-    run_dir = Path(run_dir)
-    write_text(RunFolder(run_dir).latest, str(Path(checkpoint).relative_to(run_dir)) + "\n")
-    best = read_best(run_dir)
-    saved = sorted(RunFolder(run_dir).checkpoints.glob("epoch-*"))
+    run = RunFolder(run_dir)
+    write_text(run.latest, str(Path(checkpoint).relative_to(run.root)) + "\n")
+    best = read_best(run.root)
+    saved = sorted(run.checkpoints.glob("epoch-*"))
     for stale in saved[:-KEEP_CHECKPOINTS]:
         epoch = stale.name.removeprefix("epoch-")
         if keep_every > 0 and epoch.isdigit() and int(epoch) % keep_every == 0:

@@ -58,24 +58,22 @@ def write_component(
     return folder
 
 
-def read_component(folder: str | Path, *, kind: str | tuple[str, ...], newest_format: int, what: str,
-                   config_file: str = CONFIG_FILE) -> dict:
-    """``folder``'s config, refused in one line unless it is readable JSON of ``kind`` (one kind or
-    a choice of them) in a format this t2i reads. ``what`` names the thing in messages
-    ("generator checkpoint", "style encoder"); ``config_file`` reads an older layout's file."""
+def read_component(folder: str | Path, *, kind: str, newest_format: int, what: str) -> dict:
+    """``folder``'s ``config.json``, refused in one line unless it is readable JSON of ``kind`` in a
+    format this t2i reads. ``what`` names the thing in messages ("generator checkpoint", "style
+    encoder")."""
     folder = Path(folder)
-    kinds = (kind,) if isinstance(kind, str) else kind
     try:
-        config = json.loads((folder / config_file).read_text())
+        config = json.loads((folder / CONFIG_FILE).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         detail = type(exc).__name__ if isinstance(exc, RecursionError) else exc
-        raise T2IError(f"{what} {folder} has an unreadable {config_file}: {detail}") from None
-    if not isinstance(config, dict) or config.get("kind") not in kinds:
+        raise T2IError(f"{what} {folder} has an unreadable {CONFIG_FILE}: {detail}") from None
+    if not isinstance(config, dict) or config.get("kind") != kind:
         found = config.get("kind") if isinstance(config, dict) else None
-        raise T2IError(f"{folder} is not a t2i {what} (kind {found!r}, expected {' or '.join(map(repr, kinds))})")
+        raise T2IError(f"{folder} is not a t2i {what} (kind {found!r}, expected {kind!r})")
     fmt = config.get("format", 0)
     if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 0:
-        raise T2IError(f"{what} {folder}: its {config_file} gives format {json.dumps(fmt)}, not a whole number")
+        raise T2IError(f"{what} {folder}: its {CONFIG_FILE} gives format {json.dumps(fmt)}, not a whole number")
     if fmt > newest_format:
         raise T2IError(f"{folder} has {what} format {fmt}; this t2i reads up to {newest_format} (upgrade t2i)")
     return config

@@ -20,23 +20,25 @@ _ARCHITECTURES = {"dcgan": dcgan, "dfgan": dfgan}
 ARCH_SETTINGS: dict[str, tuple[str, ...]] = {name: module.SETTINGS for name, module in _ARCHITECTURES.items()}
 
 
+def _others_settings(arch: str) -> set[str]:
+    """The settings of every architecture but ``arch`` (that ``arch`` does not share)."""
+    return {name for other, settings in ARCH_SETTINGS.items() if other != arch for name in settings} - set(ARCH_SETTINGS.get(arch, ()))
+
+
 def foreign_settings(config: ModelConfig) -> list[str]:
     """The settings ``config`` changes from their defaults that belong to other architectures
     than its own: they would be ignored, so a run refuses them."""
     from dataclasses import fields
 
-    own = set(ARCH_SETTINGS.get(config.arch, ()))
-    others = {name for settings in ARCH_SETTINGS.values() for name in settings} - own
     defaults = {f.name: f.default for f in fields(ModelConfig)}
-    return [name for name in sorted(others) if getattr(config, name) != defaults[name]]
+    return [name for name in sorted(_others_settings(config.arch)) if getattr(config, name) != defaults[name]]
 
 
 def own_settings(model: dict) -> dict:
     """A model section (a checkpoint's or a file's) without other architectures' settings: those
     never shaped the model (checkpoints written before this held every field), and a new one
     stores only its own."""
-    arch = model.get("arch", "dcgan")
-    others = {name for other, settings in ARCH_SETTINGS.items() if other != arch for name in settings} - set(ARCH_SETTINGS.get(arch, ()))
+    others = _others_settings(model.get("arch", "dcgan"))
     return {key: value for key, value in model.items() if key not in others}
 
 

@@ -20,7 +20,6 @@ functions of :mod:`t2i_cli.training.losses`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,12 +50,18 @@ class DiscriminatorPass:
 
 
 class Objective:
+    # Whether D's scores are logits (the cross-entropy family), logged through a sigmoid; a critic's
+    # and a hinge D's scores are no probabilities and are logged as they are.
+    scores_are_logits = False
     # The hinge D is run through its parts and takes a double backward, which DDP cannot follow:
     # it stays unwrapped and its gradients are averaged by hand after backward (training/distributed.py).
     averages_d_by_hand = False
     # Whether D's weights are frozen while G's loss goes through it (saves their share of the
     # backward; a DDP-wrapped D must keep them, or its reducer waits for gradients that never come).
     freezes_d_for_g = False
+
+    def __init__(self, config: TrainConfig, *, conditional: bool = True):
+        self.config, self.conditional = config, conditional
 
     def discriminator_pass(self, trainer: Trainer, real: torch.Tensor, embedding: torch.Tensor | None,
                            noise: torch.Tensor, batch: Batch) -> DiscriminatorPass:
@@ -67,7 +72,8 @@ class Objective:
 
     def confidence(self, scores: torch.Tensor) -> torch.Tensor:
         """D's mean belief that the scored pairs are real, as logged (``D(x)``, ``D(G(z))``)."""
-        return torch.sigmoid(scores.detach().float()).mean()
+        scores = scores.detach().float()
+        return (torch.sigmoid(scores) if self.scores_are_logits else scores).mean()
 
     def generator_adversarial(self, fake_scores: torch.Tensor) -> Losses:
         raise NotImplementedError
@@ -77,8 +83,7 @@ class CrossEntropy(Objective):
     """The ``gan`` type: D's sigmoid cross-entropy on (real | fake | wrong, caption) pairs (without
     captions, on real and fake images alone)."""
 
-    def __init__(self, config: TrainConfig, *, conditional: bool = True):
-        self.config, self.conditional = config, conditional
+    scores_are_logits = True
 
     def discriminator_pass(self, trainer, real, embedding, noise, batch) -> DiscriminatorPass:
         cfg, D, augment = self.config, trainer.D, trainer.augment
@@ -107,8 +112,10 @@ class CrossEntropy(Objective):
 
 
 class Wasserstein(CrossEntropy):
-    """The ``wgan`` types: critic scores on the same pairs, Lipschitz by a gradient penalty
+    """The ``wgan`` type: critic scores on the same pairs, Lipschitz by a gradient penalty
     (``gradient_penalty`` > 0) or by clipping D's weights to ``clip`` after each step."""
+
+    scores_are_logits = False
 
     def pair_loss(self, real, fake, wrong) -> Losses:
         return losses.critic_loss(real, fake, wrong, wrong_weight=self.config.wrong_weight, fake_weight=self.config.fake_weight)
@@ -126,21 +133,16 @@ class Wasserstein(CrossEntropy):
                 for p in trainer.D.parameters():
                     p.clamp_(-self.config.clip, self.config.clip)
 
-    def confidence(self, scores: torch.Tensor) -> torch.Tensor:
-        return scores.detach().float().mean()  # a critic's score is no probability
-
     def generator_adversarial(self, fake_scores: torch.Tensor) -> Losses:
         return losses.generator_critic_loss(fake_scores)
 
 
 class Hinge(Objective):
-    """The ``hinge`` type (DF-GAN): real, fake and mismatched pairs, and the matching-aware gradient penalty."""
+    """The ``hinge`` type (DF-GAN): real, fake and mismatched pairs, and the matching-aware gradient
+    penalty. Always conditional (validate_run refuses it otherwise)."""
 
     averages_d_by_hand = True
     freezes_d_for_g = True
-
-    def __init__(self, config: TrainConfig, *, conditional: bool = True):
-        self.config = config  # always conditional (validate_run)
 
     def discriminator_pass(self, trainer, real, embedding, noise, batch) -> DiscriminatorPass:
         cfg, D, dev = self.config, trainer.D, trainer.device
@@ -174,14 +176,11 @@ class Hinge(Objective):
         # real_features are D's scoring features, not the feature-matching ones (the hinge type takes none).
         return DiscriminatorPass(loss, stats, fake, real_scores, fake_scores)
 
-    def confidence(self, scores: torch.Tensor) -> torch.Tensor:
-        return scores.detach().float().mean()
-
     def generator_adversarial(self, fake_scores: torch.Tensor) -> Losses:
         return losses.hinge_generator_loss(fake_scores)
 
 
-OBJECTIVES: dict[str, Callable[..., Objective]] = {"gan": CrossEntropy, "wgan": Wasserstein, "hinge": Hinge}
+OBJECTIVES: dict[str, type[Objective]] = {"gan": CrossEntropy, "wgan": Wasserstein, "hinge": Hinge}
 
 
 def objective_for(config: TrainConfig, *, conditional: bool = True) -> Objective:
