@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -211,9 +212,7 @@ class GanBertModel:
             raise GanBertError(f"{folder} already exists, and replacing it was not asked for", parameter="overwrite")
         if not folder.parent.is_dir():
             raise GanBertError(f"folder {folder.parent} does not exist")
-        partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        try:
+        with atomic_folder(folder) as partial:
             self.backbone.save_pretrained(partial / "backbone", safe_serialization=True)
             self.tokenizer.save_pretrained(partial / "backbone")
             heads = {f"discriminator.{k}": v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()}
@@ -228,10 +227,6 @@ class GanBertModel:
                 "metadata": metadata or {},
             }
             (partial / "ganbert.json").write_text(json.dumps(description, indent=2) + "\n")
-            _replace_folder(partial, folder)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
         return folder
 
     @classmethod
@@ -290,10 +285,21 @@ def read_description(folder: str | Path) -> dict:
     return description
 
 
-def _replace_folder(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing target is moved aside first and deleted only after."""
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+@contextlib.contextmanager
+def atomic_folder(folder: Path) -> Iterator[Path]:
+    """A hidden partial folder beside ``folder`` to write (not yet made: ``save_pretrained`` makes
+    it); on a clean exit it takes ``folder``'s place (an old one is moved aside first and deleted
+    only after), on an error it is deleted, so a kill mid-save leaves the last whole folder."""
+    folder = Path(folder)
+    partial = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        yield partial
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        if folder.exists():
+            folder.rename(old)
+        partial.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise

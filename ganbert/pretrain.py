@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,6 +29,7 @@ import torch
 
 from ganbert.backbone import default_backbone_dir
 from ganbert.errors import GanBertError
+from ganbert.model import atomic_folder
 
 RECORD_FILE = "pretraining.json"
 STATE_DIR = "training"
@@ -132,10 +132,10 @@ def _split(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return order[held:], order[:held]
 
 
-def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tokenizer, probability: float,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(ids: torch.Tensor, tokenizer, probability: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking of a padded batch ``ids`` (B, T): ``(inputs, labels)``, labels -100 where
-    no prediction is asked. ``special`` (B, T) marks [CLS], [SEP] and padding, never chosen."""
+    no prediction is asked. [CLS], [SEP] and padding are never chosen."""
+    special = special_tokens(ids, tokenizer)
     chosen = (torch.rand(ids.shape, generator=generator) < probability) & ~special
     if not chosen.any():  # a batch of short lines may draw none: the loss would be the mean of nothing (NaN)
         candidates = (~special).nonzero()
@@ -179,8 +179,7 @@ def _held_out_accuracy(model, encoded, rows, tokenizer, config, device) -> float
     with torch.inference_mode():
         for start in range(0, len(rows), 256):
             ids, mask = _batch(encoded, rows[start : start + 256], tokenizer.pad_token_id)
-            special = _special(ids, tokenizer)
-            inputs, labels = mask_tokens(ids, special, tokenizer, config.mask_probability, generator)
+            inputs, labels = mask_tokens(ids, tokenizer, config.mask_probability, generator)
             logits, targets = _masked_logits(model, inputs.to(device), mask.to(device), labels.to(device))
             hits += int((logits.argmax(-1) == targets).sum())
             total += len(targets)
@@ -197,7 +196,8 @@ def _masked_logits(model, inputs: torch.Tensor, mask: torch.Tensor, labels: torc
     return model.cls(hidden[asked]), labels[asked]
 
 
-def _special(ids: torch.Tensor, tokenizer) -> torch.Tensor:
+def special_tokens(ids: torch.Tensor, tokenizer) -> torch.Tensor:
+    """Where ``ids`` holds [CLS], [SEP] or padding: (B, T) bool."""
     return (ids == tokenizer.pad_token_id) | (ids == tokenizer.cls_token_id) | (ids == tokenizer.sep_token_id)
 
 
@@ -246,7 +246,7 @@ def pretrain_bert(
     torch.manual_seed(config.seed)
     tokenizer = _tokenizer()
     model = _bert(config, tokenizer)
-    encoded = tokenizer([s for s in sentences], truncation=True, max_length=config.max_length)["input_ids"]
+    encoded = tokenizer(sentences, truncation=True, max_length=config.max_length)["input_ids"]
     train_rows, held_rows = _split(len(sentences), config.seed)
     if len(train_rows) < 1:
         raise GanBertError("no sentences left to train on after the held-out share")
@@ -273,7 +273,8 @@ def pretrain_bert(
                                f"start a new pretraining") from None
     model.to(device).train()
     parameters = sum(p.numel() for p in model.parameters())
-    recent: list[float] = []
+    recent: deque[float] = deque(maxlen=100)  # the last 100 losses, whose mean each save records
+    accuracy = float("nan")
     clock = time.perf_counter()
     while step < config.steps:
         if order is None or position + config.batch_size > len(order):
@@ -281,7 +282,7 @@ def pretrain_bert(
         rows = order[position : position + config.batch_size]
         position += config.batch_size
         ids, mask = _batch(encoded, rows, tokenizer.pad_token_id)
-        inputs, labels = mask_tokens(ids, _special(ids, tokenizer), tokenizer, config.mask_probability, generator)
+        inputs, labels = mask_tokens(ids, tokenizer, config.mask_probability, generator)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             logits, targets = _masked_logits(model, inputs.to(device), mask.to(device), labels.to(device))
             loss = torch.nn.functional.cross_entropy(logits.float(), targets)
@@ -293,7 +294,7 @@ def pretrain_bert(
         optimizer.step()
         schedule.step()
         step += 1
-        recent = (recent + [float(loss.detach())])[-100:]
+        recent.append(float(loss.detach()))
         if progress is not None:
             progress(1)
         last = step == config.steps
@@ -302,7 +303,9 @@ def pretrain_bert(
             clock = time.perf_counter()
             history.append({"step": step, "loss": round(sum(recent) / len(recent), 4), "seconds": round(seconds, 1)})
             out_of_time = time_limit > 0 and seconds >= time_limit * 60
-            accuracy = _held_out_accuracy(model, encoded, held_rows, tokenizer, config, device) if (last or out_of_time) else None
+            scored = last or out_of_time
+            if scored:
+                accuracy = _held_out_accuracy(model, encoded, held_rows, tokenizer, config, device)
             state = {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "generator": generator.get_state(),
                      "torch_rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
                      "step": step, "seconds": seconds, "order": order, "position": position}
@@ -310,24 +313,20 @@ def pretrain_bert(
                 "kind": KIND, "config": asdict(config), "steps_done": step, "seconds": round(seconds, 1),
                 "parameters": parameters, "sentences": len(sentences), "sentences_sha256": fingerprint,
                 "held_out_sentences": len(held_rows),
-                "held_out_masked_accuracy": None if accuracy is None else round(accuracy, 4),
+                "held_out_masked_accuracy": round(accuracy, 4) if scored else None,
                 "source": source or {}, "history": history,
             }, keep_state=not last)
             if out_of_time and not last:
                 break
-    record = read_record(out)
-    return PretrainResult(out, step, seconds, history[-1]["loss"] if history else float("nan"),
-                          record["held_out_masked_accuracy"] if record["held_out_masked_accuracy"] is not None else float("nan"),
-                          len(held_rows), parameters, history)
+    return PretrainResult(out, step, seconds, history[-1]["loss"] if history else float("nan"), accuracy, len(held_rows),
+                          parameters, history)
 
 
 def _save(out: Path, model, tokenizer, state: dict, record: dict, *, keep_state: bool) -> None:
-    """Write the BERT folder to a partial folder and swap it in: a kill mid-save leaves the last one."""
+    """Write the BERT folder whole or not at all: a kill mid-save leaves the last one."""
     from safetensors.torch import save_model
 
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+    with atomic_folder(out) as partial:
         model.bert.save_pretrained(partial, safe_serialization=True)  # the encoder alone: what a backbone loads
         tokenizer.save_pretrained(partial)
         if keep_state:  # what a resume needs: the whole model (with its MLM head) and the optimizer
@@ -335,14 +334,6 @@ def _save(out: Path, model, tokenizer, state: dict, record: dict, *, keep_state:
             save_model(model, str(partial / STATE_DIR / "model.safetensors"))  # the MLM head's decoder is tied to the embeddings
             torch.save(state, partial / STATE_DIR / "state.pt")
         (partial / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        if out.exists():
-            out.rename(old)
-        partial.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
 
 
 def read_record(folder: str | Path) -> dict:

@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from t2i_cli.devices import check_amp
 from t2i_cli.errors import T2IError
 
 GAN_TYPES = ("gan", "wgan", "hinge")  # the loss; whether G and D take captions is the model's (conditional)
@@ -214,8 +215,7 @@ class TrainConfig:
             raise T2IError("diter, save_every, sample_every and log_every must be >= 1")
         if self.channels_last not in ("auto", "on", "off"):
             raise T2IError(f"channels_last must be auto, on or off, got {self.channels_last!r}")
-        if self.amp not in ("auto", "off", "bf16"):
-            raise T2IError(f"amp must be auto, off or bf16, got {self.amp!r}")
+        check_amp(self.amp)
         if not 0 <= self.ema_decay < 1:
             raise T2IError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 

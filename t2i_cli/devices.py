@@ -77,10 +77,19 @@ def auto_amp_dtype(device):
     return None
 
 
+AMP_SETTINGS = ("auto", "off", "bf16")
+
+
+def check_amp(setting: str) -> None:
+    if setting not in AMP_SETTINGS:
+        raise T2IError(f"amp must be auto, off or bf16, got {setting!r}", parameter="amp")
+
+
 def amp_dtype(setting: str, device):
     """The autocast dtype for a run's ``amp`` setting: ``auto`` is :func:`auto_amp_dtype`, ``bf16`` always, ``off`` never (None)."""
     import torch
 
+    check_amp(setting)
     if setting != "auto":
         return torch.bfloat16 if setting == "bf16" else None
     return auto_amp_dtype(device)

@@ -75,12 +75,12 @@ def test_an_interrupted_pretraining_resumes_to_the_same_weights(tmp_path):
 
 
 def test_masking_follows_bert_and_never_touches_special_tokens():
-    from ganbert.pretrain import _special, _tokenizer
+    from ganbert.pretrain import _tokenizer, special_tokens
 
     tokenizer = _tokenizer()
     ids = torch.tensor(tokenizer(["this flower has pink petals and a yellow center"] * 400, padding=True)["input_ids"])
-    special = _special(ids, tokenizer)
-    inputs, labels = mask_tokens(ids, special, tokenizer, 0.15, torch.Generator().manual_seed(0))
+    special = special_tokens(ids, tokenizer)
+    inputs, labels = mask_tokens(ids, tokenizer, 0.15, torch.Generator().manual_seed(0))
     asked = labels != -100
     assert not (asked & special).any() and torch.equal(labels[asked], ids[asked])
     share = asked.sum() / (~special).sum()
@@ -90,7 +90,7 @@ def test_masking_follows_bert_and_never_touches_special_tokens():
     assert torch.equal(inputs[~asked], ids[~asked])
     # A batch of short lines that draws no token still has one to predict (else the loss is NaN).
     short = torch.tensor(tokenizer(["rose"] * 4, padding=True)["input_ids"])
-    _, labels = mask_tokens(short, _special(short, tokenizer), tokenizer, 1e-9, torch.Generator().manual_seed(0))
+    _, labels = mask_tokens(short, tokenizer, 1e-9, torch.Generator().manual_seed(0))
     assert int((labels != -100).sum()) == 1
 
 

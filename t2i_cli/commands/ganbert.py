@@ -121,8 +121,6 @@ def ganbert_pretrain_cli(
     if not resume:
         check_output_path(out, as_folder=True)
     torch_device = resolve_device(device)
-    if amp not in ("auto", "bf16", "off"):
-        raise T2IError(f"amp must be auto, bf16 or off, got {amp!r}", parameter="amp")
     config = PretrainConfig(layers=layers, hidden=hidden, heads=heads, intermediate=intermediate, max_length=max_length, steps=steps,
                             batch_size=batch_size, learning_rate=lr, warmup_steps=warmup, seed=seed,
                             bf16=amp_dtype(amp, torch_device) is not None)

@@ -123,6 +123,7 @@ def compare_caption_encoders(
     ``config_for(mode, seed)``: the run's config), score the held-out sentences, and keep every
     run's figures in ``results`` (JSON, rewritten atomically after each run). A results file of
     the same ``settings`` is gone on with: its runs are not trained again. Returns the runs."""
+    import itertools
     import json
     import tempfile
     import time as clock
@@ -142,29 +143,24 @@ def compare_caption_encoders(
             raise T2IError(f"{results} holds a comparison with other settings; name another file to start a new one", parameter="out")
         runs = previous["runs"]
     done = {(run["backbone"], run["fraction"], run["seed"], run["mode"]) for run in runs}
-    for backbone in backbones:
+    tasks: dict[tuple[float, int], object] = {}  # a task a (fraction, seed): made once, for every backbone and mode
+    for backbone, fraction, seed, mode in itertools.product(backbones, fractions, seeds, MODES):
         name = "all-MiniLM-L6-v2" if backbone is None else str(backbone)
-        for fraction in fractions:
-            for seed in seeds:
-                task = None
-                for mode in MODES:
-                    if (name, fraction, seed, mode) in done:
-                        if progress is not None:
-                            progress(1)
-                        continue
-                    task = task or task_for(fraction, seed)
-                    started = clock.perf_counter()
-                    with tempfile.TemporaryDirectory(prefix="t2i-compare-") as scratch:
-                        result = fine_tune_caption_encoder(task, config_for(mode, seed), Path(scratch) / "model",
-                                                           backbone=None if backbone is None else Path(backbone), device=device,
-                                                           evaluation_name="held-out")
-                    run = {"backbone": name, "fraction": fraction, "seed": seed, "mode": mode, "labelled": result.labelled,
-                           "sentences": result.sentences, **{k: result.evaluation[k] for k in ("accuracy", "macro_f1", "count")},
-                           "seconds": round(clock.perf_counter() - started, 1)}
-                    runs.append(run)
-                    write_text(results, json.dumps({"kind": COMPARISON_KIND, "settings": settings, "runs": runs}, indent=2) + "\n")
-                    if on_run is not None:
-                        on_run(run)
-                    if progress is not None:
-                        progress(1)
+        if (name, fraction, seed, mode) not in done:
+            if (fraction, seed) not in tasks:
+                tasks[fraction, seed] = task_for(fraction, seed)
+            started = clock.perf_counter()
+            with tempfile.TemporaryDirectory(prefix="t2i-compare-") as scratch:
+                result = fine_tune_caption_encoder(tasks[fraction, seed], config_for(mode, seed), Path(scratch) / "model",
+                                                   backbone=None if backbone is None else Path(backbone), device=device,
+                                                   evaluation_name="held-out")
+            run = {"backbone": name, "fraction": fraction, "seed": seed, "mode": mode, "labelled": result.labelled,
+                   "sentences": result.sentences, **{k: result.evaluation[k] for k in ("accuracy", "macro_f1", "count")},
+                   "seconds": round(clock.perf_counter() - started, 1)}
+            runs.append(run)
+            write_text(results, json.dumps({"kind": COMPARISON_KIND, "settings": settings, "runs": runs}, indent=2) + "\n")
+            if on_run is not None:
+                on_run(run)
+        if progress is not None:
+            progress(1)
     return runs
