@@ -17,6 +17,7 @@ are measured on exactly the same draws. Each metric of :data:`METRICS` then says
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -114,6 +115,11 @@ class EvalSplit:
     @property
     def count(self) -> int:
         return len(self.real.images)
+
+    @functools.cached_property
+    def petal_colours(self) -> list[tuple[str, ...]]:
+        """The petal colours each picked caption names (the colour rules read them more than once)."""
+        return [petal_colours(caption) for caption in self.captions]
 
     @property
     def halves(self) -> tuple[np.ndarray, np.ndarray]:
@@ -337,7 +343,7 @@ def _r_precision(m: Measuring) -> RPrecisionResult:
 
 def _colour(m: Measuring) -> ColourResult:
     # Generated image i and real image i are judged against the same caption, the one picked for i.
-    named = [petal_colours(caption) for caption in m.evals.captions]
+    named = m.evals.petal_colours
     fake = colour_match(dominant_colours(m.fake.numpy()), named)
     real = colour_match(dominant_colours(m.evals.real.images.numpy()), named)
     return ColourResult(
@@ -376,7 +382,7 @@ def _diversity(m: Measuring) -> DiversityResult:
 
 def flower_captions(evals: EvalSplit) -> str | None:
     """None where the colour rules apply to ``evals``' captions, else why they do not."""
-    share = sum(bool(petal_colours(caption)) for caption in evals.captions) / evals.count
+    share = sum(bool(named) for named in evals.petal_colours) / evals.count
     if share >= FLOWER_CAPTION_SHARE:
         return None
     return (f"{share:.0%} of the {evals.split} split's captions name a petal colour (the colour rules read flower captions; "

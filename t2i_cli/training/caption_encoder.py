@@ -78,7 +78,7 @@ MODES = ("baseline", "ganbert")
 
 
 @dataclass
-class Spread:
+class OverSeeds:
     mean: float
     std: float  # the sample standard deviation over seeds (0 for one)
     low: float
@@ -86,7 +86,7 @@ class Spread:
     runs: int
 
     @classmethod
-    def of(cls, values: list[float]) -> "Spread":
+    def of(cls, values: list[float]) -> "OverSeeds":
         import statistics
 
         return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, min(values), max(values), len(values))
@@ -105,9 +105,9 @@ def comparison_table(runs: list[dict], metric: str = "accuracy") -> list[dict]:
         seeds = sorted(set(by_mode["baseline"]) & set(by_mode["ganbert"]))
         if not seeds:
             continue
-        baseline = Spread.of([by_mode["baseline"][s] for s in seeds])
-        ganbert = Spread.of([by_mode["ganbert"][s] for s in seeds])
-        gains = Spread.of([100 * (by_mode["ganbert"][s] - by_mode["baseline"][s]) for s in seeds])
+        baseline = OverSeeds.of([by_mode["baseline"][s] for s in seeds])
+        ganbert = OverSeeds.of([by_mode["ganbert"][s] for s in seeds])
+        gains = OverSeeds.of([100 * (by_mode["ganbert"][s] - by_mode["baseline"][s]) for s in seeds])
         rows.append({"backbone": backbone, "fraction": fraction, "seeds": seeds, "baseline": baseline, "ganbert": ganbert,
                      "gain_points": gains})
     return rows
