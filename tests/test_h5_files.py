@@ -213,3 +213,24 @@ def test_a_damaged_file_is_one_line_for_info_and_train(tmp_path, flowers_h5):
     damaged.write_bytes(bytes(data))
     assert_one_line_error(run("data", "info", damaged), f"{damaged} is damaged: cannot read")
     assert_one_line_error(run("train", "--data", damaged, "--out", tmp_path / "r", "--epochs", 1, "-q"), str(damaged))
+
+
+def test_packed_train_split_rebuilds_the_same_train_split(flowers_h5, tmp_path):
+    """benchmarks/pack_train_split.py carries the train split to the device machine: what it
+    rebuilds there is the same split (names, JPEG bytes, captions, classes, embeddings, class table)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "pack_train_split.py"
+    packed, rebuilt = tmp_path / "train.npz", tmp_path / "rebuilt.h5"
+    for action, source, target in (("pack", flowers_h5, packed), ("unpack", packed, rebuilt)):
+        subprocess.run([sys.executable, str(script), action, str(source), str(target)], check=True, capture_output=True)
+    with CaptionImageFile(flowers_h5) as original, CaptionImageFile(rebuilt) as copy:
+        assert copy.names("train") == original.names("train")
+        assert copy.names("valid") == [] and copy.names("test") == []
+        for name in original.names("train"):
+            mine, theirs = copy.example("train", name), original.example("train", name)
+            assert (mine.jpeg, mine.captions, mine.class_name) == (theirs.jpeg, theirs.captions, theirs.class_name)
+            assert np.array_equal(mine.embeddings, theirs.embeddings)
+        assert copy.embedding_dim == original.embedding_dim
