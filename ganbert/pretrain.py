@@ -245,7 +245,9 @@ def pretrain_bert(
     device = torch.device(device)
     torch.manual_seed(config.seed)
     tokenizer = _tokenizer()
-    model = _bert(config, tokenizer)
+    # On the device before the optimizer exists: a resumed optimizer state then loads onto the
+    # parameters' device (made on the CPU and moved later, it stayed on the CPU beside CUDA gradients).
+    model = _bert(config, tokenizer).to(device)
     encoded = tokenizer(sentences, truncation=True, max_length=config.max_length)["input_ids"]
     train_rows, held_rows = _split(len(sentences), config.seed)
     if len(train_rows) < 1:
@@ -271,7 +273,7 @@ def pretrain_bert(
         except Exception as exc:  # a damaged or foreign file: torch and safetensors raise many types here
             raise GanBertError(f"the training state in {out / STATE_DIR} is unreadable ({type(exc).__name__}); "
                                f"start a new pretraining") from None
-    model.to(device).train()
+    model.train()
     parameters = sum(p.numel() for p in model.parameters())
     recent: deque[float] = deque(maxlen=100)  # the last 100 losses, whose mean each save records
     accuracy = float("nan")
