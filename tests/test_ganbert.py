@@ -282,7 +282,7 @@ def test_the_comparison_runs_on_a_tiny_tsv_goes_on_from_its_results_and_tables_t
                           "labelled fractions must lie in (0, 1]")
 
 
-def test_a_comparison_refuses_a_backbone_pretrained_on_the_sentences_it_would_score(tmp_path, flowers_h5):
+def test_a_comparison_or_training_refuses_a_backbone_pretrained_on_the_sentences_it_would_score(tmp_path, flowers_h5):
     """A backbone from ganbert pretrain --data left out one held-out choice; scoring on another
     would score it on captions it read."""
     from t2i_cli.data.ganbert_split import check_pretraining_unseen
@@ -294,5 +294,8 @@ def test_a_comparison_refuses_a_backbone_pretrained_on_the_sentences_it_would_sc
     check_pretraining_unseen(backbone, flowers_h5, 0.2)  # the same held-out images: fine
     assert_one_line_error(run("ganbert", "compare", tmp_path / "c.json", "--data", flowers_h5, "--backbone", backbone, "--holdout", 0.3),
                           "less another held-out set (0.2, split seed 0) than the one scored here (0.3, split seed 0): it read sentences it "
-                          "would be scored on; compare with the held-out set it left out (--holdout)")
+                          "would be scored on; score it on the held-out set it left out (--holdout)")
+    # ganbert train scores on its own held-out set, which --split-seed chooses as well
+    assert_one_line_error(run("ganbert", "train", tmp_path / "t", "--data", flowers_h5, "--backbone", backbone, "--split-seed", 1),
+                          "than the one scored here (0.2, split seed 1): it read sentences it would be scored on")
     check_pretraining_unseen(backbone, tmp_path / "other.h5", 0.3)  # other data: nothing to check

@@ -60,12 +60,14 @@ def ganbert_train_cli(
 ) -> None:
     """Fine-tune a BERT-family caption encoder with GAN-BERT (or the supervised baseline)."""
     from ganbert.model import GanBertConfig
-    from t2i_cli.data.ganbert_split import check_task_source, ganbert_task
+    from t2i_cli.data.ganbert_split import check_pretraining_unseen, check_task_source, ganbert_task
     from t2i_cli.devices import resolve_device
     from t2i_cli.progress import progress_bar
     from t2i_cli.training.caption_encoder import fine_tune_caption_encoder
 
     check_task_source(data, tsv)
+    if data is not None and backbone is not None:
+        check_pretraining_unseen(backbone, data, holdout, split_seed)
     check_output_path(out, as_folder=True)
     if out.exists() and not force:
         raise T2IError(f"{out} already exists, and replacing it was not asked for", parameter="overwrite")

@@ -106,7 +106,7 @@ def check_pretraining_unseen(backbone: Path, data: Path, holdout: float, seed: i
         raise T2IError(
             f"{backbone} was pretrained on {source['data']}'s captions less another held-out set ({source.get('holdout')}, "
             f"split seed {source.get('split_seed')}) than the one scored here ({holdout}, split seed {seed}): it read "
-            f"sentences it would be scored on; compare with the held-out set it left out",
+            f"sentences it would be scored on; score it on the held-out set it left out",
             parameter="holdout")
 
 
