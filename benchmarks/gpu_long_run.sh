@@ -63,8 +63,8 @@ echo "training over at $(elapsed) s"
 wait $run_a; echo "A exit $?"; wait $run_b; echo "B exit $?"; wait $run_c; echo "C exit $?"
 
 for r in A B C; do
-  ls runs/$r/checkpoints 2>/dev/null | tr '\n' ' ' > "$logs/$r.checkpoints.txt"
   mapfile -t saved < <(ls -d runs/$r/checkpoints/epoch-* 2>/dev/null | sort)
+  printf '%s\n' "${saved[@]##*/}" > "$logs/$r.checkpoints.txt"
   [ ${#saved[@]} -gt 0 ] || continue
   picks=("${saved[-1]}")
   [ $r = B ] && [ ${#saved[@]} -gt 2 ] && picks+=("${saved[$(( ${#saved[@]} / 2 ))]}")

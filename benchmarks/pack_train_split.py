@@ -14,7 +14,6 @@ classes, class table and embeddings; valid and test empty) through t2i's own ato
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from t2i_cli.data.h5 import ATTR_ENCODER, ATTR_IMAGE_SIZE, CaptionImageFile, CaptionImageWriter, Example  # noqa: E402
+from t2i_cli.data.h5 import CaptionImageFile, CaptionImageWriter, Example  # noqa: E402
+from t2i_cli.errors import T2IError  # noqa: E402
 from t2i_cli.text.encoder import EncoderIdentity  # noqa: E402
 
 SPLIT = "train"
@@ -31,21 +31,21 @@ SPLIT = "train"
 def pack(source: Path, packed: Path) -> None:
     import h5py
 
-    with h5py.File(source, "r") as raw:
-        encoder = raw.attrs[ATTR_ENCODER]
-        image_size = int(raw.attrs[ATTR_IMAGE_SIZE])
-        classes = [c.decode() if isinstance(c, bytes) else str(c) for c in raw["classes"][()]]
-        stored_dtype = raw[SPLIT][next(iter(raw[SPLIT]))]["embeddings"].dtype
     jpegs, captions, counts, class_names, embeddings = [], [], [], [], []
-    with CaptionImageFile(source) as data:
+    with CaptionImageFile(source) as data:  # refuses a missing or foreign file in one line
+        encoder, image_size, classes = data.encoder, data.image_size or 0, data.classes
         names = data.names(SPLIT)
+        if not names:
+            raise T2IError(f"{source} has no {SPLIT} images")
+        with h5py.File(source, "r") as raw:  # the reader hands embeddings back as float32: keep the stored type
+            stored_dtype = raw[SPLIT][names[0]]["embeddings"].dtype
         for name in names:
             example = data.example(SPLIT, name)
             jpegs.append(np.frombuffer(example.jpeg, np.uint8))
             captions += example.captions
             counts.append(len(example.captions))
             class_names.append(example.class_name or "")
-            embeddings.append(np.asarray(example.embeddings).astype(stored_dtype))  # the reader hands float32 back
+            embeddings.append(np.asarray(example.embeddings).astype(stored_dtype))
     if any("\n" in caption for caption in captions):
         raise SystemExit("a caption holds a line break: this packing joins captions with them")
     packed.parent.mkdir(parents=True, exist_ok=True)
@@ -53,19 +53,21 @@ def pack(source: Path, packed: Path) -> None:
         packed, names=np.array(names), jpeg=np.concatenate(jpegs), jpeg_lengths=np.array([len(j) for j in jpegs]),
         captions=np.array("\n".join(captions)), counts=np.array(counts), class_names=np.array(class_names),
         classes=np.array(classes), embeddings=np.concatenate(embeddings),
-        encoder=np.array(encoder if isinstance(encoder, str) else encoder.decode()), image_size=np.array(image_size),
+        encoder=np.array(encoder.to_json()), image_size=np.array(image_size),
     )
     print(f"packed {len(names)} {SPLIT} images, {len(captions)} captions ({stored_dtype} embeddings) into {packed}: "
           f"{packed.stat().st_size / 1e6:.1f} MB")
 
 
 def unpack(packed: Path, target: Path) -> None:
+    if not packed.is_file():
+        raise T2IError(f"packed split {packed} does not exist (make it with: pack DATA.h5 {packed})")
     z = np.load(packed)  # each z[key] decompresses the whole array again: read every one once
     names, jpeg, classes, class_names, embeddings = z["names"], z["jpeg"], z["classes"], z["class_names"], z["embeddings"]
     captions = str(z["captions"]).split("\n")
     jpeg_at = np.concatenate([[0], np.cumsum(z["jpeg_lengths"])])
     caption_at = np.concatenate([[0], np.cumsum(z["counts"])])
-    encoder = EncoderIdentity(**json.loads(str(z["encoder"])))
+    encoder = EncoderIdentity.from_json(str(z["encoder"]))
     with CaptionImageWriter(target, encoder=encoder, embedding_dtype=str(embeddings.dtype), image_size=int(z["image_size"]),
                             classes=[str(c) for c in classes], source=f"{packed.name} ({SPLIT} split)", overwrite=True) as writer:
         for i, name in enumerate(names):
@@ -81,7 +83,10 @@ def main() -> None:
     parser.add_argument("source", type=Path)
     parser.add_argument("target", type=Path)
     args = parser.parse_args()
-    (pack if args.action == "pack" else unpack)(args.source, args.target)
+    try:
+        (pack if args.action == "pack" else unpack)(args.source, args.target)
+    except T2IError as exc:
+        raise SystemExit(f"Error: {exc}") from None
 
 
 if __name__ == "__main__":

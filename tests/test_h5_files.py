@@ -233,4 +233,5 @@ def test_packed_train_split_rebuilds_the_same_train_split(flowers_h5, tmp_path):
             mine, theirs = copy.example("train", name), original.example("train", name)
             assert (mine.jpeg, mine.captions, mine.class_name) == (theirs.jpeg, theirs.captions, theirs.class_name)
             assert np.array_equal(mine.embeddings, theirs.embeddings)
-        assert copy.embedding_dim == original.embedding_dim
+        assert (copy.embedding_dim, copy.encoder, copy.image_size, copy.classes) == \
+            (original.embedding_dim, original.encoder, original.image_size, original.classes)
