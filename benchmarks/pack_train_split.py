@@ -29,16 +29,13 @@ SPLIT = "train"
 
 
 def pack(source: Path, packed: Path) -> None:
-    import h5py
-
     jpegs, captions, counts, class_names, embeddings = [], [], [], [], []
     with CaptionImageFile(source) as data:  # refuses a missing or foreign file in one line
         encoder, image_size, classes = data.encoder, data.image_size or 0, data.classes
+        stored_dtype = data.stored_embedding_dtype  # the reader hands embeddings back as float32
         names = data.names(SPLIT)
         if not names:
             raise T2IError(f"{source} has no {SPLIT} images")
-        with h5py.File(source, "r") as raw:  # the reader hands embeddings back as float32: keep the stored type
-            stored_dtype = raw[SPLIT][names[0]]["embeddings"].dtype
         for name in names:
             example = data.example(SPLIT, name)
             jpegs.append(np.frombuffer(example.jpeg, np.uint8))

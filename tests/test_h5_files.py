@@ -114,6 +114,7 @@ def test_reembed_with_another_encoder_changes_identity_and_dim(tmp_path, flowers
     reembed(path, encoder=tiny, embedding_dtype="float32", progress=False)
     with CaptionImageFile(path) as data, CaptionImageFile(flowers_h5) as before:
         assert data.encoder == tiny.identity and data.embedding_dim == 32
+        assert data.stored_embedding_dtype == np.float32 and before.stored_embedding_dtype == np.float16
         assert data.classes == before.classes and data.image_size == before.image_size
         for split in before.splits:
             assert data.names(split) == before.names(split)

@@ -211,6 +211,16 @@ class CaptionImageFile:
                 return int(self.embeddings(split, name).shape[-1])
         return None
 
+    @property
+    def stored_embedding_dtype(self) -> np.dtype | None:
+        """The type the embeddings are stored in (float16 or float32); :meth:`embeddings` hands
+        them back as float32 whatever it is. ``None`` for a file without images."""
+        for split in self.splits:
+            for name in self.names(split):
+                with self._reading(f"{split}/{name}/embeddings"):
+                    return self._h5[split][name]["embeddings"].dtype
+        return None
+
     def check_encoder(self, expected: EncoderIdentity) -> None:
         """Refuse embeddings made by any other encoder than ``expected``."""
         if self.encoder is None:
