@@ -41,6 +41,8 @@ def one_colour_captions(file: CaptionImageFile, split: str) -> tuple[np.ndarray,
             if len(named) == 1:
                 rows.append(embedding)
                 targets.append(COLOURS.index(named[0]))
+    if not rows:
+        raise T2IError(f"{file.path}'s {split} split has no caption that names one petal colour: nothing to probe")
     features = np.asarray(rows, np.float32)
     features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-9)
     return features, np.asarray(targets, np.int64)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from t2i_cli.data.convert import reembed
+from t2i_cli.data.h5 import CaptionImageFile, CaptionImageWriter
 from t2i_cli.evaluation.colour import COLOURS, petal_colours
 from t2i_cli.text.encoder import EncoderIdentity, TextEncoder
 
@@ -56,9 +57,25 @@ def test_the_probe_reads_colour_only_from_an_encoder_that_keeps_it(flowers_h5, t
     assert result["majority"] < 1.0, "the fixture's valid captions should name more than one colour"
 
 
+def _probe_cli(tmp_path, data):
+    return subprocess.run([sys.executable, str(BENCHMARKS / "colour_probe.py"), "--data", str(data),
+                           "--json", str(tmp_path / "out.json")], capture_output=True, text=True)
+
+
 def test_the_probe_refuses_a_missing_file_in_one_line(tmp_path):
     missing = tmp_path / "missing.h5"
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "colour_probe.py"), "--data", str(missing),
-                           "--json", str(tmp_path / "out.json")], capture_output=True, text=True)
+    done = _probe_cli(tmp_path, missing)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [f"Error: data file {missing} does not exist"]
+
+
+def test_the_probe_refuses_a_split_with_nothing_to_score_in_one_line(tmp_path, flowers_h5):
+    train_only = tmp_path / "train-only.h5"
+    with CaptionImageFile(flowers_h5) as source, CaptionImageWriter(train_only, encoder=source.encoder) as writer:
+        for example in source.examples("train"):
+            writer.add("train", example)
+    done = _probe_cli(tmp_path, train_only)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == \
+        [f"Error: {train_only}'s valid split has no caption that names one petal colour: nothing to probe"]
+    assert not (tmp_path / "out.json").exists()
